@@ -1,0 +1,69 @@
+"""Test-set metrics of one model, and their mean and spread over seeds."""
+import numpy as np
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, log_loss,
+                             precision_recall_fscore_support)
+
+from classweights.params import NUM_CLASSES
+
+CLASSES = list(range(NUM_CLASSES))
+
+
+def seed_metrics(y_true, proba, minority):
+    """Accuracy, loss, balanced accuracy, macro-F1, minority recall and per-class P/R/F1."""
+    y_pred = proba.argmax(axis=1)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=CLASSES, zero_division=0)
+    metrics = {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "loss": log_loss(y_true, proba, labels=CLASSES),
+        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+        "macro_f1": f1_score(y_true, y_pred, labels=CLASSES, average="macro", zero_division=0),
+    }
+    if minority:
+        metrics["minority_recall"] = float(np.mean(recall[minority]))
+    metrics["per_class"] = {str(c): {"precision": precision[c], "recall": recall[c], "f1": f1[c]} for c in CLASSES}
+    return _to_floats(metrics)
+
+
+def _to_floats(tree):
+    if isinstance(tree, dict):
+        return {key: _to_floats(value) for key, value in tree.items()}
+    return float(tree)
+
+
+def flatten(tree, prefix=""):
+    """{'per_class': {'3': {'recall': x}}} -> {'per_class.3.recall': x}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def unflatten(flat):
+    tree = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def summarise_seeds(per_seed):
+    """{'mean': ..., 'std': ..., 'seeds': per_seed}; std is the sample sd (0 with one seed)."""
+    flat = [flatten(metrics) for metrics in per_seed.values()]
+    keys = flat[0].keys()
+    values = {key: np.array([f[key] for f in flat]) for key in keys}
+    ddof = 1 if len(flat) > 1 else 0
+    return {
+        "mean": unflatten({key: float(v.mean()) for key, v in values.items()}),
+        "std": unflatten({key: float(v.std(ddof=ddof)) for key, v in values.items()}),
+        "seeds": per_seed,
+    }
+
+
+def confusion(y_true, y_pred):
+    return confusion_matrix(y_true, y_pred, labels=CLASSES)

@@ -1,0 +1,163 @@
+"""params.yaml read once into typed, validated objects.
+
+Every problem becomes a UserError naming the key, the bad value and what is allowed.
+"""
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from classweights.cli import UserError
+
+NUM_CLASSES = 10  # every supported source (MNIST, Fashion-MNIST) has classes 0..9
+KERAS_MIRROR = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+
+class _Section(BaseModel):
+    # strict: "10" is not a number and true is not an integer; unknown keys are errors.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _check_class_ids(ids):
+    bad = [c for c in ids if not 0 <= c < NUM_CLASSES]
+    if bad:
+        raise ValueError(f"class id {bad[0]} is outside the data's classes 0..{NUM_CLASSES - 1}")
+    if len(set(ids)) != len(ids):
+        twice = next(c for c in ids if ids.count(c) > 1)
+        raise ValueError(f"class id {twice} is listed twice; list each class once")
+    return ids
+
+
+class DataParams(_Section):
+    source: Literal["mnist-sample", "mnist", "fashion-mnist"] = "mnist-sample"
+    path: str | None = None  # a local copy (file for mnist, directory for fashion-mnist)
+    mirror: str = KERAS_MIRROR  # base URL the downloads come from
+
+    @field_validator("mirror")
+    @classmethod
+    def _url(cls, value):
+        if not value.startswith(("http://", "https://")) or not value.endswith("/"):
+            raise ValueError("must be an http(s) URL ending in '/'")
+        return value
+
+
+class ImbalanceParams(_Section):
+    profile: Literal["none", "step", "longtail"] = "step"
+    ratio: float = Field(default=10.0, ge=1)  # n_max / n_min
+    minority_classes: list[int] = [0, 1, 2, 3, 4]  # step only
+    class_order: list[int] = list(range(NUM_CLASSES))  # longtail only: largest class first
+    n_max: int | None = Field(default=None, ge=1)  # cap on a class's count; None: what the data allows
+    seed: int = 0
+
+    @field_validator("minority_classes")
+    @classmethod
+    def _minority(cls, value):
+        if not value:
+            raise ValueError("must name at least one class")
+        if len(value) >= NUM_CLASSES:
+            raise ValueError(f"must leave at least one majority class (at most {NUM_CLASSES - 1} ids)")
+        return _check_class_ids(value)
+
+    @field_validator("class_order")
+    @classmethod
+    def _order(cls, value):
+        _check_class_ids(value)
+        if sorted(value) != list(range(NUM_CLASSES)):
+            raise ValueError(f"must list every class 0..{NUM_CLASSES - 1} exactly once")
+        return value
+
+
+class SplitParams(_Section):
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    seed: int = 0
+
+
+class WeightsParams(_Section):
+    strategy: Literal["balanced", "sqrt_inverse", "effective_number"] = "balanced"
+    beta: float = Field(default=0.999, ge=0, lt=1)  # effective_number only
+
+
+class TrainParams(_Section):
+    seeds: list[int] = [0, 1, 2]
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=56, ge=1)
+    optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
+    learning_rate: float = Field(default=0.001, gt=0)
+    dropout: float = Field(default=0.5, ge=0, lt=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value):
+        if not value:
+            raise ValueError("must list at least one seed")
+        if len(set(value)) != len(value):
+            twice = next(s for s in value if value.count(s) > 1)
+            raise ValueError(f"seed {twice} is listed twice; list each seed once")
+        if any(s < 0 for s in value):
+            raise ValueError("seeds must be integers >= 0")
+        return value
+
+
+class EvaluateParams(_Section):
+    alpha: float = Field(default=0.05, gt=0, lt=1)  # significance level of the paired tests
+
+
+class Params(_Section):
+    data: DataParams = DataParams()
+    imbalance: ImbalanceParams = ImbalanceParams()
+    split: SplitParams = SplitParams()
+    weights: WeightsParams = WeightsParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _describe(error, section_fields):
+    """One line for pydantic's first error: key, bad value, what is allowed."""
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = key.rpartition(".")[0]
+        allowed = section_fields.get(parent, [])
+        return f"unknown key {key!r}; allowed keys{' in ' + parent if parent else ''}: {', '.join(allowed)}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{key} = {first['input']!r}: {message}"
+
+
+def _fields_by_section():
+    sections = {"": list(Params.model_fields)}
+    for name, field in Params.model_fields.items():
+        sections[name] = list(field.annotation.model_fields)
+    return sections
+
+
+def parse_params(raw, where="params.yaml"):
+    """Validate a dict (as read from YAML) into Params; raise UserError naming the bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: must be a mapping of sections (data, imbalance, ...), got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(f"{where}: {_describe(error, _fields_by_section())}") from None
+
+
+def load_params(path="params.yaml"):
+    """Read and validate params.yaml (safe YAML loader)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; run from the project root") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML{line}") from None
+    return parse_params(raw, str(path))
+
+
+if __name__ == "__main__":
+    from classweights.cli import run_stage
+
+    run_stage(lambda: print(f"params.yaml is valid: {load_params().model_dump()}"))

@@ -1,0 +1,19 @@
+"""fetch: the chosen source as uint8 arrays (data/raw.npz) and where they came from."""
+from classweights.cli import run_stage
+from classweights.datasets import load_source
+from classweights.files import write_arrays, write_json
+from classweights.params import load_params
+from classweights.stage_files import DOWNLOADS, PROVENANCE, RAW
+
+
+def main():
+    params = load_params()
+    arrays, provenance = load_source(params.data, DOWNLOADS)
+    write_arrays(RAW, **arrays)
+    write_json(PROVENANCE, provenance)
+    print(f"fetch: {params.data.source}: {len(arrays['y_train'])} training and "
+          f"{len(arrays['y_test'])} test images from {provenance['origin']}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
