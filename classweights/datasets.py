@@ -193,7 +193,7 @@ def read_idx_gz(path, sha256):
     return parse_idx(data, path)
 
 
-def load_fashion_mnist(data, download_dir):
+def load_fashion_mnist(data, download_dir, files=FASHION_FILES):
     if data.path:
         folder = Path(data.path)
         if not folder.is_dir():
@@ -204,7 +204,7 @@ def load_fashion_mnist(data, download_dir):
         folder = Path(download_dir) / "fashion-mnist"
         origin = data.mirror
     arrays, checksums = {}, {}
-    for name, (filename, sha256) in FASHION_FILES.items():
+    for name, (filename, sha256) in files.items():
         path = folder / filename
         if not data.path and not path.is_file():
             download(data.mirror + filename, path)

@@ -1,0 +1,92 @@
+"""Shared test helpers: a misbehaving HTTP server on 127.0.0.1 and small made-up data."""
+import gzip
+import hashlib
+import http.server
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves server.routes[path] = list of behaviours, one used per request (the last repeats)."""
+
+    def do_GET(self):
+        plan = self.server.routes.get(self.path, [("status", 404)])
+        behaviour = plan.pop(0) if len(plan) > 1 else plan[0]
+        self.server.hits.append(self.path)
+        kind, value = behaviour
+        if kind == "status":
+            self.send_error(value)
+        elif kind == "body":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(value)))
+            self.end_headers()
+            self.wfile.write(value)
+        elif kind == "cut":  # promise the whole body, send half, hang up
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(value)))
+            self.end_headers()
+            self.wfile.write(value[: len(value) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+        elif kind == "stall":  # say nothing for `value` seconds
+            self.server.stop_event.wait(value)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    """A real HTTP server on 127.0.0.1 whose answers each test scripts."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.routes, server.hits, server.stop_event = {}, [], threading.Event()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.stop_event.set()
+    server.shutdown()
+    server.server_close()
+
+
+def idx_bytes(array):
+    """Encode a uint8 array in the idx format (magic 0x08, ndim, big-endian sizes)."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def fake_images(labels, seed=0):
+    """Images a CNN can learn: class c lights up a 4-pixel-wide band at row 2c, plus noise."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, size=(len(labels), 28, 28), dtype=np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 2 * c + 2: 2 * c + 6, 4:24] = 250
+    return images
+
+
+@pytest.fixture
+def fashion_dir(tmp_path):
+    """A folder with the four Fashion-MNIST file names holding small made-up data, and
+    the checksum table that recognises them."""
+    rng = np.random.default_rng(1)
+    parts = {"train": np.repeat(np.arange(10), 30), "test": np.repeat(np.arange(10), 5)}
+    arrays = {}
+    for part, labels in parts.items():
+        arrays[f"y_{part}"] = rng.permutation(labels).astype(np.uint8)
+        arrays[f"x_{part}"] = fake_images(arrays[f"y_{part}"])
+    from classweights.datasets import FASHION_FILES
+
+    files = {}
+    for name, (filename, _) in FASHION_FILES.items():
+        raw = idx_bytes(arrays[name])
+        (tmp_path / filename).write_bytes(gzip.compress(raw))
+        files[name] = (filename, sha256(raw))
+    return tmp_path, files, arrays

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from classweights.cli import UserError
+from classweights.imbalance import make_splits, minority_classes, stratified_split, subsample, target_counts
+from classweights.params import parse_params
+
+
+def imbalance(**kwargs):
+    return parse_params({"imbalance": kwargs}).imbalance
+
+
+def test_step_profile_cuts_minority_classes_to_n_max_over_ratio():
+    counts = target_counts([400] * 10, imbalance(profile="step", ratio=10, minority_classes=[1, 3]))
+    assert counts.tolist() == [400, 40, 400, 40, 400, 400, 400, 400, 400, 400]
+
+
+def test_step_n_max_defaults_to_the_smallest_class_and_can_be_set():
+    available = [500, 450, 600, 700, 480, 500, 500, 500, 500, 500]
+    assert target_counts(available, imbalance(profile="step", ratio=5, minority_classes=[0])).tolist() == \
+        [90] + [450] * 9
+    assert target_counts(available, imbalance(profile="step", ratio=4, minority_classes=[9], n_max=100)).tolist() == \
+        [100] * 9 + [25]
+
+
+def test_longtail_follows_the_exponential_profile_in_the_given_order():
+    order = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+    counts = target_counts([1000] * 10, imbalance(profile="longtail", ratio=100, class_order=order))
+    expected = [round(1000 * 100 ** (-i / 9)) for i in range(10)]
+    assert counts[order].tolist() == expected
+    assert counts[9] == 1000 and counts[0] == 10
+
+
+def test_none_keeps_everything_unless_capped():
+    available = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+    assert target_counts(available, imbalance(profile="none")).tolist() == available
+    assert target_counts(available, imbalance(profile="none", n_max=8)).tolist() == [5, 6, 7, 8, 8, 8, 8, 8, 8, 8]
+
+
+def test_a_profile_that_empties_a_class_is_an_error_naming_the_ratio():
+    with pytest.raises(UserError, match=r"imbalance.ratio = 1000.0: leaves class 0 with 0 training image"):
+        target_counts([400] * 10, imbalance(profile="step", ratio=1000, minority_classes=[0]))
+
+
+def test_n_max_above_what_a_class_has_is_an_error():
+    with pytest.raises(UserError, match=r"imbalance.n_max = 500: class 5 has only 300 .* at most 300"):
+        target_counts([400] * 5 + [300] + [400] * 4, imbalance(profile="step", n_max=500))
+
+
+def test_subsample_is_seeded_and_exact():
+    labels = np.repeat(np.arange(10), 50)
+    wanted = np.arange(1, 11) * 3
+    first = subsample(labels, wanted, seed=7)
+    assert np.bincount(labels[first]).tolist() == wanted.tolist()
+    assert np.array_equal(first, subsample(labels, wanted, seed=7))
+    assert not np.array_equal(first, subsample(labels, wanted, seed=8))
+
+
+def test_stratified_split_keeps_class_proportions_and_every_class_on_both_sides():
+    labels = np.repeat(np.arange(10), [200] * 5 + [20] * 5)
+    train, val = stratified_split(labels, 0.1, seed=0)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(labels)
+    assert np.bincount(labels[val]).tolist() == [20] * 5 + [2] * 5
+
+
+def test_stratified_split_that_cannot_cover_every_class_is_a_user_error():
+    labels = np.repeat(np.arange(10), 2)
+    with pytest.raises(UserError, match="split.val_fraction = 0.1"):
+        stratified_split(labels, 0.1, seed=0)
+
+
+def test_make_splits_unbalances_train_only_and_leaves_test_as_shipped():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 100).astype(np.uint8)
+    raw = {"x_train": rng.integers(0, 255, (1000, 28, 28), dtype=np.uint8), "y_train": y,
+           "x_test": rng.integers(0, 255, (50, 28, 28), dtype=np.uint8), "y_test": y[::20]}
+    params = parse_params({"imbalance": {"profile": "step", "ratio": 5}, "split": {"val_fraction": 0.2}})
+    splits = make_splits(raw, params.imbalance, params.split)
+    combined = np.bincount(np.concatenate([splits["y_train"], splits["y_val"]]))
+    assert combined.tolist() == [20] * 5 + [100] * 5
+    assert np.bincount(splits["y_val"]).tolist() == [4] * 5 + [20] * 5
+    assert splits["x_test"] is raw["x_test"] and splits["x_train"].dtype == np.uint8
+    # every kept image is a real training image with its own label
+    for image, label in zip(splits["x_train"][:20], splits["y_train"][:20]):
+        match = np.flatnonzero((raw["x_train"] == image).all(axis=(1, 2)))
+        assert raw["y_train"][match[0]] == label
+
+
+def test_minority_classes_per_profile():
+    assert minority_classes(imbalance(profile="step", minority_classes=[7, 2])) == [2, 7]
+    assert minority_classes(imbalance(profile="longtail", class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0])) == [0, 1, 2, 3, 4]
+    assert minority_classes(imbalance(profile="none")) == []

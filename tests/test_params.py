@@ -1,0 +1,99 @@
+import pytest
+import yaml
+
+from classweights.cli import UserError
+from classweights.params import NUM_CLASSES, Params, load_params, parse_params
+
+
+def test_shipped_params_yaml_is_valid_and_matches_the_documented_defaults():
+    params = load_params("params.yaml")
+    assert params.data.source == "mnist-sample"
+    assert params.imbalance.profile in ("step", "longtail")  # the default must be unbalanced
+    assert len(params.train.seeds) >= 3
+    assert (params.train.epochs, params.train.batch_size, params.train.optimizer) == (10, 56, "rmsprop")
+
+
+def test_missing_sections_take_defaults():
+    assert parse_params({}) == Params()
+    assert parse_params(None) == Params()
+
+
+def test_ints_are_accepted_for_floats_but_strings_are_not():
+    assert parse_params({"imbalance": {"ratio": 10}}).imbalance.ratio == 10.0
+    with pytest.raises(UserError, match=r"imbalance.ratio = '10'"):
+        parse_params({"imbalance": {"ratio": "10"}})
+
+
+# (raw params, words the one-line message must contain)
+BAD = [
+    ({"dat": {}}, ["unknown key 'dat'", "data, imbalance, split, weights, train, evaluate"]),
+    ({"weights": {"strategy": "balancd"}}, ["weights.strategy = 'balancd'", "'balanced', 'sqrt_inverse' or 'effective_number'"]),
+    ({"weights": {"betta": 0.9}}, ["unknown key 'weights.betta'", "strategy, beta"]),
+    ({"weights": {"beta": 1.0}}, ["weights.beta = 1.0", "less than 1"]),
+    ({"weights": {"beta": -0.1}}, ["weights.beta = -0.1", "greater than or equal to 0"]),
+    ({"data": {"source": "mnst"}}, ["data.source = 'mnst'", "'mnist-sample', 'mnist' or 'fashion-mnist'"]),
+    ({"data": {"mirror": "ftp://x/"}}, ["data.mirror", "http(s) URL"]),
+    ({"data": {"path": 3}}, ["data.path = 3", "valid string"]),
+    ({"imbalance": {"profile": "steps"}}, ["imbalance.profile = 'steps'", "'none', 'step' or 'longtail'"]),
+    ({"imbalance": {"ratio": 0.5}}, ["imbalance.ratio = 0.5", "greater than or equal to 1"]),
+    ({"imbalance": {"ratio": "ten"}}, ["imbalance.ratio = 'ten'", "valid number"]),
+    ({"imbalance": {"minority_classes": 3}}, ["imbalance.minority_classes = 3", "valid list"]),
+    ({"imbalance": {"minority_classes": [2, 10]}}, ["imbalance.minority_classes", "class id 10 is outside", "0..9"]),
+    ({"imbalance": {"minority_classes": [2, 2]}}, ["imbalance.minority_classes", "class id 2 is listed twice"]),
+    ({"imbalance": {"minority_classes": []}}, ["imbalance.minority_classes", "at least one class"]),
+    ({"imbalance": {"minority_classes": list(range(10))}}, ["imbalance.minority_classes", "at least one majority"]),
+    ({"imbalance": {"class_order": [0, 1, 2]}}, ["imbalance.class_order", "every class 0..9"]),
+    ({"imbalance": {"n_max": 0}}, ["imbalance.n_max = 0", "greater than or equal to 1"]),
+    ({"split": {"val_fraction": 0}}, ["split.val_fraction = 0", "greater than 0"]),
+    ({"split": {"val_fraction": 1.5}}, ["split.val_fraction = 1.5", "less than 1"]),
+    ({"train": {"seeds": []}}, ["train.seeds = []", "at least one seed"]),
+    ({"train": {"seeds": [1, 2, 1]}}, ["train.seeds", "seed 1 is listed twice"]),
+    ({"train": {"seeds": 3}}, ["train.seeds = 3", "valid list"]),
+    ({"train": {"epochs": 0}}, ["train.epochs = 0", "greater than or equal to 1"]),
+    ({"train": {"epochs": 2.5}}, ["train.epochs = 2.5", "valid integer"]),
+    ({"train": {"epochs": True}}, ["train.epochs = True", "valid integer"]),
+    ({"train": {"batch_size": 0}}, ["train.batch_size = 0", "greater than or equal to 1"]),
+    ({"train": {"optimizer": "RMSProp"}}, ["train.optimizer = 'RMSProp'", "'rmsprop', 'adam' or 'sgd'"]),
+    ({"train": {"learning_rate": 0}}, ["train.learning_rate = 0", "greater than 0"]),
+    ({"train": {"learning_rate": -0.1}}, ["train.learning_rate = -0.1", "greater than 0"]),
+    ({"train": {"dropout": 1}}, ["train.dropout = 1", "less than 1"]),
+    ({"evaluate": {"alpha": 0}}, ["evaluate.alpha = 0", "greater than 0"]),
+    ({"evaluate": {"alfa": 0.1}}, ["unknown key 'evaluate.alfa'", "alpha"]),
+    ({"train": [1, 2]}, ["train = [1, 2]", "valid dictionary"]),
+    ([1, 2], ["must be a mapping"]),
+]
+
+
+@pytest.mark.parametrize("raw, words", BAD, ids=[str(raw)[:60] for raw, _ in BAD])
+def test_bad_params_give_one_line_naming_key_value_and_what_is_allowed(raw, words):
+    with pytest.raises(UserError) as caught:
+        parse_params(raw)
+    message = str(caught.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_load_params_reports_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train:\n  seeds: [0, 1\n")
+    with pytest.raises(UserError, match="not valid YAML at line"):
+        load_params(broken)
+
+
+def test_yaml_is_read_with_the_safe_loader(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("train: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_params(evil)
+
+
+def test_every_shipped_key_is_known():
+    raw = yaml.safe_load(open("params.yaml"))
+    params = parse_params(raw)
+    assert set(raw) == set(Params.model_fields)
+    for section, values in raw.items():
+        assert set(values) == set(type(getattr(params, section)).model_fields)
+    assert params.imbalance.class_order == list(range(NUM_CLASSES))
