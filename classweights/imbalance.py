@@ -54,7 +54,7 @@ def stratified_split(labels, val_fraction, seed):
         train, val = train_test_split(indices, test_size=val_fraction, stratify=labels, random_state=seed)
     except ValueError as error:
         raise UserError(f"split.val_fraction = {val_fraction}: cannot split {len(labels)} images "
-                        f"so that every class is in both parts ({error})") from None
+                        f"into stratified training and validation parts ({error})") from None
     return np.sort(train), np.sort(val)
 
 

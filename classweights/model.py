@@ -1,14 +1,31 @@
 """The notebook's CNN, trained deterministically from uint8 images. Imports TensorFlow."""
+import contextlib
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off stderr
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers  # noqa: E402
+from classweights.params import NUM_CLASSES
 
-from classweights.params import NUM_CLASSES  # noqa: E402
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow's C++ start-up logs CUDA probing on a CPU machine to fd 2, before any Python
+    setting can stop it; hide fd 2 during the import only (Python errors still surface)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with _native_stderr_silenced():
+    import keras
+    import tensorflow as tf
+    from keras import layers
 
 # Batches fused into one graph call: fewer Python round trips per epoch (measured in `make bench`).
 STEPS_PER_EXECUTION = 32
