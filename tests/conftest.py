@@ -33,6 +33,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         elif kind == "stall":  # say nothing for `value` seconds
             self.server.stop_event.wait(value)
+        elif kind == "half_then_stall":  # send half the body, then hang until the test ends
+            _stall_after_half(self, value)
 
     def log_message(self, *args):
         pass
@@ -90,3 +92,12 @@ def fashion_dir(tmp_path):
         (tmp_path / filename).write_bytes(gzip.compress(raw))
         files[name] = (filename, sha256(raw))
     return tmp_path, files, arrays
+
+
+def _stall_after_half(handler, body):
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body[: len(body) // 2])
+    handler.wfile.flush()
+    handler.server.stop_event.wait(30)
