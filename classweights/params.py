@@ -157,7 +157,13 @@ def load_params(path="params.yaml"):
     return parse_params(raw, str(path))
 
 
+def check_params_file():
+    """`python -m classweights.params`: validate params.yaml before `dvc repro` (make repro does)."""
+    load_params()
+    print("params.yaml: valid")
+
+
 if __name__ == "__main__":
     from classweights.cli import run_stage
 
-    run_stage(lambda: print(f"params.yaml is valid: {load_params().model_dump()}"))
+    run_stage(check_params_file)

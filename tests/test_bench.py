@@ -1,0 +1,30 @@
+"""The benchmark runs at a tiny size and reports every field (no timing is asserted)."""
+import json
+import subprocess
+import sys
+
+from tests.pipeline_helpers import ROOT, env
+
+
+def test_benchmark_runs_tiny_and_reports_every_field(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "bench.benchmark", "--tiny", "--out", str(out)], cwd=ROOT,
+                            env=env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    training = report["training"]
+    for loop in ("notebook", "project"):
+        assert training[loop]["median_epoch_s"] > 0 and len(training[loop]["test_accuracy"]) == 2
+        assert 0 <= training[loop]["accuracy_mean"] <= 1
+    assert training["speedup"] > 0
+    stages = report["memory"]["stages"]
+    assert set(stages) == {"fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_weighted@0",
+                           "evaluate"}
+    assert all(s["peak_rss_mib"] > 10 and s["wall_s"] > 0 for s in stages.values())
+    # a fresh stage process is measured, not the benchmark's own memory
+    assert stages["fetch"]["peak_rss_mib"] < stages["train_weighted@0"]["peak_rss_mib"]
+    repro = report["default_repro"]
+    assert 0 < repro["overhead_share"] < 1 and repro["fit_and_predict_s"] > 0
+    assert repro["noop_stages_run"] == [] and repro["evaluate_alpha_edit_stages_run"] == ["evaluate"]
+    assert len(report["goals"]) == 7 and all(isinstance(v, bool) for v in report["goals"].values())
+    assert "speed-up" in result.stdout and report["machine"]["cores"] >= 1
