@@ -40,6 +40,10 @@ def _fmt(x, digits=4):
     return f"{x:.{digits}f}"
 
 
+def _p(p):
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
 def verdict_line(comparison):
     """The one-line answer, for the figure title and the summary."""
     difference = comparison["difference"]
@@ -62,7 +66,7 @@ def plot_recall(path, summaries, train_counts, minority, comparison):
     ax_recall.set(xticks=CLASSES, xlabel="class (* minority)", ylabel="test recall", ylim=(0, 1.05),
                   title="Per-class test recall, mean ± sd over seeds")
     ax_recall.set_xticklabels([f"{c}*" if c in minority else str(c) for c in CLASSES])
-    ax_recall.legend(loc="lower right")
+    ax_recall.legend(loc="upper left", bbox_to_anchor=(0, -0.15), ncol=2, frameon=False)
     ax_counts.bar(CLASSES, [train_counts[str(c)] for c in CLASSES],
                   color=["tab:red" if c in minority else "tab:gray" for c in CLASSES])
     ax_counts.set(xticks=CLASSES, xlabel="class", ylabel="training images", title="Training class counts")
@@ -126,16 +130,16 @@ def summary_markdown(summaries, comparison, class_counts):
         [(f"recall of class {c}", d) for c, d in comparison["per_class_recall_difference"].items()]
     for name, d in rows:
         if "ci_low" in d:
-            p = _fmt(d["p_ttest"]) + (f" (Holm {_fmt(d['p_holm'])})" if "p_holm" in d else "")
+            p = _p(d["p_ttest"]) + (f" (Holm {_p(d['p_holm'])})" if "p_holm" in d else "")
             cells = [f"{d['mean']:+.4f}", _fmt(d["sd"]), f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]", p,
-                     _fmt(d["p_wilcoxon"]) if "p_wilcoxon" in d else "–"]
+                     _p(d["p_wilcoxon"]) if "p_wilcoxon" in d else "–"]
         else:
             cells = [f"{d['mean']:+.4f}", "–", "–", "–", "–"]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {d['verdict']} |")
     lines += ["", "## McNemar's exact test per seed (test images only one arm gets right)", "",
               "| seed | only weighted right | only unweighted right | p |", "|---|---|---|---|"]
     for seed, m in comparison["mcnemar"].items():
-        lines.append(f"| {seed} | {m['only_weighted_right']} | {m['only_unweighted_right']} | {_fmt(m['p_value'])} |")
+        lines.append(f"| {seed} | {m['only_weighted_right']} | {m['only_unweighted_right']} | {_p(m['p_value'])} |")
     lines += ["", "Figures: [per-class recall](per_class_recall.png), [confusion matrices](confusion_matrices.png), "
               "[training curves](training_curves.png).", ""]
     return "\n".join(lines)
