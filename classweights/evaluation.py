@@ -67,3 +67,15 @@ def summarise_seeds(per_seed):
 
 def confusion(y_true, y_pred):
     return confusion_matrix(y_true, y_pred, labels=CLASSES)
+
+
+HEADLINE = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
+
+
+def headline_metrics(summary):
+    """The few numbers `dvc metrics show` lists per arm: mean and sd of the headline metrics,
+    and the mean recall of each class. Everything else is in the details file."""
+    mean, std = summary["mean"], summary["std"]
+    keys = [k for k in HEADLINE if k in mean]
+    return {"mean": {k: mean[k] for k in keys}, "sd": {k: std[k] for k in keys},
+            "recall": {c: v["recall"] for c, v in mean["per_class"].items()}}

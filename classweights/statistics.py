@@ -92,3 +92,11 @@ def compare_arms(per_seed, predictions, y_true, alpha):
         "per_class_recall_difference": {m.split(".")[1]: differences[m] for m in recalls},
         "mcnemar": {s: mcnemar_exact(y_true, predictions["weighted"][s], predictions["unweighted"][s]) for s in seeds},
     }
+
+
+def headline_comparison(comparison):
+    """The comparison's few numbers for `dvc metrics show`: per headline metric the mean
+    difference, its interval, the t-test p and the verdict."""
+    keep = ("mean", "ci_low", "ci_high", "p_ttest", "verdict")
+    return {"alpha": comparison["alpha"],
+            **{metric: {k: d[k] for k in keep if k in d} for metric, d in comparison["difference"].items()}}

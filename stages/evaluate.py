@@ -1,11 +1,14 @@
-"""evaluate: test metrics per arm and seed, the paired comparison, and the report."""
+"""evaluate: test metrics per arm and seed, the paired comparison, and the report.
+
+metrics/*.json hold the headline numbers (`dvc metrics show`); metrics/details/ holds every
+seed, every class and every test."""
 from classweights.cli import run_stage
-from classweights.evaluation import confusion, seed_metrics, summarise_seeds
+from classweights.evaluation import confusion, headline_metrics, seed_metrics, summarise_seeds
 from classweights.files import read_arrays, read_json, write_json
 from classweights.params import load_params
 from classweights.report import mean_curves, read_curves, write_report
 from classweights.stage_files import ARMS, CLASS_COUNTS, METRICS, REPORTS, SPLITS, arm_dir
-from classweights.statistics import compare_arms
+from classweights.statistics import compare_arms, headline_comparison
 
 
 def main():
@@ -25,8 +28,10 @@ def main():
 
     write_report(REPORTS, summaries, comparison, class_counts, confusions, curves, predictions, y_test)
     for arm in ARMS:
-        write_json(METRICS / f"{arm}.json", summaries[arm])
-    write_json(METRICS / "comparison.json", comparison)
+        write_json(METRICS / "details" / f"{arm}.json", summaries[arm])
+        write_json(METRICS / f"{arm}.json", headline_metrics(summaries[arm]))
+    write_json(METRICS / "details" / "comparison.json", comparison)
+    write_json(METRICS / "comparison.json", headline_comparison(comparison))
     print(f"evaluate: {len(seeds)} seed(s); see reports/summary.md")
 
 

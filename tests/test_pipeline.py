@@ -48,12 +48,18 @@ def test_metrics_show_lists_both_arms_and_the_comparison(project):
     files = next(iter(shown.values()))["data"]
     for arm in ("unweighted", "weighted"):
         metrics = files[f"metrics/{arm}.json"]["data"]
-        assert 0 <= metrics["mean"]["accuracy"] <= 1 and set(metrics["seeds"]) == {"0", "1"}
-        assert set(metrics["mean"]["per_class"]["4"]) == {"precision", "recall", "f1"}
+        assert 0 <= metrics["mean"]["accuracy"] <= 1 and metrics["sd"]["minority_recall"] >= 0
+        assert set(metrics["recall"]) == {str(c) for c in range(10)}
+        details = json.loads((project / f"metrics/details/{arm}.json").read_text())
+        assert set(details["seeds"]) == {"0", "1"}
+        assert set(details["mean"]["per_class"]["4"]) == {"precision", "recall", "f1"}
+        assert details["mean"]["accuracy"] == metrics["mean"]["accuracy"]
     comparison = files["metrics/comparison.json"]["data"]
-    assert comparison["difference"]["balanced_accuracy"]["n_seeds"] == 2
-    assert comparison["difference"]["accuracy"]["verdict"] in ("better", "worse", "no significant difference")
-    assert set(comparison["mcnemar"]) == {"0", "1"}
+    assert comparison["accuracy"]["verdict"] in ("better", "worse", "no significant difference")
+    assert comparison["minority_recall"]["ci_low"] <= comparison["minority_recall"]["mean"]
+    details = json.loads((project / "metrics/details/comparison.json").read_text())
+    assert details["difference"]["balanced_accuracy"]["n_seeds"] == 2
+    assert set(details["mcnemar"]) == {"0", "1"} and set(details["per_class_recall_difference"]) == set(metrics["recall"])
 
 
 def test_second_repro_runs_nothing(project):
@@ -87,7 +93,7 @@ def test_adding_a_seed_trains_only_that_seed(project):
     project, _ = project
     set_params(project, {"train": {"seeds": [0, 1, 2]}})
     assert ran_stages(dvc(project, "repro")) == ["evaluate", "train_unweighted@2", "train_weighted@2"]
-    metrics = json.loads((project / "metrics/weighted.json").read_text())
+    metrics = json.loads((project / "metrics/details/weighted.json").read_text())
     assert set(metrics["seeds"]) == {"0", "1", "2"}
     seeds = metrics["seeds"]
     assert len({seeds[s]["loss"] for s in seeds}) == 3  # different seeds, different models
@@ -96,6 +102,7 @@ def test_adding_a_seed_trains_only_that_seed(project):
 def test_forced_rerun_gives_byte_identical_metrics(project):
     project, _ = project
     outputs = ["metrics/unweighted.json", "metrics/weighted.json", "metrics/comparison.json",
+               "metrics/details/weighted.json", "metrics/details/comparison.json",
                "metrics/class_counts.json", "data/class_weights.json", "reports/summary.md"]
     before = {name: (project / name).read_bytes() for name in outputs}
     probabilities = np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"]
