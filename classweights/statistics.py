@@ -68,28 +68,31 @@ def mcnemar_exact(y_true, pred_weighted, pred_unweighted):
     return {"only_weighted_right": only_weighted, "only_unweighted_right": only_unweighted, "p_value": p}
 
 
+def _per_seed_values(per_seed_arm, seeds, name):
+    """One arm's value of a headline metric, or of a class's recall ('recall.3'), per seed."""
+    if name.startswith("recall."):
+        return [per_seed_arm[s]["per_class"][name.removeprefix("recall.")]["recall"] for s in seeds]
+    return [per_seed_arm[s][name] for s in seeds]
+
+
 def compare_arms(per_seed, predictions, y_true, alpha):
     """comparison.json's content: paired differences with verdicts, and McNemar per seed.
 
     per_seed[arm][seed] are seed_metrics() results; predictions[arm][seed] predicted labels.
     """
     seeds = list(per_seed["weighted"])
-
-    def series(arm, metric):
-        return [per_seed[arm][s][metric] if "." not in metric else
-                per_seed[arm][s]["per_class"][metric.split(".")[1]]["recall"] for s in seeds]
-
-    headline = [m for m in ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall")
-                if m in per_seed["weighted"][seeds[0]]]
-    recalls = [f"recall.{c}" for c in per_seed["weighted"][seeds[0]]["per_class"]]
-    names = headline + recalls
-    differences = compare_metrics({m: series("weighted", m) for m in names},
-                                  {m: series("unweighted", m) for m in names}, alpha, family=recalls)
+    first = per_seed["weighted"][seeds[0]]
+    headline = [m for m in ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall") if m in first]
+    recalls = [f"recall.{c}" for c in first["per_class"]]
+    differences = compare_metrics(
+        {m: _per_seed_values(per_seed["weighted"], seeds, m) for m in headline + recalls},
+        {m: _per_seed_values(per_seed["unweighted"], seeds, m) for m in headline + recalls},
+        alpha, family=recalls)
     return {
         "alpha": alpha,
         "seeds": seeds,
         "difference": {m: differences[m] for m in headline},
-        "per_class_recall_difference": {m.split(".")[1]: differences[m] for m in recalls},
+        "per_class_recall_difference": {m.removeprefix("recall."): differences[m] for m in recalls},
         "mcnemar": {s: mcnemar_exact(y_true, predictions["weighted"][s], predictions["unweighted"][s]) for s in seeds},
     }
 
