@@ -85,6 +85,7 @@ class TrainParams(_Section):
     optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
     learning_rate: float = Field(default=0.001, gt=0)
     dropout: float = Field(default=0.5, ge=0, lt=1)
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"
 
     @field_validator("seeds")
     @classmethod

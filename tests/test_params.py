@@ -57,6 +57,7 @@ BAD = [
     ({"train": {"learning_rate": 0}}, ["train.learning_rate = 0", "greater than 0"]),
     ({"train": {"learning_rate": -0.1}}, ["train.learning_rate = -0.1", "greater than 0"]),
     ({"train": {"dropout": 1}}, ["train.dropout = 1", "less than 1"]),
+    ({"train": {"precision": "bf16"}}, ["train.precision = 'bf16'", "'float32' or 'mixed_bfloat16'"]),
     ({"evaluate": {"alpha": 0}}, ["evaluate.alpha = 0", "greater than 0"]),
     ({"evaluate": {"alfa": 0.1}}, ["unknown key 'evaluate.alfa'", "alpha"]),
     ({"train": [1, 2]}, ["train = [1, 2]", "valid dictionary"]),
