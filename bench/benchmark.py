@@ -1,11 +1,11 @@
 """`make bench`: the speed and memory goals, each measured side by side in one run.
 
-1. Training throughput: the notebook's loop and the project's, same network, data, cores,
-   alternated seed by seed; median seconds per epoch (first epoch of each run left out:
-   it traces the graph) and final test accuracy of each.
-2. Every stage's peak resident memory, and fetch + preprocess wall time, on the full-size data.
-3. A default `dvc repro`: the share of wall time that is not model.fit or prediction, the time
+1. Every stage's peak resident memory, and fetch + preprocess wall time, on the full-size data.
+2. A default `dvc repro`: the share of wall time that is not model.fit or prediction, the time
    of a no-op `dvc repro`, and which stages a one-key edit re-runs.
+3. Training throughput: the notebook's loop and the project's (float32 and mixed bfloat16),
+   same network, data and cores, taking turns seed by seed; median seconds per epoch (each
+   run's first epoch left out: it traces the graph) and final test accuracy of each.
 Prints a table and writes the numbers to bench/results/benchmark.json.
 """
 import argparse
