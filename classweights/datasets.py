@@ -55,9 +55,9 @@ def check_arrays(x, y, where):
         raise UserError(f"{where}: labels have shape {y.shape}; expected ({len(x)},), one per image")
     if not np.issubdtype(y.dtype, np.integer):
         raise UserError(f"{where}: labels are {y.dtype}; expected integers")
-    if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
-        raise UserError(f"{where}: label {int(y.max() if y.max() >= NUM_CLASSES else y.min())} "
-                        f"is outside the classes 0..{NUM_CLASSES - 1}")
+    outside = y[(y < 0) | (y >= NUM_CLASSES)]
+    if outside.size:
+        raise UserError(f"{where}: label {int(outside[0])} is outside the classes 0..{NUM_CLASSES - 1}")
     return x, y.astype(np.uint8)
 
 

@@ -196,6 +196,7 @@ def test_mnist_download_from_a_local_server(http_server, tmp_path, monkeypatch):
     (np.zeros((2, 32, 32), np.uint8), np.zeros(2, np.uint8), "expected uint8 (n, 28, 28)"),
     (np.zeros((2, 28, 28), np.uint8), np.zeros(3, np.uint8), "one per image"),
     (np.zeros((2, 28, 28), np.uint8), np.array([0, 10]), "label 10 is outside the classes 0..9"),
+    (np.zeros((2, 28, 28), np.uint8), np.array([-1, 3]), "label -1 is outside the classes 0..9"),
     (np.zeros((2, 28, 28), np.uint8), np.array([0.0, 1.0]), "expected integers"),
 ])
 def test_check_arrays_names_what_is_wrong(x, y, words):
