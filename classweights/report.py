@@ -19,9 +19,9 @@ def read_curves(live_dir):
     """Per-epoch training curves from a dvclive folder: {'loss': array, 'val_loss': array, ...}."""
     curves = {}
     for name, relative in CURVE_FILES.items():
+        column = relative.rpartition("/")[2]  # dvclive names the value column after the metric
         with open(live_dir / "plots" / "metrics" / f"{relative}.tsv") as handle:
-            curves[name] = np.array([float(row["loss" if "loss" in name else "accuracy"])
-                                     for row in csv.DictReader(handle, delimiter="\t")])
+            curves[name] = np.array([float(row[column]) for row in csv.DictReader(handle, delimiter="\t")])
     return curves
 
 
