@@ -21,10 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.pipeline_helpers import dvc, env, make_project, ran_stages, set_params  # noqa: E402
+from tools.sandbox import ROOT, dvc, env, make_project, merged, ran_stages, set_params, shipped_params
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 PRECISIONS = ("project float32", "project mixed_bfloat16")  # train.precision, both measured
@@ -73,12 +70,11 @@ def training_throughput(params, args):
     from bench.notebook_loop import notebook_test_accuracy, train_notebook
     from classweights.datasets import load_source
     from classweights.imbalance import make_splits
-    from classweights.params import load_params, parse_params
 
-    p = parse_params({**params, "train": {"epochs": args.epochs}})
+    p = shipped_params(merged(params, {"train": {"epochs": args.epochs}}))
     raw, _ = load_source(p.data)
     splits = make_splits(raw, p.imbalance, p.split)
-    shipped = load_params(ROOT / "params.yaml").train.precision  # what `dvc repro` trains with
+    shipped = p.train.precision  # what `dvc repro` trains with
     loops = {name: {"epoch_s": [], "test_accuracy": []} for name in ["notebook", *PRECISIONS]}
     for seed in range(args.seeds):
         names = list(loops)
@@ -124,7 +120,7 @@ def run_measured(project, command):
 
 
 def stage_memory(params, workdir):
-    project = make_project(workdir / "memory", {**params, "train": {"seeds": [0], "epochs": 1}})
+    project = make_project(workdir / "memory", merged(params, {"train": {"seeds": [0], "epochs": 1}}))
     python = [sys.executable, "-m"]
     commands = {
         "fetch": python + ["stages.fetch"], "preprocess": python + ["stages.preprocess"],

@@ -2,10 +2,7 @@
 import signal
 import sys
 
-
-class UserError(Exception):
-    """A problem the user can fix (bad params, bad data, no network): one line, no traceback."""
-
+from classweights.errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

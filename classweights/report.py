@@ -7,7 +7,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from classweights.evaluation import CLASSES  # noqa: E402
+from classweights.evaluation import CLASSES, HEADLINE_METRICS  # noqa: E402
 from classweights.files import atomic_path  # noqa: E402
 
 ARM_COLOURS = {"unweighted": "tab:blue", "weighted": "tab:orange"}
@@ -118,7 +118,7 @@ def summary_markdown(summaries, comparison, class_counts):
              "", "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + ".",
              "", "## Test metrics, mean ± sd over seeds", "",
              "| metric | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
-    for metric in ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall"):
+    for metric in HEADLINE_METRICS:
         if metric in summaries[arms[0]]["mean"]:
             cells = [f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}" for a in arms]
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")

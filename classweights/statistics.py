@@ -4,6 +4,8 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
+from classweights.evaluation import COMPARED_METRICS
+
 MIN_SEEDS_FOR_WILCOXON = 6  # below that its smallest possible p-value exceeds 0.05 anyway
 NO_TEST = "no paired test possible with one seed"
 
@@ -82,7 +84,7 @@ def compare_arms(per_seed, predictions, y_true, alpha):
     """
     seeds = list(per_seed["weighted"])
     first = per_seed["weighted"][seeds[0]]
-    headline = [m for m in ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall") if m in first]
+    headline = [m for m in COMPARED_METRICS if m in first]
     recalls = [f"recall.{c}" for c in first["per_class"]]
     differences = compare_metrics(
         {m: _per_seed_values(per_seed["weighted"], seeds, m) for m in headline + recalls},

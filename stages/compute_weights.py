@@ -2,7 +2,7 @@
 from classweights.cli import run_stage
 from classweights.files import read_arrays, write_json
 from classweights.params import load_params
-from classweights.stage_files import SPLITS, WEIGHTS
+from classweights.paths import SPLITS, WEIGHTS
 from classweights.weights import class_weights
 
 

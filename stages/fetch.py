@@ -3,7 +3,7 @@ from classweights.cli import run_stage
 from classweights.datasets import load_source
 from classweights.files import write_arrays, write_json
 from classweights.params import load_params
-from classweights.stage_files import DOWNLOADS, PROVENANCE, RAW
+from classweights.paths import DOWNLOADS, PROVENANCE, RAW
 
 
 def main():

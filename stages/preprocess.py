@@ -1,10 +1,9 @@
 """preprocess: unbalance the training data, split off validation, count each split's classes."""
 from classweights.cli import run_stage
-from classweights.datasets import class_counts
 from classweights.files import read_arrays, write_arrays, write_json
-from classweights.imbalance import make_splits, minority_classes
+from classweights.imbalance import class_counts, make_splits, minority_classes
 from classweights.params import load_params
-from classweights.stage_files import CLASS_COUNTS, RAW, SPLITS
+from classweights.paths import CLASS_COUNTS, RAW, SPLITS
 
 
 def main():

@@ -4,7 +4,9 @@ import argparse
 from classweights.cli import run_stage
 from classweights.files import read_arrays, read_json
 from classweights.params import load_params
-from classweights.stage_files import ARMS, SPLIT_ARRAYS, SPLITS, WEIGHTS, arm_dir
+from classweights.paths import SPLITS, WEIGHTS, model_dir
+
+ARMS = ("unweighted", "weighted")
 
 
 def main():
@@ -13,18 +15,13 @@ def main():
     parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
     params = load_params()
-    splits = read_arrays(SPLITS, SPLIT_ARRAYS)
-    class_weight = None
-    if args.arm == "weighted":
-        # Imported here so that only the weighted arm runs (and, in dvc.yaml, depends on) weights.py.
-        from classweights.weights import weights_from_json
-
-        class_weight = weights_from_json(read_json(WEIGHTS))
+    splits = read_arrays(SPLITS, ["x_train", "y_train", "x_val", "y_val", "x_test"])
+    class_weight = read_json(WEIGHTS) if args.arm == "weighted" else None
 
     from classweights.model import train_arm  # TensorFlow only once the inputs are known good
 
-    train_arm(splits, params.train, args.seed, arm_dir(args.arm, args.seed), class_weight)
-    print(f"train_{args.arm}@{args.seed}: saved {arm_dir(args.arm, args.seed)}")
+    train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight)
+    print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from tests.pipeline_helpers import ROOT, env
+from tools.sandbox import ROOT, env
 
 
 def test_benchmark_runs_tiny_and_reports_every_field(tmp_path):

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from classweights import datasets
-from classweights.cli import UserError
-from classweights.datasets import (check_arrays, class_counts, download, load_fashion_mnist, load_mnist_sample,
+from classweights.errors import UserError
+from classweights.datasets import (check_arrays, download, load_fashion_mnist, load_mnist_sample,
                                    parse_idx, read_idx_gz, read_mnist_npz)
 from classweights.files import read_arrays, write_arrays
-from classweights.params import parse_params
-from tests.conftest import idx_bytes, sha256
+from tools.sandbox import shipped_params
+from tests.fakes import idx_bytes, sha256
 
 FAST = dict(timeout=2.0, tries=3, backoff=0.01)
 
@@ -18,8 +18,8 @@ FAST = dict(timeout=2.0, tries=3, backoff=0.01)
 def test_mnist_sample_is_real_balanced_and_split_deterministically():
     arrays, provenance = load_mnist_sample()
     assert arrays["x_train"].shape == (4000, 28, 28) and arrays["x_train"].dtype == np.uint8
-    assert class_counts(arrays["y_train"]) == {str(c): 400 for c in range(10)}
-    assert class_counts(arrays["y_test"]) == {str(c): 100 for c in range(10)}
+    assert np.bincount(arrays["y_train"]).tolist() == [400] * 10
+    assert np.bincount(arrays["y_test"]).tolist() == [100] * 10
     assert arrays["x_train"].max() == 255
     again, _ = load_mnist_sample()
     assert np.array_equal(again["x_test"], arrays["x_test"])
@@ -64,7 +64,7 @@ def test_read_idx_gz_checks_the_content_checksum_and_gzip_integrity(tmp_path):
 
 def test_fashion_mnist_from_a_local_folder(fashion_dir):
     folder, files, arrays = fashion_dir
-    data = parse_params({"data": {"source": "fashion-mnist", "path": str(folder)}}).data
+    data = shipped_params({"data": {"source": "fashion-mnist", "path": str(folder)}}).data
     loaded, provenance = load_fashion_mnist(data, folder / "unused", files=files)
     for name in arrays:
         assert np.array_equal(loaded[name], arrays[name])
@@ -73,11 +73,11 @@ def test_fashion_mnist_from_a_local_folder(fashion_dir):
 
 def test_fashion_mnist_local_folder_errors(fashion_dir, tmp_path):
     folder, files, _ = fashion_dir
-    data = parse_params({"data": {"source": "fashion-mnist", "path": str(folder / "nope")}}).data
+    data = shipped_params({"data": {"source": "fashion-mnist", "path": str(folder / "nope")}}).data
     with pytest.raises(UserError, match="nope: not found; expected a directory"):
         load_fashion_mnist(data, tmp_path, files=files)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
-    data = parse_params({"data": {"source": "fashion-mnist", "path": str(folder)}}).data
+    data = shipped_params({"data": {"source": "fashion-mnist", "path": str(folder)}}).data
     with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.gz: not found"):
         load_fashion_mnist(data, tmp_path, files=files)
 
@@ -86,7 +86,7 @@ def test_fashion_mnist_download_from_a_local_server(fashion_dir, http_server, tm
     folder, files, arrays = fashion_dir
     for filename, _ in files.values():
         http_server.routes[f"/{filename}"] = [("body", (folder / filename).read_bytes())]
-    data = parse_params({"data": {"source": "fashion-mnist", "mirror": http_server.url}}).data
+    data = shipped_params({"data": {"source": "fashion-mnist", "mirror": http_server.url}}).data
     loaded, provenance = load_fashion_mnist(data, tmp_path / "downloads", files=files)
     assert np.array_equal(loaded["x_train"], arrays["x_train"])
     assert provenance["origin"] == http_server.url
@@ -99,7 +99,7 @@ def test_a_corrupt_fashion_download_is_not_kept(fashion_dir, http_server, tmp_pa
     folder, files, _ = fashion_dir
     for filename, _ in files.values():
         http_server.routes[f"/{filename}"] = [("body", b"garbage")]
-    data = parse_params({"data": {"source": "fashion-mnist", "mirror": http_server.url}}).data
+    data = shipped_params({"data": {"source": "fashion-mnist", "mirror": http_server.url}}).data
     with pytest.raises(UserError, match="not a valid or complete .gz"):
         load_fashion_mnist(data, tmp_path / "downloads", files=files)
     assert list((tmp_path / "downloads" / "fashion-mnist").iterdir()) == []
@@ -185,9 +185,9 @@ def test_mnist_download_from_a_local_server(http_server, tmp_path, monkeypatch):
              x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.array([9], np.uint8))
     http_server.routes["/mnist.npz"] = [("body", buffer.getvalue())]
     monkeypatch.setattr(datasets, "MNIST_SHA256", sha256(buffer.getvalue()))
-    data = parse_params({"data": {"source": "mnist", "mirror": http_server.url}}).data
+    data = shipped_params({"data": {"source": "mnist", "mirror": http_server.url}}).data
     arrays, provenance = datasets.load_source(data, tmp_path)
-    assert arrays["y_test"].tolist() == [9] and provenance["counts"]["train"]["2"] == 1
+    assert arrays["y_test"].tolist() == [9] and provenance["images_per_class"]["train"][2] == 1
     assert provenance["origin"] == http_server.url + "mnist.npz"
 
 
@@ -217,7 +217,6 @@ def test_read_arrays_refuses_pickles_and_reports_corrupt_files(tmp_path):
         read_arrays(pickled, ["b"])
 
 
-def test_mnist_sample_with_a_path_is_an_error():
-    data = parse_params({"data": {"path": "/tmp/x"}}).data
-    with pytest.raises(UserError, match="data.path is set but data.source is mnist-sample"):
-        datasets.load_source(data)
+def test_mnist_sample_with_a_path_is_rejected_by_the_params_gate():
+    with pytest.raises(UserError, match="data.path = '/tmp/x': not allowed with data.source mnist-sample"):
+        shipped_params({"data": {"path": "/tmp/x"}})

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.pipeline_helpers import BIN, clone_finished, dvc, env, make_project, ran_stages, run, set_params
+from tools.sandbox import BIN, clone_finished, dvc, env, make_project, ran_stages, run, set_params
 
 
 @pytest.fixture(scope="module")

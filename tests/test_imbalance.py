@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from classweights.cli import UserError
+from classweights.errors import UserError
 from classweights.imbalance import make_splits, minority_classes, stratified_split, subsample, target_counts
-from classweights.params import parse_params
+from tools.sandbox import shipped_params
 
 
 def imbalance(**kwargs):
-    return parse_params({"imbalance": kwargs}).imbalance
+    return shipped_params({"imbalance": kwargs}).imbalance
 
 
 def test_step_profile_cuts_minority_classes_to_n_max_over_ratio():
@@ -74,7 +74,7 @@ def test_make_splits_unbalances_train_only_and_leaves_test_as_shipped():
     y = np.repeat(np.arange(10), 100).astype(np.uint8)
     raw = {"x_train": rng.integers(0, 255, (1000, 28, 28), dtype=np.uint8), "y_train": y,
            "x_test": rng.integers(0, 255, (50, 28, 28), dtype=np.uint8), "y_test": y[::20]}
-    params = parse_params({"imbalance": {"profile": "step", "ratio": 5}, "split": {"val_fraction": 0.2}})
+    params = shipped_params({"imbalance": {"profile": "step", "ratio": 5}, "split": {"val_fraction": 0.2}})
     splits = make_splits(raw, params.imbalance, params.split)
     combined = np.bincount(np.concatenate([splits["y_train"], splits["y_val"]]))
     assert combined.tolist() == [20] * 5 + [100] * 5
@@ -90,3 +90,9 @@ def test_minority_classes_per_profile():
     assert minority_classes(imbalance(profile="step", minority_classes=[7, 2])) == [2, 7]
     assert minority_classes(imbalance(profile="longtail", class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0])) == [0, 1, 2, 3, 4]
     assert minority_classes(imbalance(profile="none")) == []
+
+
+def test_class_counts_lists_every_class_including_empty_ones():
+    from classweights.imbalance import class_counts
+
+    assert class_counts(np.array([3, 3, 9], dtype=np.uint8)) == {str(c): {3: 2, 9: 1}.get(c, 0) for c in range(10)}

@@ -4,11 +4,11 @@ import pytest
 
 from classweights.files import read_arrays
 from classweights.model import build_model, load_model, predict_proba, train_arm, train_model
-from classweights.params import parse_params
+from tools.sandbox import shipped_params
 from classweights.report import read_curves
-from tests.conftest import fake_images
+from tests.fakes import fake_images
 
-TRAIN = parse_params({"train": {"epochs": 2, "batch_size": 32}}).train
+TRAIN = shipped_params({"train": {"epochs": 2, "batch_size": 32}}).train
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,13 @@ def test_class_weights_change_the_training_loss(splits):
     _, weighted = train_model(splits, TRAIN, seed=0, class_weight={c: (5.0 if c >= 5 else 0.2) for c in range(10)})
     assert unit["loss"] == pytest.approx(plain["loss"], rel=1e-6)  # weights of 1 change nothing
     assert abs(weighted["loss"][0] - plain["loss"][0]) > 0.05  # real weights change the loss
+
+
+def test_weights_read_back_from_json_with_string_keys_still_weigh(splits):
+    weights = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
+    _, int_keys = train_model(splits, TRAIN, seed=0, class_weight=weights)
+    _, json_keys = train_model(splits, TRAIN, seed=0, class_weight={str(c): w for c, w in weights.items()})
+    assert json_keys["loss"] == int_keys["loss"]  # Keras would silently weigh every sample 1.0
 
 
 def test_train_arm_writes_model_predictions_and_curves_that_agree(splits, tmp_path):

@@ -1,7 +1,7 @@
 """Paste a run's reports/summary.md into README.md between its markers, so the README's
 result tables are generated, never retyped:
 
-    python -m bench.readme_results NAME path/to/reports/summary.md
+    python -m tools.readme_results NAME path/to/reports/summary.md
 
 replaces what stands between `<!-- results:NAME -->` and `<!-- /results:NAME -->`.
 """

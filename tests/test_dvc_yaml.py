@@ -1,0 +1,91 @@
+"""dvc.yaml's code deps derived from the stage scripts' imports: a missing dep would let DVC
+serve stale results after an edit, an extra one would re-run a stage for nothing."""
+import ast
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tools.sandbox import ROOT
+
+PROJECT_PACKAGES = ("classweights", "stages")
+
+
+def _imported_modules(path):
+    """Project modules a file imports anywhere (lazy imports in functions included), except
+    under `if __name__ == "__main__":`, which runs only when the file is the program."""
+    tree = ast.parse(path.read_text())
+    main_blocks = [node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)]
+    skipped = {id(n) for block in main_blocks for n in ast.walk(block)}
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    return {name for name in names if name.split(".")[0] in PROJECT_PACKAGES and _module_file(name).is_file()}
+
+
+def _module_file(module):
+    return ROOT / (module.replace(".", "/") + ".py")
+
+
+def code_deps(script_module):
+    """Every project source file the module runs, transitively, as paths relative to the root."""
+    seen, todo = set(), [script_module]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo.extend(_imported_modules(_module_file(module)))
+    return {str(_module_file(m).relative_to(ROOT)) for m in seen}
+
+
+def stage_bodies(dvc_yaml):
+    return {name: stage.get("do", stage) for name, stage in dvc_yaml["stages"].items()}
+
+
+def dep_differences(dvc_yaml):
+    """{stage: (missing code deps, listed .py deps the script never imports)} for every stage that differs."""
+    differences = {}
+    for name, body in stage_bodies(dvc_yaml).items():
+        script = body["cmd"].split()[2]  # python -m stages.X ...
+        derived = code_deps(script)
+        listed = {dep for dep in body["deps"] if dep.endswith(".py")}
+        if derived != listed:
+            differences[name] = (sorted(derived - listed), sorted(listed - derived))
+    return differences
+
+
+DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def test_every_stage_lists_exactly_the_code_it_imports():
+    assert dep_differences(DVC_YAML) == {}
+
+
+@pytest.mark.parametrize("stage", sorted(DVC_YAML["stages"]))
+def test_deleting_any_code_dep_is_caught(stage):
+    broken = copy.deepcopy(DVC_YAML)
+    body = stage_bodies(broken)[stage]
+    removed = next(dep for dep in body["deps"] if dep.startswith("classweights/"))
+    body["deps"].remove(removed)
+    assert dep_differences(broken) == {stage: ([removed], [])}
+
+
+def test_the_unweighted_arm_does_not_depend_on_anything_of_the_weights():
+    # a weights.* edit must never re-train it, and sweeps restore it from the run cache
+    body = stage_bodies(DVC_YAML)["train_unweighted"]
+    assert not {"classweights/weights.py", "data/class_weights.json"} & set(body["deps"])
+    assert not [param for param in body["params"] if param.startswith("weights")]
+
+
+def test_no_library_module_imports_the_command_line_module():
+    importers = [path.name for path in (ROOT / "classweights").glob("*.py")
+                 if "classweights.cli" in _imported_modules(path)]
+    assert importers == []
