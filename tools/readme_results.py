@@ -1,31 +1,65 @@
-"""Paste a run's reports/summary.md into README.md between its markers, so the README's
-result tables are generated, never retyped:
+"""RESULTS.md's tables are pasted from runs' own reports/summary.md, never retyped, and every
+decimal figure its prose quotes must be found, rounded, in the pasted tables of its section:
 
-    python -m tools.readme_results NAME path/to/reports/summary.md
+    python -m tools.readme_results paste NAME path/to/reports/summary.md
+    python -m tools.readme_results check
 
-replaces what stands between `<!-- results:NAME -->` and `<!-- /results:NAME -->`.
+`paste` replaces what stands between `<!-- results:NAME -->` and `<!-- /results:NAME -->`;
+`check` (also a test) fails on a prose figure that no table of its section holds.
 """
 import re
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+RESULTS = Path(__file__).resolve().parent.parent / "RESULTS.md"
+BLOCK = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
+DECIMAL = re.compile(r"(?<![\w.])[-+−]?\d+\.\d+")
 
 
-def insert(readme_text, name, summary_text):
+def paste(text, name, summary_text):
     start, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
-    if start not in readme_text or end not in readme_text:
-        raise SystemExit(f"error: README.md has no {start} ... {end} markers")
-    # Demote the summary's headings so they sit under the README's own section.
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {RESULTS.name} has no {start} ... {end} markers")
+    # Demote the summary's headings so they sit under the results file's own section.
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", summary_text.strip(), flags=re.M)
-    body = re.sub(r"^#+ Weighted vs unweighted: summary\n\n", "", body)
+    body = re.sub(r"\A#+ [^\n]*\n\n", "", body)  # its title: the section heading says it
     body = re.sub(r"^Figures: .*$", "", body, flags=re.M).strip()  # their links are relative to reports/
-    before, rest = readme_text.split(start, 1)
+    before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
     return f"{before}{start}\n{body}\n{end}{after}"
 
 
+def _number(token):
+    return float(token.replace("−", "-"))
+
+
+def unbacked_figures(text):
+    """(section heading, figure) for each prose decimal that no pasted table of its section holds."""
+    problems = []
+    for section in re.split(r"(?m)^(?=## )", text):
+        heading = section.splitlines()[0] if section.strip() else ""
+        tables = [_number(t) for block in BLOCK.finditer(section) for t in DECIMAL.findall(block["body"])]
+        prose = re.sub(r"```.*?```", "", BLOCK.sub("", section), flags=re.S)
+        for token in DECIMAL.findall(prose):
+            digits = len(token.split(".")[1])
+            if not any(round(abs(value), digits) == round(abs(_number(token)), digits) for value in tables):
+                problems.append((heading, token))
+    return problems
+
+
+def main(argv):
+    if argv[:1] == ["paste"] and len(argv) == 3:
+        name, summary = argv[1], Path(argv[2])
+        RESULTS.write_text(paste(RESULTS.read_text(), name, summary.read_text()))
+        print(f"{RESULTS.name}: results:{name} from {summary}")
+    elif argv == ["check"]:
+        problems = unbacked_figures(RESULTS.read_text())
+        for heading, figure in problems:
+            print(f"error: {RESULTS.name}, {heading!r}: prose figure {figure} is in none of the section's tables")
+        sys.exit(1 if problems else 0)
+    else:
+        sys.exit("usage: python -m tools.readme_results paste NAME SUMMARY.md | check")
+
+
 if __name__ == "__main__":
-    name, summary = sys.argv[1], Path(sys.argv[2])
-    README.write_text(insert(README.read_text(), name, summary.read_text()))
-    print(f"README.md: results:{name} from {summary}")
+    main(sys.argv[1:])

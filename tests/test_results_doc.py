@@ -1,0 +1,36 @@
+"""RESULTS.md: pasted tables, and prose figures that must be found in them."""
+from tools.readme_results import RESULTS, paste, unbacked_figures
+
+SECTION = """## A run
+
+<!-- results:run -->
+| metric | mean | interval |
+|---|---|---|
+| minority_recall | +0.2860 | [+0.2291, +0.3428] |
+<!-- /results:run -->
+
+Weighting raises minority recall by {figure} (interval 0.23 to 0.34).
+"""
+
+
+def test_every_prose_figure_of_the_committed_results_file_is_in_its_tables():
+    assert unbacked_figures(RESULTS.read_text()) == []
+
+
+def test_a_figure_rounded_from_the_table_passes_and_a_drifted_one_is_named():
+    assert unbacked_figures(SECTION.format(figure="0.29")) == []
+    assert unbacked_figures(SECTION.format(figure="+0.286")) == []
+    assert unbacked_figures(SECTION.format(figure="0.30")) == [("## A run", "0.30")]
+    assert unbacked_figures(SECTION.format(figure="0.2861")) == [("## A run", "0.2861")]
+
+
+def test_a_figure_only_in_another_sections_table_does_not_count():
+    other = "## Another run\n\nIt moved by 0.29.\n"
+    assert unbacked_figures(SECTION.format(figure="0.29") + other) == [("## Another run", "0.29")]
+
+
+def test_paste_replaces_the_block_and_demotes_the_summary_headings():
+    text = "# R\n<!-- results:x -->\nold\n<!-- /results:x -->\nafter\n"
+    summary = "# Title of the run\n\n**verdict**\n\n## Test metrics\n\n| a |\n\nFigures: [f](f.png)\n"
+    pasted = paste(text, "x", summary)
+    assert pasted == "# R\n<!-- results:x -->\n**verdict**\n\n#### Test metrics\n\n| a |\n<!-- /results:x -->\nafter\n"
