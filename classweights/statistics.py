@@ -39,17 +39,17 @@ def sign_flip_p(differences):
     so p is the share of the 2^n sign patterns whose |sum| reaches the observed |sum|. It is
     never below 2 / 2^n (the observed pattern and its mirror image) and is 1 when all are 0.
     """
-    d = np.asarray(differences, dtype=float)
-    n = len(d)
+    # whole multiples of the rounding step, so that equal sums compare equal (no float noise)
+    steps = np.rint(np.asarray(differences) * 10 ** DECIMALS).astype(np.int64)
+    n = len(steps)
     if n <= MAX_EXACT_SIGN_FLIP_SEEDS:
         # row k holds the signs given by the bits of k: all 2^n patterns
-        signs = 1.0 - 2.0 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
         extra = 0
     else:  # the observed pattern counts as one draw, so p is never 0 (Phipson & Smyth 2010)
-        signs = np.random.default_rng(0).choice((1.0, -1.0), size=(SIGN_FLIP_DRAWS, n))
+        signs = np.random.default_rng(0).choice((1, -1), size=(SIGN_FLIP_DRAWS, n))
         extra = 1
-    # half a rounding step of slack: sums of rounded differences that are equal compare equal
-    reached = np.abs(signs @ d) >= abs(d.sum()) - 10.0 ** -DECIMALS / 2
+    reached = np.abs(signs @ steps) >= abs(steps.sum())
     return float((reached.sum() + extra) / (len(signs) + extra))
 
 
@@ -62,14 +62,14 @@ def paired_difference(weighted, unweighted, alpha):
     p_ttest is None and the sign-flip p alone decides. With a NaN or infinite difference only
     the differences are returned, non-finite ones as None (JSON null).
     """
-    diff = np.round(np.asarray(weighted, dtype=float) - np.asarray(unweighted, dtype=float), DECIMALS)
+    diff = np.round(np.subtract(weighted, unweighted), DECIMALS)
     n = len(diff)
     if not np.isfinite(diff).all():
         return {"n_seeds": n, "mean": None, "differences": [float(d) if np.isfinite(d) else None for d in diff]}
     result = {"n_seeds": n, "mean": float(diff.mean()), "differences": [float(d) for d in diff]}
     if n < 2:
         return result
-    zero_spread = bool(np.all(diff == diff[0]))
+    zero_spread = np.ptp(diff) == 0
     sd = 0.0 if zero_spread else float(diff.std(ddof=1))
     half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / np.sqrt(n))
     p_ttest = None if zero_spread else float(stats.ttest_1samp(diff, 0.0).pvalue)
@@ -77,6 +77,7 @@ def paired_difference(weighted, unweighted, alpha):
                    "p_ttest": p_ttest, "p_signflip": sign_flip_p(diff)})
     result["p_verdict"] = max(p for p in (p_ttest, result["p_signflip"]) if p is not None)
     if n >= MIN_SEEDS_FOR_WILCOXON:
+        # scipy also gives 1 when every difference is 0, but with a divide-by-zero warning
         result["p_wilcoxon"] = 1.0 if not diff.any() else float(stats.wilcoxon(diff).pvalue)
     return result
 
@@ -111,14 +112,15 @@ def compare_metrics(weighted_by_metric, unweighted_by_metric, alpha, family=()):
 
 
 def mcnemar_exact(y_true, pred_weighted, pred_unweighted):
-    """McNemar's exact test on one seed's pair of classifiers over the same test images
-    (p = 1 when no image is right for one arm only: statsmodels' binomial gives that itself)."""
+    """McNemar's exact test on one seed's pair of classifiers over the same test images.
+
+    It uses only the discordant images (right for one arm only), so the table's diagonal is
+    left 0; with no discordant image p = 1 (statsmodels' binomial gives that itself)."""
     right_w = pred_weighted == y_true
     right_u = pred_unweighted == y_true
     only_weighted = int(np.sum(right_w & ~right_u))
     only_unweighted = int(np.sum(right_u & ~right_w))
-    table = [[int(np.sum(right_w & right_u)), only_unweighted], [only_weighted, int(np.sum(~right_w & ~right_u))]]
-    p = float(mcnemar(table, exact=True).pvalue)
+    p = float(mcnemar([[0, only_unweighted], [only_weighted, 0]], exact=True).pvalue)
     return {"only_weighted_right": only_weighted, "only_unweighted_right": only_unweighted, "p_value": p}
 
 

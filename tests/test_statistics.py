@@ -1,6 +1,7 @@
 """The paired statistics against cases worked by hand or by an independent library (scipy,
 statsmodels), each on data where the plausible wrong formula gives another answer."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -57,6 +58,13 @@ def test_identical_shifts_have_no_t_test_and_the_sign_flip_p_floor(seeds, p, ver
     assert verdict(d, 0.05) == verdict_at_5_percent
 
 
+def test_zero_spread_has_sd_exactly_zero_even_where_the_mean_is_inexact():
+    # three shifts of 0.1: the float mean is 0.10000000000000002, so numpy's sd would be 1.7e-17
+    assert np.std([0.1] * 3, ddof=1) > 0
+    d = paired_difference([0.9, 0.8, 0.7], [0.8, 0.7, 0.6], alpha=0.05)
+    assert d["sd"] == 0 and d["ci_low"] == d["ci_high"] == d["mean"] and d["p_ttest"] is None
+
+
 def test_identical_losses_over_eight_seeds_are_worse():
     weighted, unweighted = recalls_shifted([-2] * 8, 8)
     d = paired_difference(weighted, unweighted, alpha=0.05)
@@ -82,7 +90,9 @@ def test_a_tiny_but_real_spread_still_needs_the_sign_flip_test():
 @pytest.mark.parametrize("seeds", [2, 6])
 def test_all_zero_differences_give_p_one_and_no_difference(seeds):
     scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4][:seeds]
-    d = paired_difference(scores, list(scores), alpha=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no divide-by-zero noise in the stage's log
+        d = paired_difference(scores, list(scores), alpha=0.05)
     assert d["mean"] == 0 and d["sd"] == 0 and d["ci_low"] == d["ci_high"] == 0
     assert d["p_ttest"] is None and d["p_signflip"] == 1.0 and d["p_verdict"] == 1.0
     if seeds >= 6:
@@ -111,7 +121,9 @@ def test_sign_flip_above_sixteen_seeds_draws_patterns_and_stays_close_to_exact()
     exact = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf).pvalue
     p = sign_flip_p(d)
     assert p == pytest.approx(exact, abs=0.01) and p != exact  # drawn, within Monte Carlo error
+    assert sign_flip_p(d) == p  # drawn with a fixed seed: the same p every run
     assert sign_flip_p(np.full(20, 0.01)) == 1 / (2 ** 16 + 1)  # never 0: the observed pattern counts
+    assert sign_flip_p(np.full(16, 0.01)) == 2 / 2 ** 16  # 16 seeds are still enumerated
 
 
 def test_wilcoxon_from_six_seeds():
@@ -140,6 +152,11 @@ def test_verdict_needs_the_interval_to_exclude_zero():
     assert d["ci_low"] < 0 < d["ci_high"]
     assert verdict(d, 0.05, "p_wilcoxon") == "no significant difference"
     assert verdict({**d, "ci_low": 0.001}, 0.05, "p_wilcoxon") == "better"
+    # an interval that touches 0, or straddles it with both ends below 1, does not exclude it
+    assert verdict({**d, "ci_low": 0.0}, 0.05, "p_wilcoxon") == "no significant difference"
+    assert verdict({**d, "ci_low": -0.01, "ci_high": 0.05}, 0.05, "p_wilcoxon") == "no significant difference"
+    assert verdict({**d, "mean": -0.5, "ci_low": -1.0, "ci_high": 0.0}, 0.05, "p_wilcoxon") == \
+        "no significant difference"
     assert verdict({**d, "mean": -1.0, "ci_low": -2.0, "ci_high": -0.001}, 0.05, "p_wilcoxon") == "worse"
 
 
@@ -147,6 +164,12 @@ def test_verdict_needs_p_below_alpha():
     d = paired_difference([0.95, 0.80, 0.99, 0.97, 0.96, 0.98], [0.90] * 6, alpha=0.05)
     assert d["ci_low"] < 0 < d["ci_high"] and d["p_verdict"] > 0.05
     assert verdict({**d, "ci_low": 0.001}, 0.05) == "no significant difference"
+
+
+def test_p_equal_to_alpha_is_not_below_it():
+    weighted, unweighted = recalls_shifted([1] * 5, 5)
+    d = paired_difference(weighted, unweighted, alpha=0.0625)
+    assert d["p_verdict"] == 0.0625 and verdict(d, 0.0625) == "no significant difference"
 
 
 def test_worse_is_reported():
@@ -260,6 +283,7 @@ def test_compare_arms_on_constructed_predictions():
     per_seed, predictions, y = constructed_run(seeds=6)
     comparison = compare_arms(per_seed, predictions, y, alpha=0.05)
     assert comparison["seeds"] == ["0", "1", "2", "3", "4", "5"]
+    assert list(comparison["difference"]) == ["accuracy", "balanced_accuracy", "macro_f1", "minority_recall"]
     minority = comparison["difference"]["minority_recall"]
     assert minority["p_signflip"] == 2 / 64 and minority["verdict"] == "better"
     expected = [per_seed["weighted"][s]["minority_recall"] - per_seed["unweighted"][s]["minority_recall"]
@@ -270,9 +294,13 @@ def test_compare_arms_on_constructed_predictions():
     assert comparison["per_class_recall_difference"]["7"]["verdict"] == "no significant difference"
     # ten per-class recalls with 6 seeds: Holm's smallest p is 10 * 2/64 > 0.05
     assert comparison["per_class_recall_difference"]["0"]["p_holm"] >= 10 * 2 / 64
-    assert all(m["only_unweighted_right"] == 0 for m in comparison["mcnemar"].values())
+    for seed, m in comparison["mcnemar"].items():
+        right_w, right_u = predictions["weighted"][seed] == y, predictions["unweighted"][seed] == y
+        assert m["only_weighted_right"] == np.sum(right_w & ~right_u) > 0
+        assert m["only_unweighted_right"] == np.sum(right_u & ~right_w) == 0
     assert all(m["p_value"] < 0.01 for m in comparison["mcnemar"].values())
     headline = headline_comparison(comparison)
+    assert headline["alpha"] == 0.05 and set(headline) == {"alpha", *comparison["difference"]}
     assert headline["minority_recall"] == {k: minority[k] for k in
                                            ("mean", "ci_low", "ci_high", "p_ttest", "p_signflip", "verdict")}
     json.dumps(comparison, allow_nan=False)

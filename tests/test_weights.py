@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
+from classweights.cli import UserError
 from classweights.weights import class_weights, weights_from_json
 
 LABELS = np.repeat(np.arange(10), [400] * 5 + [40] * 3 + [10, 4])
@@ -47,3 +48,14 @@ def test_keys_are_python_ints_and_json_round_trip_restores_them():
     assert all(type(c) is int for c in weights)
     from_json = weights_from_json({str(c): w for c, w in weights.items()})
     assert from_json == weights and all(type(c) is int for c in from_json)
+
+
+def test_effective_number_uses_beta_0_999_by_default():
+    assert class_weights(LABELS, "effective_number") == class_weights(LABELS, "effective_number", beta=0.999)
+    assert class_weights(LABELS, "effective_number") != class_weights(LABELS, "effective_number", beta=0.99)
+
+
+def test_an_unknown_strategy_is_a_user_error_listing_the_allowed_ones():
+    with pytest.raises(UserError) as raised:
+        class_weights(LABELS, "inverse")
+    assert str(raised.value) == "weights.strategy = 'inverse': allowed: balanced, sqrt_inverse, effective_number"
