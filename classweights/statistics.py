@@ -39,8 +39,8 @@ def sign_flip_p(differences):
     so p is the share of the 2^n sign patterns whose |sum| reaches the observed |sum|. It is
     never below 2 / 2^n (the observed pattern and its mirror image) and is 1 when all are 0.
     """
-    # whole multiples of the rounding step, so that equal sums compare equal (no float noise)
-    steps = np.rint(np.asarray(differences) * 10 ** DECIMALS).astype(np.int64)
+    # whole numbers of rounding steps: their float sums are exact, so equal sums compare equal
+    steps = np.rint(np.asarray(differences) * 10 ** DECIMALS)
     n = len(steps)
     if n <= MAX_EXACT_SIGN_FLIP_SEEDS:
         # row k holds the signs given by the bits of k: all 2^n patterns

@@ -115,6 +115,14 @@ def test_sign_flip_p_against_scipy_permutation_test():
     assert sign_flip_p(d) == pytest.approx(exact) == pytest.approx(22 / 128)
 
 
+def test_sign_flip_counts_ties_with_the_observed_sum():
+    # recalls on 1,000 images, observed sum 0.01. Flipping a subset S gives 0.01 - 2 sum(S), which
+    # reaches |0.01| when sum(S) <= 0 or >= 0.01: 10 of the 16 subsets, four of them by an exact
+    # tie (S = {}, {0.001, 0.004, -0.005}, {0.01}, all) that float noise would break
+    assert sign_flip_p([0.001, 0.004, -0.005, 0.01]) == 10 / 16
+    assert sign_flip_p([0.001] * 8) == 2 / 256
+
+
 def test_sign_flip_above_sixteen_seeds_draws_patterns_and_stays_close_to_exact():
     d = np.array([0.02, 0.01, -0.01, 0.03, 0.0, 0.01, 0.02, -0.02, 0.01, 0.01, 0.0, 0.02, -0.01, 0.01, 0.03,
                   -0.01, 0.02])
@@ -308,6 +316,14 @@ def test_compare_arms_on_constructed_predictions():
     assert summary["mean"]["per_class"]["9"]["recall"] == 1.0
     assert summary["std"]["accuracy"] == pytest.approx(np.std([per_seed["weighted"][s]["accuracy"] for s in "012345"],
                                                               ddof=1))
+
+
+def test_compare_arms_with_one_seed_tests_nothing_but_mcnemar():
+    per_seed, predictions, y = constructed_run(seeds=1)
+    comparison = compare_arms(per_seed, predictions, y, alpha=0.05)
+    assert {d["verdict"] for d in comparison["difference"].values()} == {NO_TEST}
+    assert {d["verdict"] for d in comparison["per_class_recall_difference"].values()} == {NO_TEST}
+    assert comparison["mcnemar"]["0"]["p_value"] < 0.01
 
 
 def test_summary_prints_the_exact_interval_level_and_undefined_p_values():
