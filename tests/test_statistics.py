@@ -80,6 +80,15 @@ def test_shifts_equal_up_to_1e_17_are_a_tie_not_a_certainty():
     assert verdict(d, 0.05) == "no significant difference"
 
 
+def test_one_seed_gaining_two_images_the_others_one():
+    # differences 0.02, 0.01 x 4: mean 0.012, sd 0.004472, t = 0.012 / (0.004472 / sqrt 5) = 6.0,
+    # two-sided p with 4 df = 0.00388; the sign-flip test still says 2/32
+    d = paired_difference([0.82, 0.71, 0.61, 0.91, 0.51], [0.80, 0.70, 0.60, 0.90, 0.50], alpha=0.05)
+    assert d["sd"] == pytest.approx(0.004472136) and d["p_ttest"] == pytest.approx(0.00388, abs=1e-5)
+    assert d["p_signflip"] == d["p_verdict"] == 2 / 32
+    assert verdict(d, 0.05, "p_ttest") == "better" and verdict(d, 0.05) == "no significant difference"
+
+
 def test_a_tiny_but_real_spread_still_needs_the_sign_flip_test():
     # one seed off by 1e-8 (above the rounding): t is huge and its p tiny, the sign-flip p is 2/32
     d = paired_difference([0.01, 0.01, 0.01, 0.01, 0.01 + 1e-8], np.zeros(5), alpha=0.05)
