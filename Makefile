@@ -1,12 +1,13 @@
 # `make repro`: set up and run the pipeline.  `make test`: set up and run the test suite.
 # `make bench`: the speed / memory benchmark (full-size Fashion-MNIST; see README).
+# `make mutate`: mutation testing of the statistics and metrics code (docs/mutation.md).
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 # On PATH so that dvc's `python -m stages.…` commands run in the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test bench clean
+.PHONY: setup repro test bench mutate clean
 
 setup: $(STAMP)
 
@@ -24,6 +25,17 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench.benchmark
+
+# A fresh run each time (settings in setup.cfg: the four files, the fast unit tests only).
+mutate: setup
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/mutmut export-cicd-stats
+	@echo "surviving mutants (mutmut show NAME for the diff):"
+	@$(BIN)/mutmut results
+	@$(BIN)/python -c "import json; s = json.load(open('mutants/mutmut-cicd-stats.json')); \
+	print(f\"mutation score: {s['killed']} of {s['total']} mutants killed = {s['killed'] / s['total']:.1%} \
+	({s['survived']} survived, {s['timeout']} timed out, {s['no_tests']} not covered)\")"
 
 clean:
 	rm -rf $(VENV)

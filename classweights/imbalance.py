@@ -22,8 +22,7 @@ def target_counts(available, imbalance):
         wanted = np.full(NUM_CLASSES, n_max)
         wanted[imbalance.minority_classes] = round(n_max / imbalance.ratio)
     else:
-        rank = np.empty(NUM_CLASSES, dtype=int)
-        rank[imbalance.class_order] = np.arange(NUM_CLASSES)
+        rank = np.argsort(imbalance.class_order)  # each class's position in class_order
         wanted = np.rint(n_max * imbalance.ratio ** (-rank / (NUM_CLASSES - 1))).astype(int)
     short = np.flatnonzero(wanted > available)
     if short.size:

@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 
 from classweights.evaluation import CLASSES, HEADLINE_METRICS  # noqa: E402
 from classweights.files import atomic_path  # noqa: E402
+from classweights.statistics import confidence_label  # noqa: E402
 
 ARM_COLOURS = {"unweighted": "tab:blue", "weighted": "tab:orange"}
 CURVE_FILES = {"loss": "train/loss", "accuracy": "train/accuracy", "val_loss": "eval/loss", "val_accuracy": "eval/accuracy"}
@@ -41,6 +42,8 @@ def _fmt(x, digits=4):
 
 
 def _p(p):
+    if p is None:  # a t-test on differences with zero spread: t is undefined
+        return "–"
     return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
@@ -49,6 +52,8 @@ def verdict_line(comparison):
     difference = comparison["difference"]
     key = "minority_recall" if "minority_recall" in difference else "balanced_accuracy"
     d = difference[key]
+    if d["mean"] is None:
+        return f"{key.replace('_', ' ')}: {d['verdict']}"
     if "ci_low" not in d:
         return f"{key.replace('_', ' ')}: weighted − unweighted = {d['mean']:+.3f} ({d['verdict']})"
     return (f"{key.replace('_', ' ')}: weighted − unweighted = {d['mean']:+.3f} "
@@ -123,18 +128,20 @@ def summary_markdown(summaries, comparison, class_counts):
             cells = [f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}" for a in arms]
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     lines += ["", "## Paired differences, weighted − unweighted", "",
-              f"Student-t {1 - comparison['alpha']:.0%} interval over seeds, paired t-test p "
-              "(Holm-adjusted across the ten per-class recalls), Wilcoxon p with 6 or more seeds.", "",
-              "| metric | mean | sd | interval | p (t-test) | p (Wilcoxon) | verdict |", "|---|---|---|---|---|---|---|"]
+              f"Student-t {confidence_label(comparison['alpha'])} interval over seeds, paired t-test p, exact "
+              "sign-flip p, Wilcoxon p with 6 or more seeds. The verdict's p is the larger of the t-test and "
+              "sign-flip p (Holm-adjusted across the ten per-class recalls).", "",
+              "| metric | mean | sd | interval | p (t-test) | p (sign-flip) | p (Wilcoxon) | p (verdict) | verdict |",
+              "|---|---|---|---|---|---|---|---|---|"]
     rows = list(comparison["difference"].items()) + \
         [(f"recall of class {c}", d) for c, d in comparison["per_class_recall_difference"].items()]
     for name, d in rows:
         if "ci_low" in d:
-            p = _p(d["p_ttest"]) + (f" (Holm {_p(d['p_holm'])})" if "p_holm" in d else "")
-            cells = [f"{d['mean']:+.4f}", _fmt(d["sd"]), f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]", p,
-                     _p(d["p_wilcoxon"]) if "p_wilcoxon" in d else "–"]
+            p = _p(d["p_verdict"]) + (f" (Holm {_p(d['p_holm'])})" if "p_holm" in d else "")
+            cells = [f"{d['mean']:+.4f}", _fmt(d["sd"]), f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]",
+                     _p(d["p_ttest"]), _p(d["p_signflip"]), _p(d["p_wilcoxon"]) if "p_wilcoxon" in d else "–", p]
         else:
-            cells = [f"{d['mean']:+.4f}", "–", "–", "–", "–"]
+            cells = ["–" if d["mean"] is None else f"{d['mean']:+.4f}"] + ["–"] * 6
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {d['verdict']} |")
     lines += ["", "## McNemar's exact test per seed (test images only one arm gets right)", "",
               "| seed | only weighted right | only unweighted right | p |", "|---|---|---|---|"]

@@ -1,4 +1,11 @@
-"""Paired comparison of the two arms over seeds: is weighted − unweighted real or noise?"""
+"""Paired comparison of the two arms over seeds: is weighted − unweighted real or noise?
+
+The verdict needs two tests to agree: the paired t-test, and an exact sign-flip permutation
+test over seeds, which makes no normality assumption and is defined when every seed moves
+by the same amount (where the t statistic is not). README "Reading the verdicts" says why.
+"""
+from decimal import Decimal
+
 import numpy as np
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
@@ -6,36 +13,82 @@ from statsmodels.stats.multitest import multipletests
 
 from classweights.evaluation import COMPARED_METRICS
 
+# Differences are rounded to 1e-9 before any test. The metrics are ratios of image counts, so
+# two genuinely different differences are at least 1/(test images) apart (1e-4 for 10,000
+# images), while subtracting two such ratios leaves float noise of about 1e-16: rounding
+# to 9 decimals merges the noise (0.01 vs 0.009999999999999998) and never merges real steps.
+DECIMALS = 9
 MIN_SEEDS_FOR_WILCOXON = 6  # below that its smallest possible p-value exceeds 0.05 anyway
+# Up to 16 seeds the sign-flip test enumerates all 2^n sign vectors (65,536 x 16 at most);
+# above that it draws this many at random with a fixed seed, which is reproducible and, with
+# n > 16 seeds, resolves p far below any alpha a person would use.
+MAX_EXACT_SIGN_FLIP_SEEDS = 16
+SIGN_FLIP_DRAWS = 2 ** 16
 NO_TEST = "no paired test possible with one seed"
+NOT_COMPUTABLE = "not computable: a difference is NaN or infinite"
+
+
+def confidence_label(alpha):
+    """1 − alpha as a percentage, exactly as typed: '95%', '97.5%' for 0.025, '99.5%' for 0.005."""
+    level = (1 - Decimal(repr(float(alpha)))) * 100
+    return f"{level.normalize():f}%"
+
+
+def sign_flip_p(differences):
+    """Two-sided p of the exact sign-flip permutation test of mean difference = 0.
+
+    Under "weighting changes nothing" each seed's difference is as likely to have either sign,
+    so p is the share of the 2^n sign patterns whose |sum| reaches the observed |sum|. It is
+    never below 2 / 2^n (the observed pattern and its mirror image) and is 1 when all are 0.
+    """
+    # whole numbers of rounding steps: their float sums are exact, so equal sums compare equal
+    steps = np.rint(np.asarray(differences) * 10 ** DECIMALS)
+    n = len(steps)
+    if n <= MAX_EXACT_SIGN_FLIP_SEEDS:
+        # row k holds the signs given by the bits of k: all 2^n patterns
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+        extra = 0
+    else:  # the observed pattern counts as one draw, so p is never 0 (Phipson & Smyth 2010)
+        signs = np.random.default_rng(0).choice((1, -1), size=(SIGN_FLIP_DRAWS, n))
+        extra = 1
+    reached = np.abs(signs @ steps) >= abs(steps.sum())
+    return float((reached.sum() + extra) / (len(signs) + extra))
 
 
 def paired_difference(weighted, unweighted, alpha):
-    """Mean, sd, (1 − alpha) Student-t interval and paired t-test p of weighted − unweighted.
+    """Mean, sd, (1 − alpha) Student-t interval, paired t-test p and sign-flip p of weighted −
+    unweighted, the differences rounded to DECIMALS first.
 
     With 6 or more seeds also the Wilcoxon signed-rank p. With one seed only the difference.
+    With zero spread (every seed moved by the same amount) the t statistic is undefined, so
+    p_ttest is None and the sign-flip p alone decides. With a NaN or infinite difference only
+    the differences are returned, non-finite ones as None (JSON null).
     """
-    diff = np.asarray(weighted, dtype=float) - np.asarray(unweighted, dtype=float)
+    diff = np.round(np.subtract(weighted, unweighted), DECIMALS)
     n = len(diff)
+    if not np.isfinite(diff).all():
+        return {"n_seeds": n, "mean": None, "differences": [float(d) if np.isfinite(d) else None for d in diff]}
     result = {"n_seeds": n, "mean": float(diff.mean()), "differences": [float(d) for d in diff]}
     if n < 2:
         return result
-    sd = float(diff.std(ddof=1))
+    zero_spread = np.ptp(diff) == 0
+    sd = 0.0 if zero_spread else float(diff.std(ddof=1))
     half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / np.sqrt(n))
-    if sd == 0:
-        # Every seed moved by exactly the same amount: no spread, so either no change at all
-        # (p = 1) or a shift the t statistic treats as certain (p = 0).
-        p = 1.0 if diff[0] == 0 else 0.0
-    else:
-        p = float(stats.ttest_rel(weighted, unweighted).pvalue)
-    result.update({"sd": sd, "ci_low": result["mean"] - half, "ci_high": result["mean"] + half, "p_ttest": p})
+    p_ttest = None if zero_spread else float(stats.ttest_1samp(diff, 0.0).pvalue)
+    result.update({"sd": sd, "ci_low": result["mean"] - half, "ci_high": result["mean"] + half,
+                   "p_ttest": p_ttest, "p_signflip": sign_flip_p(diff)})
+    result["p_verdict"] = max(p for p in (p_ttest, result["p_signflip"]) if p is not None)
     if n >= MIN_SEEDS_FOR_WILCOXON:
-        result["p_wilcoxon"] = 1.0 if not diff.any() else float(stats.wilcoxon(weighted, unweighted).pvalue)
+        # scipy also gives 1 when every difference is 0, but with a divide-by-zero warning
+        result["p_wilcoxon"] = 1.0 if not diff.any() else float(stats.wilcoxon(diff).pvalue)
     return result
 
 
-def verdict(difference, alpha, p_key="p_ttest"):
-    """'better', 'worse' or 'no significant difference' for weighted vs unweighted."""
+def verdict(difference, alpha, p_key="p_verdict"):
+    """'better', 'worse' or 'no significant difference' for weighted vs unweighted: 'better' or
+    'worse' only when the p-value under p_key is below alpha and the interval excludes 0."""
+    if difference["mean"] is None:
+        return NOT_COMPUTABLE
     if difference["n_seeds"] < 2:
         return NO_TEST
     excludes_zero = difference["ci_low"] > 0 or difference["ci_high"] < 0
@@ -45,28 +98,31 @@ def verdict(difference, alpha, p_key="p_ttest"):
 
 
 def compare_metrics(weighted_by_metric, unweighted_by_metric, alpha, family=()):
-    """paired_difference and verdict for each metric; p-values of the metrics in `family`
-    (the per-class recalls) are also Holm-adjusted, and their verdict uses the adjusted p."""
+    """paired_difference and verdict for each metric; the verdict p-values of the metrics in
+    `family` (the per-class recalls) are also Holm-adjusted, and their verdict uses the
+    adjusted p. A metric with no test (one seed, or not computable) is not in the family."""
     results = {name: paired_difference(weighted_by_metric[name], unweighted_by_metric[name], alpha)
                for name in weighted_by_metric}
-    tested = [name for name in family if "p_ttest" in results[name]]
+    tested = [name for name in family if "p_verdict" in results[name]]
     if tested:
-        adjusted = multipletests([results[name]["p_ttest"] for name in tested], method="holm")[1]
+        adjusted = multipletests([results[name]["p_verdict"] for name in tested], method="holm")[1]
         for name, p in zip(tested, adjusted):
             results[name]["p_holm"] = float(p)
     for name, result in results.items():
-        result["verdict"] = verdict(result, alpha, "p_holm" if "p_holm" in result else "p_ttest")
+        result["verdict"] = verdict(result, alpha, "p_holm" if "p_holm" in result else "p_verdict")
     return results
 
 
 def mcnemar_exact(y_true, pred_weighted, pred_unweighted):
-    """McNemar's exact test on one seed's pair of classifiers over the same test images."""
+    """McNemar's exact test on one seed's pair of classifiers over the same test images.
+
+    It uses only the discordant images (right for one arm only), so the table's diagonal is
+    left 0; with no discordant image p = 1 (statsmodels' binomial gives that itself)."""
     right_w = pred_weighted == y_true
     right_u = pred_unweighted == y_true
     only_weighted = int(np.sum(right_w & ~right_u))
     only_unweighted = int(np.sum(right_u & ~right_w))
-    table = [[int(np.sum(right_w & right_u)), only_unweighted], [only_weighted, int(np.sum(~right_w & ~right_u))]]
-    p = 1.0 if only_weighted + only_unweighted == 0 else float(mcnemar(table, exact=True).pvalue)
+    p = float(mcnemar([[0, only_unweighted], [only_weighted, 0]], exact=True).pvalue)
     return {"only_weighted_right": only_weighted, "only_unweighted_right": only_unweighted, "p_value": p}
 
 
@@ -101,7 +157,7 @@ def compare_arms(per_seed, predictions, y_true, alpha):
 
 def headline_comparison(comparison):
     """The comparison's few numbers for `dvc metrics show`: per headline metric the mean
-    difference, its interval, the t-test p and the verdict."""
-    keep = ("mean", "ci_low", "ci_high", "p_ttest", "verdict")
+    difference, its interval, the t-test and sign-flip p and the verdict."""
+    keep = ("mean", "ci_low", "ci_high", "p_ttest", "p_signflip", "verdict")
     return {"alpha": comparison["alpha"],
             **{metric: {k: d[k] for k in keep if k in d} for metric, d in comparison["difference"].items()}}

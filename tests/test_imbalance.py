@@ -38,8 +38,22 @@ def test_none_keeps_everything_unless_capped():
 
 
 def test_a_profile_that_empties_a_class_is_an_error_naming_the_ratio():
-    with pytest.raises(UserError, match=r"imbalance.ratio = 1000.0: leaves class 0 with 0 training image"):
+    with pytest.raises(UserError) as raised:
         target_counts([400] * 10, imbalance(profile="step", ratio=1000, minority_classes=[0]))
+    assert str(raised.value) == ("imbalance.ratio = 1000.0: leaves class 0 with 0 training image(s) from n_max = 400; "
+                                 "allowed: ratio at most 200 (each class needs 2, one for validation)")
+
+
+def test_a_longtail_that_leaves_one_image_names_the_class_and_count():
+    # the last class of class_order keeps 1000 * 1000^(-9/9) = 1 image
+    with pytest.raises(UserError, match=r"leaves class 9 with 1 training image\(s\) from n_max = 1000; "
+                                        r"allowed: ratio at most 500 "):
+        target_counts([1000] * 10, imbalance(profile="longtail", ratio=1000))
+
+
+def test_two_images_of_a_class_are_enough():
+    counts = target_counts([400] * 10, imbalance(profile="step", ratio=10, minority_classes=[3], n_max=20))
+    assert counts.tolist() == [20, 20, 20, 2, 20, 20, 20, 20, 20, 20]
 
 
 def test_n_max_above_what_a_class_has_is_an_error():
@@ -52,6 +66,7 @@ def test_subsample_is_seeded_and_exact():
     wanted = np.arange(1, 11) * 3
     first = subsample(labels, wanted, seed=7)
     assert np.bincount(labels[first]).tolist() == wanted.tolist()
+    assert len(np.unique(first)) == len(first)  # drawn without replacement
     assert np.array_equal(first, subsample(labels, wanted, seed=7))
     assert not np.array_equal(first, subsample(labels, wanted, seed=8))
 
@@ -61,6 +76,8 @@ def test_stratified_split_keeps_class_proportions_and_every_class_on_both_sides(
     train, val = stratified_split(labels, 0.1, seed=0)
     assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(labels)
     assert np.bincount(labels[val]).tolist() == [20] * 5 + [2] * 5
+    assert np.array_equal(val, stratified_split(labels, 0.1, seed=0)[1])
+    assert not np.array_equal(val, stratified_split(labels, 0.1, seed=1)[1])
 
 
 def test_stratified_split_that_cannot_cover_every_class_is_a_user_error():
@@ -69,21 +86,47 @@ def test_stratified_split_that_cannot_cover_every_class_is_a_user_error():
         stratified_split(labels, 0.1, seed=0)
 
 
-def test_make_splits_unbalances_train_only_and_leaves_test_as_shipped():
+def raw_arrays(y):
     rng = np.random.default_rng(0)
+    return {"x_train": rng.integers(0, 255, (len(y), 28, 28), dtype=np.uint8), "y_train": y,
+            "x_test": rng.integers(0, 255, (50, 28, 28), dtype=np.uint8), "y_test": y[::20]}
+
+
+def test_make_splits_unbalances_train_only_and_leaves_test_as_shipped():
     y = np.repeat(np.arange(10), 100).astype(np.uint8)
-    raw = {"x_train": rng.integers(0, 255, (1000, 28, 28), dtype=np.uint8), "y_train": y,
-           "x_test": rng.integers(0, 255, (50, 28, 28), dtype=np.uint8), "y_test": y[::20]}
+    raw = raw_arrays(y)
     params = shipped_params({"imbalance": {"profile": "step", "ratio": 5}, "split": {"val_fraction": 0.2}})
     splits = make_splits(raw, params.imbalance, params.split)
     combined = np.bincount(np.concatenate([splits["y_train"], splits["y_val"]]))
     assert combined.tolist() == [20] * 5 + [100] * 5
     assert np.bincount(splits["y_val"]).tolist() == [4] * 5 + [20] * 5
-    assert splits["x_test"] is raw["x_test"] and splits["x_train"].dtype == np.uint8
-    # every kept image is a real training image with its own label
-    for image, label in zip(splits["x_train"][:20], splits["y_train"][:20]):
-        match = np.flatnonzero((raw["x_train"] == image).all(axis=(1, 2)))
-        assert raw["y_train"][match[0]] == label
+    assert splits["x_test"] is raw["x_test"] and splits["y_test"] is raw["y_test"]
+    assert splits["x_train"].dtype == np.uint8
+    # every kept image is a real training image with its own label, in both parts
+    for part in ("train", "val"):
+        for image, label in zip(splits[f"x_{part}"][:20], splits[f"y_{part}"][:20]):
+            match = np.flatnonzero((raw["x_train"] == image).all(axis=(1, 2)))
+            assert raw["y_train"][match[0]] == label
+
+
+def test_make_splits_is_seeded():
+    raw = raw_arrays(np.repeat(np.arange(10), 100).astype(np.uint8))
+
+    def val_images(imbalance_seed, split_seed):
+        params = shipped_params({"imbalance": {"profile": "step", "ratio": 5, "seed": imbalance_seed},
+                               "split": {"val_fraction": 0.2, "seed": split_seed}})
+        return make_splits(raw, params.imbalance, params.split)["x_val"]
+
+    assert np.array_equal(val_images(0, 0), val_images(0, 0))
+    assert not np.array_equal(val_images(0, 0), val_images(1, 0))
+    assert not np.array_equal(val_images(0, 0), val_images(0, 1))
+
+
+def test_make_splits_with_a_class_missing_from_training_names_it():
+    raw = raw_arrays(np.repeat(np.arange(9), 100).astype(np.uint8))  # no image of class 9
+    params = shipped_params({"imbalance": {"profile": "step", "ratio": 5, "n_max": 50}})
+    with pytest.raises(UserError, match="imbalance.n_max = 50: class 9 has only 0 training images"):
+        make_splits(raw, params.imbalance, params.split)
 
 
 def test_minority_classes_per_profile():

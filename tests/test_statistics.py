@@ -1,9 +1,25 @@
-"""The paired statistics against small cases worked by hand."""
+"""The paired statistics against cases worked by hand or by an independent library (scipy,
+statsmodels), each on data where the plausible wrong formula gives another answer."""
+import json
+import warnings
+
 import numpy as np
 import pytest
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 
 from classweights.evaluation import seed_metrics, summarise_seeds
-from classweights.statistics import NO_TEST, compare_arms, mcnemar_exact, paired_difference, verdict
+from classweights.report import summary_markdown
+from classweights.statistics import (NO_TEST, NOT_COMPUTABLE, compare_arms, compare_metrics, confidence_label,
+                                     headline_comparison, mcnemar_exact, paired_difference, sign_flip_p, verdict)
+
+
+def recalls_shifted(steps, seeds):
+    """Per-seed recalls on 100 test images: the weighted arm finds `steps` more of them. As
+    real recalls do, the float differences carry noise of ~1e-16 (0.01 vs 0.010000000000000009)."""
+    found = np.array([80, 56, 2, 14, 28, 3, 5, 9][:seeds])
+    return (found + np.asarray(steps)) / 100, found / 100
 
 
 def test_paired_difference_matches_a_hand_worked_case():
@@ -15,9 +31,116 @@ def test_paired_difference_matches_a_hand_worked_case():
     assert d["p_ttest"] == pytest.approx(0.03775, abs=1e-4)
     half = 4.302653 * 0.0057735 / np.sqrt(3)
     assert (d["ci_low"], d["ci_high"]) == pytest.approx((1 / 60 - half, 1 / 60 + half), abs=1e-6)
+    assert d["differences"] == [0.02, 0.02, 0.01]  # rounded: not 0.020000000000000018
+    # sign flips: of the 8 patterns of (±0.02, ±0.02, ±0.01) only +++ and −−− reach |sum| = 0.05
+    assert d["p_signflip"] == 2 / 8
+    assert d["p_verdict"] == 2 / 8  # the larger of the two
     assert "p_wilcoxon" not in d
-    assert verdict(d, 0.05) == "better"
-    assert verdict(d, 0.01) == "no significant difference"
+    assert verdict(d, 0.05, "p_ttest") == "better"
+    assert verdict(d, 0.05) == "no significant difference"  # three seeds can never pass the sign-flip test
+    assert verdict(d, 0.3) == "better"
+    assert verdict(d, 0.01, "p_ttest") == "no significant difference"
+
+
+@pytest.mark.parametrize("seeds, p, verdict_at_5_percent", [
+    (2, 2 / 4, "no significant difference"),
+    (5, 2 / 32, "no significant difference"),  # 0.0625: five seeds cannot reach 0.05
+    (8, 2 / 256, "better"),
+])
+def test_identical_shifts_have_no_t_test_and_the_sign_flip_p_floor(seeds, p, verdict_at_5_percent):
+    weighted, unweighted = recalls_shifted([1] * seeds, seeds)  # every seed gains one image in 100
+    assert len(set(weighted - unweighted)) > 1  # float noise: the differences are not bit-equal
+    d = paired_difference(weighted, unweighted, alpha=0.05)
+    assert d["differences"] == [0.01] * seeds
+    assert d["sd"] == 0 and d["ci_low"] == d["ci_high"] == d["mean"] == pytest.approx(0.01)
+    assert d["p_ttest"] is None  # t = 0.01 / 0: undefined, never "p = 0"
+    assert d["p_signflip"] == d["p_verdict"] == p
+    assert verdict(d, 0.05) == verdict_at_5_percent
+
+
+def test_zero_spread_has_sd_exactly_zero_even_where_the_mean_is_inexact():
+    # three shifts of 0.1: the float mean is 0.10000000000000002, so numpy's sd would be 1.7e-17
+    assert np.std([0.1] * 3, ddof=1) > 0
+    d = paired_difference([0.9, 0.8, 0.7], [0.8, 0.7, 0.6], alpha=0.05)
+    assert d["sd"] == 0 and d["ci_low"] == d["ci_high"] == d["mean"] and d["p_ttest"] is None
+
+
+def test_identical_losses_over_eight_seeds_are_worse():
+    weighted, unweighted = recalls_shifted([-2] * 8, 8)
+    d = paired_difference(weighted, unweighted, alpha=0.05)
+    assert d["p_signflip"] == 2 / 256 and verdict(d, 0.05) == "worse"
+
+
+def test_shifts_equal_up_to_1e_17_are_a_tie_not_a_certainty():
+    weighted = 0.01 + np.array([0, 1e-17, -1e-17, 2e-17, 0])
+    assert np.std(weighted, ddof=1) > 0  # unrounded, the t-test would give p ~ 1e-16
+    d = paired_difference(weighted, np.zeros(5), alpha=0.05)
+    assert d["sd"] == 0 and d["p_ttest"] is None
+    assert d["p_signflip"] == 2 / 32
+    assert verdict(d, 0.05) == "no significant difference"
+
+
+def test_one_seed_gaining_two_images_the_others_one():
+    # differences 0.02, 0.01 x 4: mean 0.012, sd 0.004472, t = 0.012 / (0.004472 / sqrt 5) = 6.0,
+    # two-sided p with 4 df = 0.00388; the sign-flip test still says 2/32
+    d = paired_difference([0.82, 0.71, 0.61, 0.91, 0.51], [0.80, 0.70, 0.60, 0.90, 0.50], alpha=0.05)
+    assert d["sd"] == pytest.approx(0.004472136) and d["p_ttest"] == pytest.approx(0.00388, abs=1e-5)
+    assert d["p_signflip"] == d["p_verdict"] == 2 / 32
+    assert verdict(d, 0.05, "p_ttest") == "better" and verdict(d, 0.05) == "no significant difference"
+
+
+def test_a_tiny_but_real_spread_still_needs_the_sign_flip_test():
+    # one seed off by 1e-8 (above the rounding): t is huge and its p tiny, the sign-flip p is 2/32
+    d = paired_difference([0.01, 0.01, 0.01, 0.01, 0.01 + 1e-8], np.zeros(5), alpha=0.05)
+    assert d["p_ttest"] < 1e-10 and d["p_signflip"] == 2 / 32 and d["p_verdict"] == 2 / 32
+    assert verdict(d, 0.05) == "no significant difference"
+
+
+@pytest.mark.parametrize("seeds", [2, 6])
+def test_all_zero_differences_give_p_one_and_no_difference(seeds):
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4][:seeds]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no divide-by-zero noise in the stage's log
+        d = paired_difference(scores, list(scores), alpha=0.05)
+    assert d["mean"] == 0 and d["sd"] == 0 and d["ci_low"] == d["ci_high"] == 0
+    assert d["p_ttest"] is None and d["p_signflip"] == 1.0 and d["p_verdict"] == 1.0
+    if seeds >= 6:
+        assert d["p_wilcoxon"] == 1.0
+    assert verdict(d, 0.05) == "no significant difference"
+
+
+def test_nan_is_not_computable_and_writes_null():
+    d = paired_difference([0.9, np.nan, 0.8], [0.8, 0.7, 0.7], alpha=0.05)
+    assert d == {"n_seeds": 3, "mean": None, "differences": [pytest.approx(0.1), None, pytest.approx(0.1)]}
+    assert verdict(d, 0.05) == NOT_COMPUTABLE
+    assert json.loads(json.dumps(d, allow_nan=False))["differences"][1] is None
+    assert verdict(paired_difference([np.inf], [0.5], alpha=0.05), 0.05) == NOT_COMPUTABLE
+
+
+def test_sign_flip_p_against_scipy_permutation_test():
+    # mixed signs: p is the share of sign patterns with |sum| >= |0.08| (scipy enumerates them too)
+    d = np.array([0.03, -0.01, 0.02, 0.04, 0.01, -0.02, 0.05])
+    exact = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf).pvalue
+    assert sign_flip_p(d) == pytest.approx(exact) == pytest.approx(22 / 128)
+
+
+def test_sign_flip_counts_ties_with_the_observed_sum():
+    # recalls on 1,000 images, observed sum 0.01. Flipping a subset S gives 0.01 - 2 sum(S), which
+    # reaches |0.01| when sum(S) <= 0 or >= 0.01: 10 of the 16 subsets, four of them by an exact
+    # tie (S = {}, {0.001, 0.004, -0.005}, {0.01}, all) that float noise would break
+    assert sign_flip_p([0.001, 0.004, -0.005, 0.01]) == 10 / 16
+    assert sign_flip_p([0.001] * 8) == 2 / 256
+
+
+def test_sign_flip_above_sixteen_seeds_draws_patterns_and_stays_close_to_exact():
+    d = np.array([0.02, 0.01, -0.01, 0.03, 0.0, 0.01, 0.02, -0.02, 0.01, 0.01, 0.0, 0.02, -0.01, 0.01, 0.03,
+                  -0.01, 0.02])
+    exact = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf).pvalue
+    p = sign_flip_p(d)
+    assert p == pytest.approx(exact, abs=0.01) and p != exact  # drawn, within Monte Carlo error
+    assert sign_flip_p(d) == p  # drawn with a fixed seed: the same p every run
+    assert sign_flip_p(np.full(20, 0.01)) == 1 / (2 ** 16 + 1)  # never 0: the observed pattern counts
+    assert sign_flip_p(np.full(16, 0.01)) == 2 / 2 ** 16  # 16 seeds are still enumerated
 
 
 def test_wilcoxon_from_six_seeds():
@@ -26,27 +149,99 @@ def test_wilcoxon_from_six_seeds():
     assert d["p_wilcoxon"] == pytest.approx(0.03125)
 
 
-def test_identical_arms_give_p_one_and_no_difference():
-    d = paired_difference([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], alpha=0.05)
-    assert d["mean"] == 0 and d["p_ttest"] == 1.0 and d["p_wilcoxon"] == 1.0
-    assert verdict(d, 0.05) == "no significant difference"
+def test_wilcoxon_ranks_rounded_differences_so_ties_are_ties():
+    weighted = [0.70, 0.74, 0.84, 0.91, 0.53, 0.57, 0.86]
+    unweighted = [0.71, 0.73, 0.83, 0.92, 0.51, 0.56, 0.87]
+    raw = np.subtract(weighted, unweighted)
+    rounded = np.round(raw, 9)  # -0.01 x3, +0.01 x3, +0.02
+    d = paired_difference(weighted, unweighted, alpha=0.05)
+    # six tied |0.01| share rank 3.5, 0.02 has rank 7: W+ = 17.5; 98 of the 128 sign patterns are
+    # at least as far from the mean 14
+    assert d["p_wilcoxon"] == pytest.approx(stats.wilcoxon(rounded).pvalue) == pytest.approx(98 / 128)
+    assert stats.wilcoxon(raw).pvalue == pytest.approx(0.84375)  # float noise broke the ties
 
 
-def test_never_better_when_the_interval_contains_zero():
-    d = paired_difference([0.95, 0.80, 0.99], [0.90, 0.90, 0.90], alpha=0.05)
+def test_verdict_needs_the_interval_to_exclude_zero():
+    # all six differences positive, so the Wilcoxon p is 2/64 < 0.05, but the outlier makes the
+    # t interval [-1.27, 2.99]: no verdict of "better" from the Wilcoxon p alone
+    d = paired_difference([0.01, 0.02, 0.03, 0.04, 0.05, 5.0], [0.0] * 6, alpha=0.05)
+    assert d["p_wilcoxon"] == pytest.approx(2 / 64)
     assert d["ci_low"] < 0 < d["ci_high"]
-    assert verdict(d, 0.05) == "no significant difference"
+    assert verdict(d, 0.05, "p_wilcoxon") == "no significant difference"
+    assert verdict({**d, "ci_low": 0.001}, 0.05, "p_wilcoxon") == "better"
+    # an interval that touches 0, or straddles it with both ends below 1, does not exclude it
+    assert verdict({**d, "ci_low": 0.0}, 0.05, "p_wilcoxon") == "no significant difference"
+    assert verdict({**d, "ci_low": -0.01, "ci_high": 0.05}, 0.05, "p_wilcoxon") == "no significant difference"
+    assert verdict({**d, "mean": -0.5, "ci_low": -1.0, "ci_high": 0.0}, 0.05, "p_wilcoxon") == \
+        "no significant difference"
+    assert verdict({**d, "mean": -1.0, "ci_low": -2.0, "ci_high": -0.001}, 0.05, "p_wilcoxon") == "worse"
+
+
+def test_verdict_needs_p_below_alpha():
+    d = paired_difference([0.95, 0.80, 0.99, 0.97, 0.96, 0.98], [0.90] * 6, alpha=0.05)
+    assert d["ci_low"] < 0 < d["ci_high"] and d["p_verdict"] > 0.05
+    assert verdict({**d, "ci_low": 0.001}, 0.05) == "no significant difference"
+
+
+def test_p_equal_to_alpha_is_not_below_it():
+    weighted, unweighted = recalls_shifted([1] * 5, 5)
+    d = paired_difference(weighted, unweighted, alpha=0.0625)
+    assert d["p_verdict"] == 0.0625 and verdict(d, 0.0625) == "no significant difference"
 
 
 def test_worse_is_reported():
-    d = paired_difference([0.80, 0.81, 0.79, 0.80], [0.90, 0.92, 0.91, 0.90], alpha=0.05)
+    d = paired_difference([0.80, 0.81, 0.79, 0.80, 0.78, 0.80], [0.90, 0.92, 0.91, 0.90, 0.91, 0.90], alpha=0.05)
+    assert d["p_signflip"] == 2 / 64
     assert verdict(d, 0.05) == "worse"
 
 
 def test_one_seed_gives_no_test_and_no_p_value():
     d = paired_difference([0.9], [0.8], alpha=0.05)
-    assert "p_ttest" not in d and "ci_low" not in d
+    assert d == {"n_seeds": 1, "mean": pytest.approx(0.1), "differences": [pytest.approx(0.1)]}
     assert verdict(d, 0.05) == NO_TEST
+
+
+# Ten seeds of four classes' recalls (steps of 1/100). Their verdict p-values are 0.066, 0.0078,
+# 0.0156 and 0.031: Holm passes two, Bonferroni one and Benjamini-Hochberg three at 0.05.
+FAMILY_WEIGHTED = [[0.67, 0.68, 0.76, 0.76, 0.75, 0.85, 0.76, 0.84, 0.6, 0.86],
+                   [0.72, 0.68, 0.61, 0.88, 0.87, 0.66, 0.77, 0.68, 0.88, 0.7],
+                   [0.85, 0.67, 0.82, 0.71, 0.75, 0.82, 0.69, 0.66, 0.86, 0.69],
+                   [0.83, 0.81, 0.89, 0.75, 0.75, 0.91, 0.62, 0.61, 0.7, 0.63]]
+FAMILY_UNWEIGHTED = [[0.68, 0.67, 0.72, 0.77, 0.74, 0.82, 0.73, 0.83, 0.6, 0.84],
+                     [0.71, 0.66, 0.6, 0.85, 0.86, 0.65, 0.77, 0.68, 0.87, 0.67],
+                     [0.82, 0.68, 0.81, 0.71, 0.71, 0.8, 0.67, 0.65, 0.83, 0.66],
+                     [0.81, 0.78, 0.87, 0.72, 0.76, 0.89, 0.62, 0.61, 0.69, 0.62]]
+
+
+def test_holm_adjusts_the_family_as_statsmodels_does():
+    names = ["recall.0", "recall.1", "recall.2", "recall.3"]
+    results = compare_metrics(dict(zip(names, FAMILY_WEIGHTED)), dict(zip(names, FAMILY_UNWEIGHTED)), 0.05,
+                              family=names)
+    raw = [results[n]["p_verdict"] for n in names]
+    assert raw == pytest.approx([68 / 1024, 8 / 1024, 16 / 1024, 32 / 1024])
+    reject = {m: multipletests(raw, alpha=0.05, method=m)[0].tolist() for m in ("holm", "bonferroni", "fdr_bh")}
+    assert reject == {"holm": [False, True, True, False], "bonferroni": [False, True, False, False],
+                      "fdr_bh": [False, True, True, True]}
+    assert [results[n]["p_holm"] for n in names] == pytest.approx(multipletests(raw, method="holm")[1])
+    assert [results[n]["verdict"] == "better" for n in names] == reject["holm"]
+
+
+def test_outside_the_family_the_raw_p_decides():
+    names = ["recall.0", "recall.1", "recall.2", "recall.3"]
+    results = compare_metrics(dict(zip(names, FAMILY_WEIGHTED)), dict(zip(names, FAMILY_UNWEIGHTED)), 0.05)
+    assert all("p_holm" not in r for r in results.values())
+    assert [r["verdict"] for r in results.values()] == ["no significant difference", "better", "better", "better"]
+
+
+def test_a_not_computable_metric_is_left_out_of_the_family():
+    names = ["recall.0", "recall.1", "recall.2", "recall.3"]
+    weighted = dict(zip(names, FAMILY_WEIGHTED))
+    weighted["recall.0"] = [np.nan] * 10
+    results = compare_metrics(weighted, dict(zip(names, FAMILY_UNWEIGHTED)), 0.05, family=names)
+    assert results["recall.0"]["verdict"] == NOT_COMPUTABLE and "p_holm" not in results["recall.0"]
+    three = [results[n]["p_verdict"] for n in names[1:]]
+    assert [results[n]["p_holm"] for n in names[1:]] == pytest.approx(multipletests(three, method="holm")[1])
+    json.dumps(results, allow_nan=False)  # raises on a bare NaN
 
 
 def test_mcnemar_counts_the_images_only_one_arm_gets_right():
@@ -59,44 +254,93 @@ def test_mcnemar_counts_the_images_only_one_arm_gets_right():
     weighted[both_wrong] = unweighted[both_wrong] = 1
     result = mcnemar_exact(y, weighted, unweighted)
     assert result["only_weighted_right"] == 8 and result["only_unweighted_right"] == 2
-    # exact: 2 * P(X <= 2), X ~ Binomial(10, 1/2) = 2 * 56 / 1024
+    # exact: 2 * P(X <= 2), X ~ Binomial(10, 1/2) = 2 * 56 / 1024; the chi-square versions give
+    # 0.114 (continuity-corrected) and 0.058
     assert result["p_value"] == pytest.approx(112 / 1024)
+    table = [[9, 2], [8, 1]]
+    assert all(result["p_value"] != pytest.approx(mcnemar(table, exact=False, correction=c).pvalue, abs=1e-3)
+               for c in (True, False))
 
 
-def test_mcnemar_of_identical_predictions_is_one():
+def test_mcnemar_with_no_discordant_image_is_one():
+    # both arms get images 0-7 right and images 8, 9 wrong (in different ways): nothing to compare;
+    # the chi-square version would divide 0 by 0
     y = np.arange(10)
-    assert mcnemar_exact(y, y.copy(), y.copy())["p_value"] == 1.0
+    weighted, unweighted = y.copy(), y.copy()
+    weighted[8:] = [0, 1]
+    unweighted[8:] = [2, 3]
+    result = mcnemar_exact(y, weighted, unweighted)
+    assert result == {"only_weighted_right": 0, "only_unweighted_right": 0, "p_value": 1.0}
 
 
-def test_compare_arms_on_constructed_predictions():
+def test_confidence_label_is_exact():
+    assert [confidence_label(a) for a in (0.05, 0.025, 0.005, 0.1, 0.001, 0.07)] == \
+        ["95%", "97.5%", "99.5%", "90%", "99.9%", "93%"]
+
+
+def constructed_run(seeds):
+    """Per-seed metrics and predictions of two arms on 200 test images: the minority classes
+    0-4 are often missed by the unweighted arm and mostly found by the weighted one."""
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(10), 20)
     per_seed, predictions = {"weighted": {}, "unweighted": {}}, {"weighted": {}, "unweighted": {}}
-    for seed in ("0", "1", "2"):
+    for seed in map(str, range(seeds)):
         draw = rng.random(200)
         unweighted = y.copy()
-        unweighted[(y < 5) & (draw < 0.3)] = 9  # the minority classes are often missed...
+        unweighted[(y < 5) & (draw < 0.3)] = 9
         weighted = y.copy()
-        weighted[(y < 5) & (draw < 0.05)] = 9  # ...and weighting fixes most of those images
+        weighted[(y < 5) & (draw < 0.05)] = 9
         for arm, pred in (("weighted", weighted), ("unweighted", unweighted)):
             predictions[arm][seed] = pred
             per_seed[arm][seed] = seed_metrics(y, np.eye(10)[pred] * 0.9 + 0.01, minority=[0, 1, 2, 3, 4])
+    return per_seed, predictions, y
+
+
+def test_compare_arms_on_constructed_predictions():
+    per_seed, predictions, y = constructed_run(seeds=6)
     comparison = compare_arms(per_seed, predictions, y, alpha=0.05)
-    assert comparison["difference"]["minority_recall"]["verdict"] == "better"
+    assert comparison["seeds"] == ["0", "1", "2", "3", "4", "5"]
+    assert list(comparison["difference"]) == ["accuracy", "balanced_accuracy", "macro_f1", "minority_recall"]
+    minority = comparison["difference"]["minority_recall"]
+    assert minority["p_signflip"] == 2 / 64 and minority["verdict"] == "better"
+    expected = [per_seed["weighted"][s]["minority_recall"] - per_seed["unweighted"][s]["minority_recall"]
+                for s in comparison["seeds"]]
+    assert minority["differences"] == pytest.approx(expected)
+    # class 7 is never missed by either arm: zero spread, no t-test
+    assert comparison["per_class_recall_difference"]["7"]["p_ttest"] is None
     assert comparison["per_class_recall_difference"]["7"]["verdict"] == "no significant difference"
-    assert all(m["only_unweighted_right"] == 0 for m in comparison["mcnemar"].values())
+    # ten per-class recalls with 6 seeds: Holm's smallest p is 10 * 2/64 > 0.05
+    assert comparison["per_class_recall_difference"]["0"]["p_holm"] >= 10 * 2 / 64
+    for seed, m in comparison["mcnemar"].items():
+        right_w, right_u = predictions["weighted"][seed] == y, predictions["unweighted"][seed] == y
+        assert m["only_weighted_right"] == np.sum(right_w & ~right_u) > 0
+        assert m["only_unweighted_right"] == np.sum(right_u & ~right_w) == 0
     assert all(m["p_value"] < 0.01 for m in comparison["mcnemar"].values())
+    headline = headline_comparison(comparison)
+    assert headline["alpha"] == 0.05 and set(headline) == {"alpha", *comparison["difference"]}
+    assert headline["minority_recall"] == {k: minority[k] for k in
+                                           ("mean", "ci_low", "ci_high", "p_ttest", "p_signflip", "verdict")}
+    json.dumps(comparison, allow_nan=False)
     summary = summarise_seeds(per_seed["weighted"])
     assert summary["mean"]["per_class"]["9"]["recall"] == 1.0
-    assert summary["std"]["accuracy"] == pytest.approx(np.std([per_seed["weighted"][s]["accuracy"] for s in "012"], ddof=1))
+    assert summary["std"]["accuracy"] == pytest.approx(np.std([per_seed["weighted"][s]["accuracy"] for s in "012345"],
+                                                              ddof=1))
 
 
-def test_seed_metrics_by_hand():
-    y = np.array([0, 0, 1, 1])
-    pred = np.array([0, 1, 1, 1])
-    metrics = seed_metrics(y, np.eye(10)[pred] * 0.9 + 0.01, minority=[0])
-    assert metrics["accuracy"] == 0.75
-    assert metrics["balanced_accuracy"] == 0.75  # sklearn averages over the classes present: (0.5 + 1) / 2
-    assert metrics["minority_recall"] == 0.5
-    assert metrics["per_class"]["1"]["precision"] == pytest.approx(2 / 3)
-    assert metrics["loss"] == pytest.approx(-np.mean(np.log([0.91, 0.01, 0.91, 0.91])))
+def test_compare_arms_with_one_seed_tests_nothing_but_mcnemar():
+    per_seed, predictions, y = constructed_run(seeds=1)
+    comparison = compare_arms(per_seed, predictions, y, alpha=0.05)
+    assert {d["verdict"] for d in comparison["difference"].values()} == {NO_TEST}
+    assert {d["verdict"] for d in comparison["per_class_recall_difference"].values()} == {NO_TEST}
+    assert comparison["mcnemar"]["0"]["p_value"] < 0.01
+
+
+def test_summary_prints_the_exact_interval_level_and_undefined_p_values():
+    per_seed, predictions, y = constructed_run(seeds=3)
+    comparison = compare_arms(per_seed, predictions, y, alpha=0.025)
+    summaries = {arm: summarise_seeds(per_seed[arm]) for arm in ("unweighted", "weighted")}
+    class_counts = {"minority_classes": [0, 1, 2, 3, 4], "train": {str(c): 10 for c in range(10)}}
+    text = summary_markdown(summaries, comparison, class_counts)
+    assert "Student-t 97.5% interval" in text
+    # class 7: zero spread, so the t-test cell is a dash, the sign-flip p 1
+    assert "| recall of class 7 | +0.0000 | 0.0000 | [+0.0000, +0.0000] | – | 1.0000 |" in text

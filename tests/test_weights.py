@@ -1,8 +1,11 @@
+import typing
+
 import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
-from classweights.weights import class_weights
+from classweights.params import WeightsParams
+from classweights.weights import STRATEGIES, class_weights
 
 LABELS = np.repeat(np.arange(10), [400] * 5 + [40] * 3 + [10, 4])
 
@@ -44,3 +47,7 @@ def test_effective_number_with_beta_zero_is_uniform():
 
 def test_keys_are_python_ints():
     assert all(type(c) is int for c in class_weights(LABELS, "balanced", beta=0.999))
+
+
+def test_the_params_gate_allows_exactly_the_strategies_implemented():
+    assert typing.get_args(WeightsParams.model_fields["strategy"].annotation) == tuple(STRATEGIES)
