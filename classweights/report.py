@@ -22,14 +22,19 @@ def _plural(n, word):
     return f"{n} {word}{'s' * (n != 1)}"
 
 
+def _strategy(weights):
+    """The weighting strategy, with its beta where it has one."""
+    return f"{weights.strategy} (β = {weights.beta:g})" if weights.strategy == "effective_number" else weights.strategy
+
+
 def describe_run(params):
     """What was run, in one line: source, imbalance, weights (beta, how applied), epochs, seeds."""
     imbalance = params.imbalance
-    shape = "no imbalance" if imbalance.profile == "none" else f"{imbalance.profile} imbalance, ratio {imbalance.ratio:g}"
-    weights = params.weights
-    strategy = f"{weights.strategy} (β = {weights.beta:g})" if weights.strategy == "effective_number" else weights.strategy
+    shape = ("no imbalance" if imbalance.profile == "none"
+             else f"{imbalance.profile} imbalance, ratio {imbalance.ratio:g}")
     seeds = params.train.seeds
-    return (f"{params.data.source}, {shape}; {strategy} class weights {APPLIED[weights.apply]}; "
+    return (f"{params.data.source}, {shape}; "
+            f"{_strategy(params.weights)} class weights {APPLIED[params.weights.apply]}; "
             f"{_plural(params.train.epochs, 'epoch')}, {_plural(len(seeds), 'seed')}")
 
 
@@ -108,7 +113,7 @@ def plot_recall(path, summaries, train_counts, minority, labels, title):
         offset = (i - (len(summaries) - 1) / 2) * width
         mean = [summaries[arm]["mean"]["per_class"][str(c)]["recall"] for c in CLASSES]
         sd = [summaries[arm]["std"]["per_class"][str(c)]["recall"] for c in CLASSES]
-        ax_recall.bar(np.array(CLASSES) + offset, mean, width, yerr=sd, capsize=1.5, label=labels[arm],
+        ax_recall.bar(np.array(CLASSES) + offset, mean, width, yerr=sd, capsize=1.5, label=labels.get(arm, arm),
                       color=colours[arm], error_kw={"elinewidth": 0.8})
     ax_recall.set(xticks=CLASSES, xlabel="class (* minority)", ylabel="test recall", ylim=(0, 1.05),
                   title="Per-class test recall, mean ± sd over seeds")
@@ -116,7 +121,8 @@ def plot_recall(path, summaries, train_counts, minority, labels, title):
     ax_recall.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(summaries), frameon=False)
     ax_counts.bar(CLASSES, [train_counts[str(c)] for c in CLASSES],
                   color=["tab:red" if c in minority else "tab:gray" for c in CLASSES])
-    ax_counts.set(xticks=CLASSES, xlabel="class (red: minority)", ylabel="training images", title="Training class counts")
+    ax_counts.set(xticks=CLASSES, xlabel="class (red: minority)", ylabel="training images",
+                  title="Training class counts")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata=PNG_METADATA)
@@ -134,7 +140,8 @@ def plot_confusions(path, confusions, labels, title):
             if rate >= 0.005:
                 ax.text(j, i, f"{rate:.2f}", ha="center", va="center", fontsize=5.5,
                         color="white" if rate > 0.5 else "black")
-        ax.set(xticks=CLASSES, yticks=CLASSES, xlabel="predicted", ylabel="actual", title=f"{labels[arm]} (rows sum to 1)")
+        ax.set(xticks=CLASSES, yticks=CLASSES, xlabel="predicted", ylabel="actual",
+               title=f"{labels[arm]} (rows sum to 1)")
         ax.title.set_fontsize(9)
     fig.colorbar(image, ax=axes[0], shrink=0.7)
     fig.suptitle(title, fontsize=9)
@@ -170,8 +177,7 @@ def _run_paragraph(params, class_counts, alpha):
     adjustment = (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
                   else "logit adjustment off (τ = 0)")
     return [f"Data: {params.data.source}, imbalance profile {params.imbalance.profile} with ratio "
-            f"{params.imbalance.ratio:g}; minority classes: {minority}. Class weights: {params.weights.strategy}"
-            f"{f' (β = {params.weights.beta:g})' if params.weights.strategy == 'effective_number' else ''}, "
+            f"{params.imbalance.ratio:g}; minority classes: {minority}. Class weights: {_strategy(params.weights)}, "
             f"{APPLIED[params.weights.apply]}; {adjustment}. Training: {_plural(params.train.epochs, 'epoch')}, seeds "
             f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",
             "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."]
@@ -183,7 +189,8 @@ def _side_by_side(comparisons, headline, labels):
     lines = ["| metric | " + " | ".join(f"{labels[comparisons[n]['arm']]} − {labels[comparisons[n]['baseline']]}"
                                          for n in names) + " |", "|---|" + "---|" * len(names)]
     for metric in next(iter(comparisons.values()))["difference"]:
-        lines.append(f"| {metric} | " + " | ".join(_interval(comparisons[n]["difference"][metric]) for n in names) + " |")
+        cells = [_interval(comparisons[n]["difference"][metric]) for n in names]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     worst = [headline[n]["worst_majority_recall"] for n in names]
     lines.append("| worst majority-class recall | " + " | ".join(
         f"class {w['class']}: {_interval(comparisons[n]['per_class_recall_difference'][str(w['class'])])}"

@@ -62,7 +62,7 @@ def test_a_zero_prior_or_zero_probability_gives_no_nan_or_inf():
         assert np.isfinite(adjusted).all()
         assert adjusted.sum(axis=1) == pytest.approx(np.ones(len(proba)))
         assert adjusted[1].argmax() in (0, 1)  # a uniform row goes to the class the prior never saw
-    metrics = seed_metrics(np.arange(5), logit_adjusted_proba(proba, prior, 1.0), minority=[0, 1])
+    metrics = seed_metrics(np.array([7, 0, 1, 0, 1]), logit_adjusted_proba(proba, prior, 1.0), minority=[0, 1])
     assert np.isfinite(metrics["loss"])
 
 

@@ -79,7 +79,8 @@ def test_metrics_show_lists_every_arm_and_the_comparisons(finished):
                                          "worst_majority_recall"}
         assert set(comparison[pair]["accuracy"]) == {"mean", "ci_low", "ci_high", "p", "verdict"}
         assert comparison[pair]["worst_majority_recall"]["class"] in range(5, 10)
-        assert comparison[pair]["accuracy"]["mean"] == pytest.approx(np.mean(accuracy[arm]) - np.mean(accuracy[baseline]))
+        difference = np.mean(accuracy[arm]) - np.mean(accuracy[baseline])
+        assert comparison[pair]["accuracy"]["mean"] == pytest.approx(difference)
     details = json.loads((project / "metrics/details/comparison.json").read_text())
     assert set(details) == set(PAIRS) and details["weighted_vs_unweighted"]["difference"]["accuracy"]["n_seeds"] == 2
     assert set(details["logit_adjusted_vs_unweighted"]["mcnemar"]) == {"0", "1"}
@@ -150,7 +151,8 @@ def test_adding_a_seed_trains_only_that_seed(project):
 def test_forced_rerun_gives_byte_identical_metrics(project):
     outputs = ["metrics/unweighted.json", "metrics/weighted.json", "metrics/logit_adjusted.json",
                "metrics/comparison.json", "metrics/details/weighted.json", "metrics/details/comparison.json",
-               "data/class_counts.json", "data/class_weights.json", "reports/summary.md", "reports/per_class_recall.png"]
+               "data/class_counts.json", "data/class_weights.json", "reports/summary.md",
+               "reports/per_class_recall.png"]
     before = {name: (project / name).read_bytes() for name in outputs}
     probabilities = np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"]
     forced = dvc(project, "repro", "-f")

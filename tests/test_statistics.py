@@ -132,8 +132,8 @@ def test_compare_arms_pairs_seeds_by_name_whatever_their_order():
 
 
 def _recall_difference(mean, p_holm):
-    return {"n_seeds": 3, "mean": mean, "sd": 0.01, "ci_low": mean - 0.02, "ci_high": mean + 0.02, "p_ttest": p_holm / 3,
-            "p_holm": p_holm, "verdict": "worse" if mean < -0.02 else "no significant difference"}
+    return {"n_seeds": 3, "mean": mean, "sd": 0.01, "ci_low": mean - 0.02, "ci_high": mean + 0.02,
+            "p_ttest": p_holm / 3, "p_holm": p_holm, "verdict": "worse" if mean < -0.02 else "no significant difference"}
 
 
 def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
@@ -144,7 +144,8 @@ def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
     recall["2"] = _recall_difference(-0.30, 0.001)
     recall["7"] = _recall_difference(-0.10, 0.004)
     recall["8"] = _recall_difference(-0.05, 0.2)
-    metric = {"n_seeds": 3, "mean": 0.05, "sd": 0.01, "ci_low": 0.03, "ci_high": 0.07, "p_ttest": 0.01, "verdict": "better"}
+    metric = {"n_seeds": 3, "mean": 0.05, "sd": 0.01, "ci_low": 0.03, "ci_high": 0.07, "p_ttest": 0.01,
+              "verdict": "better"}
     one_seed = {"n_seeds": 1, "mean": -0.2, "differences": [-0.2], "verdict": NO_TEST}
     comparisons = {
         "weighted_vs_unweighted": {"alpha": 0.05, "difference": {"accuracy": metric, "minority_recall": metric},
@@ -157,8 +158,9 @@ def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
     block = headline["weighted_vs_unweighted"]
     assert block["accuracy"] == {"mean": 0.05, "ci_low": 0.03, "ci_high": 0.07, "p": 0.01, "verdict": "better"}
     seven = recall["7"]
-    assert block["worst_majority_recall"] == {"class": 7, "mean": -0.10, "ci_low": seven["ci_low"], "ci_high": seven["ci_high"],
-                                              "p": 0.004, "verdict": "worse"}  # p: the Holm p its verdict used
+    assert block["worst_majority_recall"] == {"class": 7, "mean": -0.10, "ci_low": seven["ci_low"],
+                                              "ci_high": seven["ci_high"], "p": 0.004,  # the Holm p the verdict used
+                                              "verdict": "worse"}
     single = headline["logit_adjusted_vs_unweighted"]
     assert single["accuracy"] == {"mean": -0.2, "ci_low": None, "ci_high": None, "p": None, "verdict": NO_TEST}
     assert single["worst_majority_recall"]["class"] == 5
