@@ -104,6 +104,12 @@ def _title(description, comparisons, labels):
     return "\n".join([description] + verdict_lines(comparisons, labels)) + f"  (paired over {seeds} seeds)"
 
 
+def _save(fig, path, title):
+    """The PNG also carries its title as text (a PNG 'Title' field), for tools and tests."""
+    fig.savefig(path, dpi=100, metadata={**PNG_METADATA, "Title": title})
+    plt.close(fig)
+
+
 def plot_recall(path, summaries, train_counts, minority, labels, title):
     """Per-class test recall of every arm (± sd over seeds) beside the training class counts."""
     fig, (ax_recall, ax_counts) = plt.subplots(1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [2.4, 1]})
@@ -125,8 +131,7 @@ def plot_recall(path, summaries, train_counts, minority, labels, title):
                   title="Training class counts")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
-    plt.close(fig)
+    _save(fig, path, title)
 
 
 def plot_confusions(path, confusions, labels, title):
@@ -145,8 +150,7 @@ def plot_confusions(path, confusions, labels, title):
         ax.title.set_fontsize(9)
     fig.colorbar(image, ax=axes[0], shrink=0.7)
     fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
-    plt.close(fig)
+    _save(fig, path, title)
 
 
 def plot_curves(path, curves_by_arm, labels, title):
@@ -167,8 +171,7 @@ def plot_curves(path, curves_by_arm, labels, title):
              "The logit-adjusted arm is not trained: it reuses the unweighted arm's models.", ha="center", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
-    plt.close(fig)
+    _save(fig, path, title)
 
 
 def _run_paragraph(params, class_counts, alpha):

@@ -4,12 +4,14 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tools.sandbox import clone_finished, dvc, make_project, ran_stages, set_params
 
 ALL_STAGES = sorted(["fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
                      "train_weighted@0", "train_weighted@1", "evaluate"])
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DESCRIPTION = "mnist-sample, step imbalance, ratio 5; balanced class weights applied to the loss; 1 epoch, 2 seeds"
 HEADLINE = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
 PAIRS = {"weighted_vs_unweighted": ("weighted", "unweighted"),
          "logit_adjusted_vs_unweighted": ("logit_adjusted", "unweighted"),
@@ -48,9 +50,10 @@ def test_first_repro_runs_every_stage_and_writes_every_output(finished):
     assert provenance["source"] == "mnist-sample" and provenance["images_per_class"]["train"][3] == 400
     for png in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png"):
         assert (project / "reports" / png).read_bytes()[:8] == PNG_MAGIC
+        with Image.open(project / "reports" / png) as image:
+            assert image.text["Title"].startswith(DESCRIPTION), png
     summary = (project / "reports/summary.md").read_text()
-    assert summary.startswith("# mnist-sample, step imbalance, ratio 5; balanced class weights applied to the loss; "
-                              "1 epoch, 2 seeds\n") and "| minority_recall |" in summary
+    assert summary.startswith(f"# {DESCRIPTION}\n") and "| minority_recall |" in summary
     assert "| metric | unweighted | weighted (loss) | logit-adjusted (τ = 1) |" in summary and "McNemar" in summary
     last = first.stdout[first.stdout.rindex("> python -m stages.evaluate"):].splitlines()[1]
     assert last.startswith("evaluate: minority recall: weighted (loss) − unweighted = ")

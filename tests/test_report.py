@@ -1,6 +1,7 @@
 """The report says what was run and shows every arm side by side."""
 import numpy as np
 import pytest
+from PIL import Image
 
 from classweights.evaluation import (LOGIT_ADJUSTED, comparison_pairs, confusion, seed_metrics,
                                      summarise_seeds)
@@ -9,7 +10,6 @@ from classweights.statistics import compare_arms, headline_comparison
 from tools.sandbox import shipped_params
 
 MINORITY = [0, 1, 2, 3, 4]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_run_description_names_source_imbalance_weights_how_applied_epochs_and_seeds():
@@ -88,7 +88,12 @@ def test_write_report_writes_the_figures_and_summary_and_nothing_else(three_arms
     written = sorted(p.name for p in (tmp_path / "reports").iterdir())
     assert written == ["confusion_matrices.png", "per_class_recall.csv", "per_class_recall.png", "summary.md",
                        "training_curves.png"]
-    assert all((tmp_path / "reports" / name).read_bytes()[:8] == PNG_MAGIC for name in written if name.endswith(".png"))
+    description = "mnist-sample, step imbalance, ratio 10; balanced class weights applied to the loss; 10 epochs, 3 seeds"
+    for name in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png"):
+        with Image.open(tmp_path / "reports" / name) as png:
+            assert png.format == "PNG" and png.text["Title"].startswith(description), name
+    with Image.open(tmp_path / "reports/per_class_recall.png") as png:
+        assert "minority recall: logit-adjusted (τ = 1) − unweighted = +0.160" in png.text["Title"]
     csv_lines = (tmp_path / "reports/per_class_recall.csv").read_text().splitlines()
     assert csv_lines[0] == "class,training_images,unweighted,weighted,logit_adjusted"
     assert csv_lines[1] == "0,8,0.000000,0.300000,0.000000"  # weighted misses 5, 7, 9 of class 0's ten images
