@@ -7,6 +7,11 @@ from classweights.params import NUM_CLASSES
 
 CLASSES = list(range(NUM_CLASSES))
 ARMS = ("unweighted", "weighted")  # the trained arms, as named in models/<arm>/
+LOGIT_ADJUSTED = "logit_adjusted"  # an arm evaluate derives from the unweighted arm: no training
+# The paired comparisons, (arm, baseline): each difference is arm − baseline on the same seed.
+# Comparisons with an arm that is off (logit adjustment at tau 0) are left out.
+COMPARISONS = (("weighted", "unweighted"), (LOGIT_ADJUSTED, "unweighted"), ("weighted", LOGIT_ADJUSTED))
+PROBABILITY_FLOOR = 1e-12  # clip before a log: a zero probability or prior stays finite
 # The few numbers `dvc metrics show` lists per arm; every other metric is in metrics/details/.
 HEADLINE_METRICS = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
 # The ones compared between arms (test loss is a training criterion, not a question users ask).
@@ -27,6 +32,41 @@ def seed_metrics(y_true, proba, minority):
         metrics["minority_recall"] = float(np.mean(recall[minority]))
     metrics["per_class"] = {str(c): {"precision": precision[c], "recall": recall[c], "f1": f1[c]} for c in CLASSES}
     return _to_floats(metrics)
+
+
+def training_prior(train_counts):
+    """pi: each class's share of the training images, in class order."""
+    counts = np.array([train_counts[str(c)] for c in CLASSES], dtype=float)
+    return counts / counts.sum()
+
+
+def logit_adjusted_proba(proba, prior, tau):
+    """Post-hoc logit adjustment (Menon et al. 2021): softmax(log p − tau · log pi), row by row.
+
+    Its argmax is argmax_y (log p_y − tau · log pi_y), the adjusted prediction; the renormalised
+    probabilities are what its log loss is computed from. tau = 0 leaves the ranking unchanged.
+    """
+    log_p = np.log(np.clip(np.asarray(proba, dtype=float), PROBABILITY_FLOOR, None))
+    log_prior = np.log(np.clip(np.asarray(prior, dtype=float), PROBABILITY_FLOOR, None))
+    adjusted = log_p - tau * log_prior
+    adjusted -= adjusted.max(axis=1, keepdims=True)  # softmax without overflow
+    exp = np.exp(adjusted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def arm_probabilities(trained, train_counts, tau):
+    """Every arm's test probabilities per seed: the trained arms' as read, plus the
+    logit-adjusted arm from the unweighted arm's (same seeds) unless tau is 0."""
+    arms = dict(trained)
+    if tau > 0:
+        prior = training_prior(train_counts)
+        arms[LOGIT_ADJUSTED] = {seed: logit_adjusted_proba(p, prior, tau) for seed, p in trained["unweighted"].items()}
+    return arms
+
+
+def comparison_pairs(arms):
+    """The (arm, baseline) pairs of COMPARISONS whose arms are both present."""
+    return [(arm, baseline) for arm, baseline in COMPARISONS if arm in arms and baseline in arms]
 
 
 def _to_floats(tree):
@@ -74,11 +114,9 @@ def confusion(y_true, y_pred):
     return confusion_matrix(y_true, y_pred, labels=CLASSES)
 
 
-
 def headline_metrics(summary):
-    """The few numbers `dvc metrics show` lists per arm: mean and sd of the headline metrics,
-    and the mean recall of each class. Everything else is in the details file."""
+    """The few numbers `dvc metrics show` lists per arm: mean and sd of the headline metrics.
+    Everything else (per class, per seed) is in the details file."""
     mean, std = summary["mean"], summary["std"]
     keys = [k for k in HEADLINE_METRICS if k in mean]
-    return {"mean": {k: mean[k] for k in keys}, "sd": {k: std[k] for k in keys},
-            "recall": {c: v["recall"] for c, v in mean["per_class"].items()}}
+    return {"mean": {k: mean[k] for k in keys}, "sd": {k: std[k] for k in keys}}

@@ -83,6 +83,7 @@ class SplitParams(_Section):
 class WeightsParams(_Section):
     strategy: Literal["balanced", "sqrt_inverse", "effective_number"]
     beta: float = Field(ge=0, lt=1)  # effective_number only
+    apply: Literal["loss", "sampling"]
 
 
 class TrainParams(_Section):
@@ -109,6 +110,8 @@ class TrainParams(_Section):
 
 class EvaluateParams(_Section):
     alpha: float = Field(gt=0, lt=1)  # significance level of the paired tests
+    # the logit-adjusted arm's strength; 0 turns the arm off
+    logit_adjustment_tau: float = Field(ge=0, allow_inf_nan=False)
 
 
 class Params(_Section):

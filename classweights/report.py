@@ -1,4 +1,4 @@
-"""The report a person reads: PNG figures, CSVs for `dvc plots`, and summary.md."""
+"""The report a person reads: summary.md and PNG figures, every one saying what was run."""
 import csv
 
 import matplotlib
@@ -6,14 +6,48 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from classweights.evaluation import CLASSES, HEADLINE_METRICS  # noqa: E402
+from classweights.evaluation import CLASSES, HEADLINE_METRICS, LOGIT_ADJUSTED  # noqa: E402
 from classweights.files import atomic_path  # noqa: E402
 from classweights.statistics import confidence_label  # noqa: E402
 
-ARM_COLOURS = {"unweighted": "tab:blue", "weighted": "tab:orange"}
+ARM_COLOURS = {"unweighted": "tab:blue", "weighted": "tab:orange", LOGIT_ADJUSTED: "tab:green"}
+SPARE_COLOURS = ("tab:purple", "tab:brown", "tab:pink")  # for arms added later
 CURVE_FILES = {"loss": "train/loss", "accuracy": "train/accuracy", "val_loss": "eval/loss", "val_accuracy": "eval/accuracy"}
 PNG_METADATA = {"Software": None}  # no version string: same data, same bytes
+APPLIED = {"loss": "applied to the loss", "sampling": "applied by class-balanced sampling"}
+
+
+def _plural(n, word):
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def _strategy(weights):
+    """The weighting strategy, with its beta where it has one."""
+    return f"{weights.strategy} (β = {weights.beta:g})" if weights.strategy == "effective_number" else weights.strategy
+
+
+def describe_run(params):
+    """What was run, in one line: source, imbalance, weights (beta, how applied), epochs, seeds."""
+    imbalance = params.imbalance
+    shape = ("no imbalance" if imbalance.profile == "none"
+             else f"{imbalance.profile} imbalance, ratio {imbalance.ratio:g}")
+    seeds = params.train.seeds
+    return (f"{params.data.source}, {shape}; "
+            f"{_strategy(params.weights)} class weights {APPLIED[params.weights.apply]}; "
+            f"{_plural(params.train.epochs, 'epoch')}, {_plural(len(seeds), 'seed')}")
+
+
+def arm_labels(params):
+    """How each arm is named in tables and legends: the weighted arm says how its weights were applied."""
+    return {"unweighted": "unweighted", "weighted": f"weighted ({params.weights.apply})",
+            LOGIT_ADJUSTED: f"logit-adjusted (τ = {params.evaluate.logit_adjustment_tau:g})"}
+
+
+def _colours(arms):
+    spare = iter(SPARE_COLOURS)
+    return {arm: ARM_COLOURS.get(arm) or next(spare) for arm in arms}
 
 
 def read_curves(live_dir):
@@ -47,92 +81,136 @@ def _p(p):
     return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
-def verdict_line(comparison):
-    """The one-line answer, for the figure title and the summary."""
-    difference = comparison["difference"]
-    key = "minority_recall" if "minority_recall" in difference else "balanced_accuracy"
-    d = difference[key]
+def _key_metric(comparison):
+    return "minority_recall" if "minority_recall" in comparison["difference"] else "balanced_accuracy"
+
+
+def _interval(d, digits=3):
+    """'+0.109 [+0.091, +0.126] → better', or the difference alone when one seed allows no test."""
     if d["mean"] is None:
-        return f"{key.replace('_', ' ')}: {d['verdict']}"
+        return d["verdict"]
     if "ci_low" not in d:
-        return f"{key.replace('_', ' ')}: weighted − unweighted = {d['mean']:+.3f} ({d['verdict']})"
-    return (f"{key.replace('_', ' ')}: weighted − unweighted = {d['mean']:+.3f} "
-            f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] over {d['n_seeds']} seeds → {d['verdict']}")
+        return f"{d['mean']:+.{digits}f} ({d['verdict']})"
+    return f"{d['mean']:+.{digits}f} [{d['ci_low']:+.{digits}f}, {d['ci_high']:+.{digits}f}] → {d['verdict']}"
 
 
-def plot_recall(path, summaries, train_counts, minority, comparison):
-    """Per-class test recall of both arms (± sd over seeds) beside the training class counts."""
-    fig, (ax_recall, ax_counts) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
-    width = 0.38
-    for offset, arm in zip((-width / 2, width / 2), summaries):
-        mean = [summaries[arm]["mean"]["per_class"][str(c)]["recall"] for c in CLASSES]
-        sd = [summaries[arm]["std"]["per_class"][str(c)]["recall"] for c in CLASSES]
-        ax_recall.bar(np.array(CLASSES) + offset, mean, width, yerr=sd, capsize=2, label=arm, color=ARM_COLOURS[arm])
-    ax_recall.set(xticks=CLASSES, xlabel="class (* minority)", ylabel="test recall", ylim=(0, 1.05),
-                  title="Per-class test recall, mean ± sd over seeds")
-    ax_recall.set_xticklabels([f"{c}*" if c in minority else str(c) for c in CLASSES])
-    ax_recall.legend(loc="upper left", bbox_to_anchor=(0, -0.15), ncol=2, frameon=False)
-    ax_counts.bar(CLASSES, [train_counts[str(c)] for c in CLASSES],
-                  color=["tab:red" if c in minority else "tab:gray" for c in CLASSES])
-    ax_counts.set(xticks=CLASSES, xlabel="class", ylabel="training images", title="Training class counts")
-    fig.suptitle(verdict_line(comparison), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
+def verdict_lines(comparisons, labels):
+    """One line per comparison: the key metric's paired difference, interval and verdict."""
+    lines = []
+    for c in comparisons.values():
+        key = _key_metric(c)
+        lines.append(f"{key.replace('_', ' ')}: {labels[c['arm']]} − {labels[c['baseline']]} = "
+                     f"{_interval(c['difference'][key])}")
+    return lines
+
+
+def _title(description, comparisons, labels):
+    seeds = len(next(iter(comparisons.values()))["seeds"])
+    return "\n".join([description] + verdict_lines(comparisons, labels)) + f"  (paired over {seeds} seeds)"
+
+
+def _save(fig, path, title):
+    """The PNG also carries its title as text (a PNG 'Title' field), for tools and tests."""
+    fig.savefig(path, dpi=100, metadata={**PNG_METADATA, "Title": title})
     plt.close(fig)
 
 
-def plot_confusions(path, confusions):
-    """Row-normalised confusion matrices (summed over seeds) of both arms side by side."""
-    fig, axes = plt.subplots(1, len(confusions), figsize=(10, 4.6))
-    for ax, (arm, matrix) in zip(axes, confusions.items()):
+def plot_recall(path, summaries, train_counts, minority, labels, title):
+    """Per-class test recall of every arm (± sd over seeds) beside the training class counts."""
+    fig, (ax_recall, ax_counts) = plt.subplots(1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [2.4, 1]})
+    colours = _colours(summaries)
+    width = 0.8 / len(summaries)
+    for i, arm in enumerate(summaries):
+        offset = (i - (len(summaries) - 1) / 2) * width
+        mean = [summaries[arm]["mean"]["per_class"][str(c)]["recall"] for c in CLASSES]
+        sd = [summaries[arm]["std"]["per_class"][str(c)]["recall"] for c in CLASSES]
+        ax_recall.bar(np.array(CLASSES) + offset, mean, width, yerr=sd, capsize=1.5, label=labels.get(arm, arm),
+                      color=colours[arm], error_kw={"elinewidth": 0.8})
+    ax_recall.set(xticks=CLASSES, xlabel="class (* minority)", ylabel="test recall", ylim=(0, 1.05),
+                  title="Per-class test recall, mean ± sd over seeds")
+    ax_recall.set_xticklabels([f"{c}*" if c in minority else str(c) for c in CLASSES])
+    ax_recall.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(summaries), frameon=False)
+    ax_counts.bar(CLASSES, [train_counts[str(c)] for c in CLASSES],
+                  color=["tab:red" if c in minority else "tab:gray" for c in CLASSES])
+    ax_counts.set(xticks=CLASSES, xlabel="class (red: minority)", ylabel="training images",
+                  title="Training class counts")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path, title)
+
+
+def plot_confusions(path, confusions, labels, title):
+    """Row-normalised confusion matrices (summed over seeds) of every arm side by side."""
+    fig, axes = plt.subplots(1, len(confusions), figsize=(3.7 * len(confusions) + 1, 4.6), squeeze=False,
+                             layout="constrained")
+    for ax, (arm, matrix) in zip(axes[0], confusions.items()):
         rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
         for (i, j), rate in np.ndenumerate(rates):
             if rate >= 0.005:
-                ax.text(j, i, f"{rate:.2f}", ha="center", va="center", fontsize=6,
+                ax.text(j, i, f"{rate:.2f}", ha="center", va="center", fontsize=5.5,
                         color="white" if rate > 0.5 else "black")
-        ax.set(xticks=CLASSES, yticks=CLASSES, xlabel="predicted", ylabel="actual", title=f"{arm} (rows sum to 1)")
-    fig.colorbar(image, ax=axes, shrink=0.8)
-    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
-    plt.close(fig)
+        ax.set(xticks=CLASSES, yticks=CLASSES, xlabel="predicted", ylabel="actual",
+               title=f"{labels[arm]} (rows sum to 1)")
+        ax.title.set_fontsize(9)
+    fig.colorbar(image, ax=axes[0], shrink=0.7)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path, title)
 
 
-def plot_curves(path, curves_by_arm):
-    """Loss and accuracy per epoch, train and validation, mean over seeds, both arms."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+def plot_curves(path, curves_by_arm, labels, title):
+    """Loss and accuracy per epoch, train and validation, mean over seeds, trained arms."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    colours = _colours(curves_by_arm)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for arm, curves in curves_by_arm.items():
             epochs = np.arange(1, len(curves[metric]) + 1)
-            ax.plot(epochs, curves[metric], color=ARM_COLOURS[arm], label=f"{arm} train")
-            ax.plot(epochs, curves[f"val_{metric}"], color=ARM_COLOURS[arm], linestyle="--", label=f"{arm} validation")
+            ax.plot(epochs, curves[metric], color=colours[arm], marker=".", label=f"{labels[arm]} train")
+            ax.plot(epochs, curves[f"val_{metric}"], color=colours[arm], marker=".", linestyle="--",
+                    label=f"{labels[arm]} validation")
         ax.set(xlabel="epoch", ylabel=metric, title=f"{metric}, mean over seeds")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.title.set_fontsize(9)
         ax.legend(fontsize=8)
-    fig.text(0.5, 0.01, "The weighted arm's training loss is the weighted loss; validation loss is unweighted.",
-             ha="center", fontsize=8)
+    fig.text(0.5, 0.01, "A weighted loss arm's training loss is the weighted loss; validation loss is unweighted. "
+             "The logit-adjusted arm is not trained: it reuses the unweighted arm's models.", ha="center", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
-    plt.close(fig)
+    _save(fig, path, title)
 
 
-def summary_markdown(summaries, comparison, class_counts):
-    """reports/summary.md: mean ± sd per arm, paired differences, McNemar per seed."""
-    arms = list(summaries)
-    lines = ["# Weighted vs unweighted: summary", "", f"**{verdict_line(comparison)}**", "",
-             f"Seeds: {', '.join(str(s) for s in comparison['seeds'])}. Significance level α = {comparison['alpha']}. "
-             f"Minority classes: {', '.join(map(str, class_counts['minority_classes'])) or 'none (balanced profile)'}.",
-             "", "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + ".",
-             "", "## Test metrics, mean ± sd over seeds", "",
-             "| metric | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
-    for metric in HEADLINE_METRICS:
-        if metric in summaries[arms[0]]["mean"]:
-            cells = [f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}" for a in arms]
-            lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    lines += ["", "## Paired differences, weighted − unweighted", "",
-              f"Student-t {confidence_label(comparison['alpha'])} interval over seeds, paired t-test p, exact "
-              "sign-flip p, Wilcoxon p with 6 or more seeds. The verdict's p is the larger of the t-test and "
-              "sign-flip p (Holm-adjusted across the ten per-class recalls).", "",
-              "| metric | mean | sd | interval | p (t-test) | p (sign-flip) | p (Wilcoxon) | p (verdict) | verdict |",
-              "|---|---|---|---|---|---|---|---|---|"]
+def _run_paragraph(params, class_counts, alpha):
+    minority = ", ".join(map(str, class_counts["minority_classes"])) or "none (balanced profile)"
+    tau = params.evaluate.logit_adjustment_tau
+    adjustment = (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
+                  else "logit adjustment off (τ = 0)")
+    return [f"Data: {params.data.source}, imbalance profile {params.imbalance.profile} with ratio "
+            f"{params.imbalance.ratio:g}; minority classes: {minority}. Class weights: {_strategy(params.weights)}, "
+            f"{APPLIED[params.weights.apply]}; {adjustment}. Training: {_plural(params.train.epochs, 'epoch')}, seeds "
+            f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",
+            "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."]
+
+
+def _side_by_side(comparisons, headline, labels):
+    """Every comparison's headline differences in one table: mean [interval] → verdict."""
+    names = list(comparisons)
+    lines = ["| metric | " + " | ".join(f"{labels[comparisons[n]['arm']]} − {labels[comparisons[n]['baseline']]}"
+                                         for n in names) + " |", "|---|" + "---|" * len(names)]
+    for metric in next(iter(comparisons.values()))["difference"]:
+        cells = [_interval(comparisons[n]["difference"][metric]) for n in names]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    worst = [headline[n]["worst_majority_recall"] for n in names]
+    lines.append("| worst majority-class recall | " + " | ".join(
+        f"class {w['class']}: {_interval(comparisons[n]['per_class_recall_difference'][str(w['class'])])}"
+        for n, w in zip(names, worst)) + " |")
+    return lines
+
+
+def _difference_table(comparison, labels):
+    arm, baseline = labels[comparison["arm"]], labels[comparison["baseline"]]
+    lines = [f"### {arm} − {baseline}", "",
+             "| metric | mean | sd | interval | p (t-test) | p (sign-flip) | p (Wilcoxon) | p (verdict) | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     rows = list(comparison["difference"].items()) + \
         [(f"recall of class {c}", d) for c, d in comparison["per_class_recall_difference"].items()]
     for name, d in rows:
@@ -143,29 +221,66 @@ def summary_markdown(summaries, comparison, class_counts):
         else:
             cells = ["–" if d["mean"] is None else f"{d['mean']:+.4f}"] + ["–"] * 6
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {d['verdict']} |")
-    lines += ["", "## McNemar's exact test per seed (test images only one arm gets right)", "",
-              "| seed | only weighted right | only unweighted right | p |", "|---|---|---|---|"]
-    for seed, m in comparison["mcnemar"].items():
-        lines.append(f"| {seed} | {m['only_weighted_right']} | {m['only_unweighted_right']} | {_p(m['p_value'])} |")
+    return lines + [""]
+
+
+def _mcnemar_table(comparisons, labels):
+    names = list(comparisons)
+    lines = ["| seed | " + " | ".join(f"{labels[comparisons[n]['arm']]} vs {labels[comparisons[n]['baseline']]}"
+                                      for n in names) + " |", "|---|" + "---|" * len(names)]
+    for seed in next(iter(comparisons.values()))["seeds"]:
+        cells = []
+        for n in names:
+            c, m = comparisons[n], comparisons[n]["mcnemar"][seed]
+            only_arm, only_baseline = m[f"only_{c['arm']}_right"], m[f"only_{c['baseline']}_right"]
+            cells.append(f"{only_arm} vs {only_baseline}, p {_p(m['p_value'])}")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_markdown(params, summaries, comparisons, headline, class_counts):
+    """reports/summary.md: what was run, mean ± sd per arm, every paired difference, McNemar per seed."""
+    labels = arm_labels(params)
+    arms = list(summaries)
+    alpha = next(iter(comparisons.values()))["alpha"]
+    lines = [f"# {describe_run(params)}", ""]
+    lines += [f"- **{line}**" for line in verdict_lines(comparisons, labels)] + [""]
+    lines += _run_paragraph(params, class_counts, alpha)
+    lines += ["", "## Test metrics, mean ± sd over seeds", "",
+              "| metric | " + " | ".join(labels[a] for a in arms) + " |", "|---|" + "---|" * len(arms)]
+    for metric in HEADLINE_METRICS:
+        if metric in summaries[arms[0]]["mean"]:
+            cells = [f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}" for a in arms]
+            lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lines += ["", "## Paired differences side by side", "",
+              f"Mean difference over seeds [Student-t {confidence_label(alpha)} interval] → verdict; the worst majority class "
+              "is the one whose recall changed least favourably.", ""]
+    lines += _side_by_side(comparisons, headline, labels)
+    lines += ["", "## Each comparison in full", "",
+              f"Student-t {confidence_label(alpha)} interval over seeds, paired t-test p, exact sign-flip p, "
+              "Wilcoxon p with 6 or more seeds. The verdict's p is the larger of the t-test and sign-flip p "
+              "(Holm-adjusted across the ten per-class recalls).", ""]
+    for comparison in comparisons.values():
+        lines += _difference_table(comparison, labels)
+    lines += ["## McNemar's exact test per seed", "",
+              "Test images only the first arm gets right vs only the second, and the exact p.", ""]
+    lines += _mcnemar_table(comparisons, labels)
     lines += ["", "Figures: [per-class recall](per_class_recall.png), [confusion matrices](confusion_matrices.png), "
               "[training curves](training_curves.png).", ""]
     return "\n".join(lines)
 
 
-def write_report(folder, summaries, comparison, class_counts, confusions, curves_by_arm, predictions, y_true):
+def write_report(folder, params, summaries, comparisons, headline, class_counts, confusions, curves_by_arm):
     """Write every report file into `folder` atomically (all or nothing)."""
     minority = class_counts["minority_classes"]
+    labels = arm_labels(params)
+    title = _title(describe_run(params), comparisons, labels)
     with atomic_path(folder) as tmp:
         tmp.mkdir()
-        plot_recall(tmp / "per_class_recall.png", summaries, class_counts["train"], minority, comparison)
-        plot_confusions(tmp / "confusion_matrices.png", confusions)
-        plot_curves(tmp / "training_curves.png", curves_by_arm)
-        (tmp / "summary.md").write_text(summary_markdown(summaries, comparison, class_counts))
-        for arm, curves in curves_by_arm.items():
-            rows = [[epoch + 1] + [f"{curves[n][epoch]:.6f}" for n in CURVE_FILES] for epoch in range(len(curves["loss"]))]
-            write_csv(tmp / f"curves_{arm}.csv", ["epoch", *CURVE_FILES], rows)
-        for arm, by_seed in predictions.items():
-            rows = [[int(a), int(p)] for labels in by_seed.values() for a, p in zip(y_true, labels)]
-            write_csv(tmp / f"predictions_{arm}.csv", ["actual", "predicted"], rows)
-        write_csv(tmp / "per_class_recall.csv", ["class", *summaries],
-                  [[c] + [f"{summaries[a]['mean']['per_class'][str(c)]['recall']:.6f}" for a in summaries] for c in CLASSES])
+        plot_recall(tmp / "per_class_recall.png", summaries, class_counts["train"], minority, labels, title)
+        plot_confusions(tmp / "confusion_matrices.png", confusions, labels, title)
+        plot_curves(tmp / "training_curves.png", curves_by_arm, labels, describe_run(params))
+        (tmp / "summary.md").write_text(summary_markdown(params, summaries, comparisons, headline, class_counts))
+        write_csv(tmp / "per_class_recall.csv", ["class", "training_images", *summaries],
+                  [[c, class_counts["train"][str(c)]] + [f"{summaries[a]['mean']['per_class'][str(c)]['recall']:.6f}"
+                                                        for a in summaries] for c in CLASSES])

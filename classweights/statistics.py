@@ -4,6 +4,7 @@ The verdict needs two tests to agree: the paired t-test, and an exact sign-flip 
 test over seeds, which makes no normality assumption and is defined when every seed moves
 by the same amount (where the t statistic is not). README "Reading the verdicts" says why.
 """
+import math
 from decimal import Decimal
 
 import numpy as np
@@ -133,31 +134,56 @@ def _per_seed_values(per_seed_arm, seeds, name):
     return [per_seed_arm[s][name] for s in seeds]
 
 
-def compare_arms(per_seed, predictions, y_true, alpha):
-    """comparison.json's content: paired differences with verdicts, and McNemar per seed.
+def compare_arms(per_seed, predictions, y_true, alpha, arm="weighted", baseline="unweighted"):
+    """One paired comparison, arm − baseline, seed by seed: differences with verdicts, and McNemar per seed.
 
     per_seed[arm][seed] are seed_metrics() results; predictions[arm][seed] predicted labels.
+    Seeds pair by name, so both arms must hold the same seeds.
     """
-    seeds = list(per_seed["weighted"])
-    first = per_seed["weighted"][seeds[0]]
+    seeds = list(per_seed[arm])
+    if set(seeds) != set(per_seed[baseline]):
+        raise ValueError(f"{arm} and {baseline} have different seeds: {seeds} vs {list(per_seed[baseline])}")
+    first = per_seed[arm][seeds[0]]
     headline = [m for m in COMPARED_METRICS if m in first]
     recalls = [f"recall.{c}" for c in first["per_class"]]
     differences = compare_metrics(
-        {m: _per_seed_values(per_seed["weighted"], seeds, m) for m in headline + recalls},
-        {m: _per_seed_values(per_seed["unweighted"], seeds, m) for m in headline + recalls},
+        {m: _per_seed_values(per_seed[arm], seeds, m) for m in headline + recalls},
+        {m: _per_seed_values(per_seed[baseline], seeds, m) for m in headline + recalls},
         alpha, family=recalls)
+    mcnemar = {}
+    for s in seeds:
+        test = mcnemar_exact(y_true, predictions[arm][s], predictions[baseline][s])
+        mcnemar[s] = {f"only_{arm}_right": test["only_weighted_right"],
+                      f"only_{baseline}_right": test["only_unweighted_right"], "p_value": test["p_value"]}
     return {
+        "arm": arm,
+        "baseline": baseline,
         "alpha": alpha,
         "seeds": seeds,
         "difference": {m: differences[m] for m in headline},
         "per_class_recall_difference": {m.removeprefix("recall."): differences[m] for m in recalls},
-        "mcnemar": {s: mcnemar_exact(y_true, predictions["weighted"][s], predictions["unweighted"][s]) for s in seeds},
+        "mcnemar": mcnemar,
     }
 
 
-def headline_comparison(comparison):
-    """The comparison's few numbers for `dvc metrics show`: per headline metric the mean
-    difference, its interval, the t-test and sign-flip p and the verdict."""
-    keep = ("mean", "ci_low", "ci_high", "p_ttest", "p_signflip", "verdict")
-    return {"alpha": comparison["alpha"],
-            **{metric: {k: d[k] for k in keep if k in d} for metric, d in comparison["difference"].items()}}
+def _headline_block(difference):
+    """mean, interval, the p the verdict used (Holm-adjusted for a class's recall) and the verdict;
+    null where one seed allows no interval or test."""
+    p = difference.get("p_holm", difference.get("p_verdict"))
+    return {"mean": difference["mean"], "ci_low": difference.get("ci_low"), "ci_high": difference.get("ci_high"),
+            "p": p, "verdict": difference["verdict"]}
+
+
+def headline_comparison(comparisons, minority):
+    """metrics/comparison.json: for each comparison (named '<arm>_vs_<baseline>') the headline
+    metrics' paired difference, and that of the majority class whose recall dropped most
+    (the smallest mean difference; every class counts as majority when none is minority)."""
+    result = {"alpha": next(iter(comparisons.values()))["alpha"]}
+    for name, comparison in comparisons.items():
+        block = {metric: _headline_block(d) for metric, d in comparison["difference"].items()}
+        majority = {int(c): d for c, d in comparison["per_class_recall_difference"].items() if int(c) not in minority}
+        # a class whose difference is not computable (mean None) cannot be the worst
+        worst = min(majority, key=lambda c: (math.inf if majority[c]["mean"] is None else majority[c]["mean"], c))
+        block["worst_majority_recall"] = {"class": worst, **_headline_block(majority[worst])}
+        result[name] = block
+    return result

@@ -1,38 +1,50 @@
-"""evaluate: test metrics per arm and seed, the paired comparison, and the report.
+"""evaluate: test metrics per arm and seed, the paired comparisons, and the report.
 
-metrics/*.json hold the headline numbers (`dvc metrics show`); metrics/details/ holds every
-seed, every class and every test."""
+The arms: unweighted and weighted (trained), and logit-adjusted (the unweighted models'
+probabilities adjusted by the training prior; off when evaluate.logit_adjustment_tau is 0).
+metrics/<arm>.json and metrics/comparison.json hold the headline numbers (`dvc metrics show`);
+metrics/details/ holds every seed, every class and every test."""
 from classweights.cli import run_stage
-from classweights.evaluation import ARMS, confusion, headline_metrics, seed_metrics, summarise_seeds
-from classweights.files import read_arrays, read_json, write_json
+from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, arm_probabilities, comparison_pairs, confusion,
+                                     headline_metrics, seed_metrics, summarise_seeds)
+from classweights.files import atomic_path, read_arrays, read_json, write_json
 from classweights.params import load_params
-from classweights.report import mean_curves, read_curves, write_report
 from classweights.paths import CLASS_COUNTS, METRICS, REPORTS, SPLITS, model_dir
+from classweights.report import arm_labels, mean_curves, read_curves, verdict_lines, write_report
 from classweights.statistics import compare_arms, headline_comparison
 
 
 def main():
     params = load_params()
-    seeds = params.train.seeds
+    seeds = [str(s) for s in params.train.seeds]
+    alpha = params.evaluate.alpha
     y_test = read_arrays(SPLITS, ["y_test"])["y_test"]
     class_counts = read_json(CLASS_COUNTS)
     minority = class_counts["minority_classes"]
-    proba = {arm: {str(s): read_arrays(model_dir(arm, s) / "test_proba.npz", ["proba"])["proba"] for s in seeds}
-             for arm in ARMS}
+    trained = {arm: {s: read_arrays(model_dir(arm, s) / "test_proba.npz", ["proba"])["proba"] for s in seeds}
+               for arm in ARMS}
+    proba = arm_probabilities(trained, class_counts["train"], params.evaluate.logit_adjustment_tau)
     predictions = {arm: {s: p.argmax(axis=1) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
     per_seed = {arm: {s: seed_metrics(y_test, p, minority) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
-    summaries = {arm: summarise_seeds(per_seed[arm]) for arm in ARMS}
-    comparison = compare_arms(per_seed, predictions, y_test, params.evaluate.alpha)
-    confusions = {arm: sum(confusion(y_test, p) for p in predictions[arm].values()) for arm in ARMS}
+    summaries = {arm: summarise_seeds(per_seed[arm]) for arm in proba}
+    comparisons = {f"{arm}_vs_{baseline}": compare_arms(per_seed, predictions, y_test, alpha, arm, baseline)
+                   for arm, baseline in comparison_pairs(proba)}
+    headline = headline_comparison(comparisons, minority)
+    confusions = {arm: sum(confusion(y_test, p) for p in predictions[arm].values()) for arm in proba}
     curves = {arm: mean_curves([read_curves(model_dir(arm, s) / "live") for s in seeds]) for arm in ARMS}
 
-    write_report(REPORTS, summaries, comparison, class_counts, confusions, curves, predictions, y_test)
-    for arm in ARMS:
-        write_json(METRICS / "details" / f"{arm}.json", summaries[arm])
-        write_json(METRICS / f"{arm}.json", headline_metrics(summaries[arm]))
-    write_json(METRICS / "details" / "comparison.json", comparison)
-    write_json(METRICS / "comparison.json", headline_comparison(comparison))
-    print(f"evaluate: {len(seeds)} seed(s); see reports/summary.md")
+    write_report(REPORTS, params, summaries, comparisons, headline, class_counts, confusions, curves)
+    with atomic_path(METRICS / "details") as details:  # one folder, so no arm that is off lingers
+        details.mkdir()
+        for arm, summary in summaries.items():
+            write_json(details / f"{arm}.json", summary)
+        write_json(details / "comparison.json", comparisons)
+    for arm in (*ARMS, LOGIT_ADJUSTED):
+        # dvc.yaml declares every arm's file; an arm that is off writes an empty one
+        write_json(METRICS / f"{arm}.json", headline_metrics(summaries[arm]) if arm in summaries else {})
+    write_json(METRICS / "comparison.json", headline)
+    print(f"evaluate: {'; '.join(verdict_lines(comparisons, arm_labels(params)))} "
+          f"(paired over {len(seeds)} seeds; reports/summary.md)")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,18 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tools.sandbox import clone_finished, dvc, make_project, ran_stages, set_params
 
 ALL_STAGES = sorted(["fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
                      "train_weighted@0", "train_weighted@1", "evaluate"])
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DESCRIPTION = "mnist-sample, step imbalance, ratio 5; balanced class weights applied to the loss; 1 epoch, 2 seeds"
+HEADLINE = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
+PAIRS = {"weighted_vs_unweighted": ("weighted", "unweighted"),
+         "logit_adjusted_vs_unweighted": ("logit_adjusted", "unweighted"),
+         "weighted_vs_logit_adjusted": ("weighted", "logit_adjusted")}
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +50,25 @@ def test_first_repro_runs_every_stage_and_writes_every_output(finished):
     assert provenance["source"] == "mnist-sample" and provenance["images_per_class"]["train"][3] == 400
     for png in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png"):
         assert (project / "reports" / png).read_bytes()[:8] == PNG_MAGIC
+        with Image.open(project / "reports" / png) as image:
+            assert image.text["Title"].startswith(DESCRIPTION), png
     summary = (project / "reports/summary.md").read_text()
-    assert summary.startswith("# Weighted vs unweighted") and "| minority_recall |" in summary
-    assert "McNemar" in summary
+    assert summary.startswith(f"# {DESCRIPTION}\n") and "| minority_recall |" in summary
+    assert "| metric | unweighted | weighted (loss) | logit-adjusted (τ = 1) |" in summary and "McNemar" in summary
+    last = first.stdout[first.stdout.rindex("> python -m stages.evaluate"):].splitlines()[1]
+    assert last.startswith("evaluate: minority recall: weighted (loss) − unweighted = ")
+    assert "logit-adjusted (τ = 1) − unweighted" in last and "weighted (loss) − logit-adjusted (τ = 1)" in last
 
 
-def test_metrics_show_lists_both_arms_and_the_comparison(finished):
+def test_metrics_show_lists_every_arm_and_the_comparisons(finished):
     project, _ = finished
     shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
     files = next(iter(shown.values()))["data"]
     assert "metrics/class_counts.json" not in files and "data/class_counts.json" not in files
     accuracy = {}
-    for arm in ("unweighted", "weighted"):
+    for arm in ("unweighted", "weighted", "logit_adjusted"):
         metrics = files[f"metrics/{arm}.json"]["data"]
+        assert set(metrics) == {"mean", "sd"} and set(metrics["mean"]) == set(HEADLINE)
         details = json.loads((project / f"metrics/details/{arm}.json").read_text())
         assert set(details["seeds"]) == {"0", "1"}
         assert set(details["mean"]["per_class"]["4"]) == {"precision", "recall", "f1"}
@@ -64,10 +76,30 @@ def test_metrics_show_lists_both_arms_and_the_comparison(finished):
         assert metrics["mean"]["accuracy"] == pytest.approx(np.mean(accuracy[arm]))
         assert metrics["sd"]["accuracy"] == pytest.approx(np.std(accuracy[arm], ddof=1))
     comparison = files["metrics/comparison.json"]["data"]
-    assert comparison["accuracy"]["mean"] == pytest.approx(np.mean(accuracy["weighted"]) - np.mean(accuracy["unweighted"]))
+    assert set(comparison) == {"alpha", *PAIRS}
+    for pair, (arm, baseline) in PAIRS.items():
+        assert set(comparison[pair]) == {"accuracy", "balanced_accuracy", "macro_f1", "minority_recall",
+                                         "worst_majority_recall"}
+        assert set(comparison[pair]["accuracy"]) == {"mean", "ci_low", "ci_high", "p", "verdict"}
+        assert comparison[pair]["worst_majority_recall"]["class"] in range(5, 10)
+        difference = np.mean(accuracy[arm]) - np.mean(accuracy[baseline])
+        assert comparison[pair]["accuracy"]["mean"] == pytest.approx(difference)
     details = json.loads((project / "metrics/details/comparison.json").read_text())
-    assert details["difference"]["balanced_accuracy"]["n_seeds"] == 2
-    assert set(details["mcnemar"]) == {"0", "1"} and set(details["per_class_recall_difference"]) == set(map(str, range(10)))
+    assert set(details) == set(PAIRS) and details["weighted_vs_unweighted"]["difference"]["accuracy"]["n_seeds"] == 2
+    assert set(details["logit_adjusted_vs_unweighted"]["mcnemar"]) == {"0", "1"}
+
+
+def test_the_logit_adjusted_arm_is_the_same_seed_s_unweighted_model_divided_by_the_prior(finished):
+    # tau 1: argmax (log p − log pi) = argmax p / pi, computed here without logs
+    project, _ = finished
+    counts = json.loads((project / "data/class_counts.json").read_text())["train"]
+    prior = np.array([counts[str(c)] for c in range(10)]) / sum(counts.values())
+    y_test = np.load(project / "data/splits.npz")["y_test"]
+    details = json.loads((project / "metrics/details/logit_adjusted.json").read_text())
+    for seed in ("0", "1"):
+        proba = np.load(project / f"models/unweighted/seed_{seed}/test_proba.npz")["proba"]
+        predicted = np.argmax(proba / prior, axis=1)
+        assert details["seeds"][seed]["accuracy"] == pytest.approx(np.mean(predicted == y_test))
 
 
 def test_second_repro_runs_nothing(project):
@@ -88,10 +120,24 @@ def test_weights_edit_reruns_only_weights_the_weighted_arm_and_evaluate(project)
     assert (project / "reports/per_class_recall.png").read_bytes() != before["reports/per_class_recall.png"]
 
 
-def test_evaluate_edit_reruns_only_evaluate(project):
-    set_params(project, {"evaluate": {"alpha": 0.1}})
+def test_evaluate_edit_reruns_only_evaluate_and_tau_zero_turns_the_logit_adjusted_arm_off(project):
+    set_params(project, {"evaluate": {"alpha": 0.1, "logit_adjustment_tau": 0}})
     assert ran_stages(dvc(project, "repro")) == ["evaluate"]
-    assert json.loads((project / "metrics/comparison.json").read_text())["alpha"] == 0.1
+    comparison = json.loads((project / "metrics/comparison.json").read_text())
+    assert comparison["alpha"] == 0.1 and set(comparison) == {"alpha", "weighted_vs_unweighted"}
+    assert json.loads((project / "metrics/logit_adjusted.json").read_text()) == {}
+    assert sorted(p.name for p in (project / "metrics/details").iterdir()) == [
+        "comparison.json", "unweighted.json", "weighted.json"]
+    assert "logit-adjusted (τ" not in (project / "reports/summary.md").read_text()
+
+
+def test_plots_show_renders_the_figures_offline_as_images(finished, tmp_path):
+    project, _ = finished
+    dvc(project, "plots", "show", "-o", str(tmp_path / "plots"))
+    html = (tmp_path / "plots/index.html").read_text()
+    assert "<script" not in html  # nothing to fetch from a CDN
+    for name in ("per_class_recall", "confusion_matrices", "training_curves"):
+        assert f'<img src="static/workspace_reports_{name}.png">' in html
 
 
 def test_adding_a_seed_trains_only_that_seed(project):
@@ -106,9 +152,10 @@ def test_adding_a_seed_trains_only_that_seed(project):
 
 
 def test_forced_rerun_gives_byte_identical_metrics(project):
-    outputs = ["metrics/unweighted.json", "metrics/weighted.json", "metrics/comparison.json",
-               "metrics/details/weighted.json", "metrics/details/comparison.json",
-               "data/class_counts.json", "data/class_weights.json", "reports/summary.md"]
+    outputs = ["metrics/unweighted.json", "metrics/weighted.json", "metrics/logit_adjusted.json",
+               "metrics/comparison.json", "metrics/details/weighted.json", "metrics/details/comparison.json",
+               "data/class_counts.json", "data/class_weights.json", "reports/summary.md",
+               "reports/per_class_recall.png"]
     before = {name: (project / name).read_bytes() for name in outputs}
     probabilities = np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"]
     forced = dvc(project, "repro", "-f")

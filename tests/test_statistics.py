@@ -316,10 +316,11 @@ def test_compare_arms_on_constructed_predictions():
         assert m["only_weighted_right"] == np.sum(right_w & ~right_u) > 0
         assert m["only_unweighted_right"] == np.sum(right_u & ~right_w) == 0
     assert all(m["p_value"] < 0.01 for m in comparison["mcnemar"].values())
-    headline = headline_comparison(comparison)
-    assert headline["alpha"] == 0.05 and set(headline) == {"alpha", *comparison["difference"]}
-    assert headline["minority_recall"] == {k: minority[k] for k in
-                                           ("mean", "ci_low", "ci_high", "p_ttest", "p_signflip", "verdict")}
+    headline = headline_comparison({"weighted_vs_unweighted": comparison}, minority=[0, 1, 2, 3, 4])
+    assert headline["alpha"] == 0.05 and set(headline) == {"alpha", "weighted_vs_unweighted"}
+    assert headline["weighted_vs_unweighted"]["minority_recall"] == {
+        "mean": minority["mean"], "ci_low": minority["ci_low"], "ci_high": minority["ci_high"],
+        "p": minority["p_verdict"], "verdict": minority["verdict"]}
     json.dumps(comparison, allow_nan=False)
     summary = summarise_seeds(per_seed["weighted"])
     assert summary["mean"]["per_class"]["9"]["recall"] == 1.0
@@ -344,3 +345,78 @@ def test_summary_prints_the_exact_interval_level_and_undefined_p_values():
     assert "Student-t 97.5% interval" in text
     # class 7: zero spread, so the t-test cell is a dash, the sign-flip p 1
     assert "| recall of class 7 | +0.0000 | 0.0000 | [+0.0000, +0.0000] | – | 1.0000 |" in text
+
+
+def test_seed_metrics_by_hand():
+    y = np.array([0, 0, 1, 1])
+    pred = np.array([0, 1, 1, 1])
+    metrics = seed_metrics(y, np.eye(10)[pred] * 0.9 + 0.01, minority=[0])
+    assert metrics["accuracy"] == 0.75
+    assert metrics["balanced_accuracy"] == 0.75  # sklearn averages over the classes present: (0.5 + 1) / 2
+    assert metrics["minority_recall"] == 0.5
+    assert metrics["per_class"]["1"]["precision"] == pytest.approx(2 / 3)
+    assert metrics["loss"] == pytest.approx(-np.mean(np.log([0.91, 0.01, 0.91, 0.91])))
+
+
+def _misses(y, count, wrong=9):
+    """Predictions right except on the first `count` minority images (classes 0..4), called `wrong`."""
+    pred = y.copy()
+    pred[np.flatnonzero(y < 5)[:count]] = wrong
+    return pred
+
+
+def test_compare_arms_pairs_seeds_by_name_whatever_their_order():
+    # Seeds 0, 1, 2: the unweighted arm misses 30, 10, 20 of 50 minority images, the adjusted arm
+    # 20, 8, 10; paired differences in accuracy (of 100 images) 0.10, 0.02, 0.10: mean 0.22 / 3,
+    # sd sqrt(((0.1 − m)^2 * 2 + (0.02 − m)^2) / 2). Pairing by position would pair seed 0 with 2.
+    y = np.repeat(np.arange(10), 10)
+    misses = {"unweighted": {"2": 20, "0": 30, "1": 10}, "logit_adjusted": {"0": 20, "1": 8, "2": 10}}
+    predictions = {arm: {s: _misses(y, k) for s, k in by_seed.items()} for arm, by_seed in misses.items()}
+    per_seed = {arm: {s: seed_metrics(y, np.eye(10)[p] * 0.9 + 0.01, minority=[0, 1, 2, 3, 4])
+                      for s, p in by_seed.items()} for arm, by_seed in predictions.items()}
+    result = compare_arms(per_seed, predictions, y, 0.05, arm="logit_adjusted", baseline="unweighted")
+    m = 0.22 / 3
+    assert result["arm"] == "logit_adjusted" and result["baseline"] == "unweighted"
+    assert result["difference"]["accuracy"]["mean"] == pytest.approx(m)
+    assert result["difference"]["accuracy"]["sd"] == pytest.approx(np.sqrt(((0.1 - m) ** 2 * 2 + (0.02 - m) ** 2) / 2))
+    assert result["difference"]["minority_recall"]["mean"] == pytest.approx(2 * m)  # the misses are all minority
+    assert {s: t["only_logit_adjusted_right"] for s, t in result["mcnemar"].items()} == {"0": 10, "1": 2, "2": 10}
+    assert all(t["only_unweighted_right"] == 0 for t in result["mcnemar"].values())
+    del per_seed["unweighted"]["2"]
+    with pytest.raises(ValueError, match="different seeds"):
+        compare_arms(per_seed, predictions, y, 0.05, arm="logit_adjusted", baseline="unweighted")
+
+
+def _recall_difference(mean, p_holm):
+    return {"n_seeds": 3, "mean": mean, "sd": 0.01, "ci_low": mean - 0.02, "ci_high": mean + 0.02,
+            "p_ttest": p_holm / 3, "p_holm": p_holm, "verdict": "worse" if mean < -0.02 else "no significant difference"}
+
+
+def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
+    from classweights.statistics import headline_comparison  # (imported here: this file's header is shared)
+
+    # Class 2 (a minority class) dropped most, but the majority class that dropped most is 7.
+    recall = {str(c): _recall_difference(0.01 * c, 0.5) for c in range(10)}
+    recall["2"] = _recall_difference(-0.30, 0.001)
+    recall["7"] = _recall_difference(-0.10, 0.004)
+    recall["8"] = _recall_difference(-0.05, 0.2)
+    metric = {"n_seeds": 3, "mean": 0.05, "sd": 0.01, "ci_low": 0.03, "ci_high": 0.07, "p_ttest": 0.01,
+              "verdict": "better"}
+    one_seed = {"n_seeds": 1, "mean": -0.2, "differences": [-0.2], "verdict": NO_TEST}
+    comparisons = {
+        "weighted_vs_unweighted": {"alpha": 0.05, "difference": {"accuracy": metric, "minority_recall": metric},
+                                   "per_class_recall_difference": recall},
+        "logit_adjusted_vs_unweighted": {"alpha": 0.05, "difference": {"accuracy": one_seed},
+                                         "per_class_recall_difference": {"0": one_seed, "5": one_seed}},
+    }
+    headline = headline_comparison(comparisons, minority=[0, 1, 2, 3, 4])
+    assert set(headline) == {"alpha", "weighted_vs_unweighted", "logit_adjusted_vs_unweighted"}
+    block = headline["weighted_vs_unweighted"]
+    assert block["accuracy"] == {"mean": 0.05, "ci_low": 0.03, "ci_high": 0.07, "p": 0.01, "verdict": "better"}
+    seven = recall["7"]
+    assert block["worst_majority_recall"] == {"class": 7, "mean": -0.10, "ci_low": seven["ci_low"],
+                                              "ci_high": seven["ci_high"], "p": 0.004,  # the Holm p the verdict used
+                                              "verdict": "worse"}
+    single = headline["logit_adjusted_vs_unweighted"]
+    assert single["accuracy"] == {"mean": -0.2, "ci_low": None, "ci_high": None, "p": None, "verdict": NO_TEST}
+    assert single["worst_majority_recall"]["class"] == 5

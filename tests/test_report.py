@@ -1,0 +1,100 @@
+"""The report says what was run and shows every arm side by side."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from classweights.evaluation import (LOGIT_ADJUSTED, comparison_pairs, confusion, seed_metrics,
+                                     summarise_seeds)
+from classweights.report import arm_labels, describe_run, summary_markdown, write_report
+from classweights.statistics import compare_arms, headline_comparison
+from tools.sandbox import shipped_params
+
+MINORITY = [0, 1, 2, 3, 4]
+
+
+def test_the_run_description_names_source_imbalance_weights_how_applied_epochs_and_seeds():
+    params = shipped_params({"imbalance": {"profile": "step", "ratio": 10},
+                             "weights": {"strategy": "balanced", "apply": "loss"},
+                             "train": {"epochs": 10, "seeds": [0, 1, 2, 3, 4]}})
+    assert describe_run(params) == ("mnist-sample, step imbalance, ratio 10; balanced class weights applied to the "
+                                     "loss; 10 epochs, 5 seeds")
+    other = shipped_params({"data": {"source": "fashion-mnist"}, "imbalance": {"profile": "longtail", "ratio": 2.5},
+                            "weights": {"strategy": "effective_number", "beta": 0.99, "apply": "sampling"},
+                            "train": {"epochs": 1, "seeds": [3]}})
+    assert describe_run(other) == ("fashion-mnist, longtail imbalance, ratio 2.5; effective_number (β = 0.99) class "
+                                   "weights applied by class-balanced sampling; 1 epoch, 1 seed")
+    assert describe_run(shipped_params({"imbalance": {"profile": "none"}})).startswith("mnist-sample, no imbalance;")
+    assert arm_labels(other)["weighted"] == "weighted (sampling)"
+
+
+@pytest.fixture(scope="module")
+def three_arms():
+    """Three seeds s of three arms on 100 test images: unweighted misses 20 + s minority images,
+    weighted 5 + 2s (and one image of class 6), logit-adjusted 10 + 3s (class 0's images first)."""
+    y = np.repeat(np.arange(10), 10)
+    predictions = {}
+    for arm, missed, step in (("unweighted", 20, 1), ("weighted", 5, 2), (LOGIT_ADJUSTED, 10, 3)):
+        predictions[arm] = {}
+        for seed in ("0", "1", "2"):
+            pred = y.copy()
+            pred[np.flatnonzero(y < 5)[:missed + step * int(seed)]] = 9
+            if arm == "weighted":
+                pred[np.flatnonzero(y == 6)[0]] = 0
+            predictions[arm][seed] = pred
+    per_seed = {arm: {s: seed_metrics(y, np.eye(10)[p] * 0.9 + 0.01, MINORITY) for s, p in by_seed.items()}
+                for arm, by_seed in predictions.items()}
+    comparisons = {f"{a}_vs_{b}": compare_arms(per_seed, predictions, y, 0.05, a, b)
+                   for a, b in comparison_pairs(predictions)}
+    counts = {"train": {str(c): 8 if c < 5 else 40 for c in range(10)}, "minority_classes": MINORITY}
+    return {"summaries": {arm: summarise_seeds(per_seed[arm]) for arm in per_seed}, "comparisons": comparisons,
+            "headline": headline_comparison(comparisons, MINORITY), "class_counts": counts,
+            "confusions": {arm: sum(confusion(y, p) for p in predictions[arm].values()) for arm in predictions}}
+
+
+def test_the_summary_shows_every_arm_and_every_comparison(three_arms):
+    params = shipped_params({"train": {"seeds": [0, 1, 2], "epochs": 3}})
+    text = summary_markdown(params, three_arms["summaries"], three_arms["comparisons"], three_arms["headline"],
+                            three_arms["class_counts"])
+    lines = text.splitlines()
+    assert lines[0] == ("# mnist-sample, step imbalance, ratio 10; balanced class weights applied to the loss; "
+                        "3 epochs, 3 seeds")
+    # minority recall differences (15 − s) / 50 = 0.30, 0.28, 0.26: mean 0.28, sd 0.02, half-width
+    # t(0.975, 2) 4.3027 * 0.02 / sqrt 3 = 0.0497; logit-adjusted: (10 − 2s) / 50, mean 0.16, half-width 0.0994
+    verdicts = [line for line in lines if line.startswith("- **")]
+    assert verdicts[0].startswith("- **minority recall: weighted (loss) − unweighted = +0.280 [+0.230, +0.330] → ")
+    assert verdicts[1].startswith(
+        "- **minority recall: logit-adjusted (τ = 1) − unweighted = +0.160 [+0.061, +0.259] → ")
+    assert verdicts[2].startswith("- **minority recall: weighted (loss) − logit-adjusted (τ = 1) = +0.120 [")
+    assert "| metric | unweighted | weighted (loss) | logit-adjusted (τ = 1) |" in lines
+    assert ("| metric | weighted (loss) − unweighted | logit-adjusted (τ = 1) − unweighted | "
+            "weighted (loss) − logit-adjusted (τ = 1) |") in lines
+    worst = next(line for line in lines if line.startswith("| worst majority-class recall |"))
+    assert worst.count("class 6: -0.100") == 2  # weighted loses one of class 6's ten images
+    for heading in ("### weighted (loss) − unweighted", "### logit-adjusted (τ = 1) − unweighted",
+                    "### weighted (loss) − logit-adjusted (τ = 1)"):
+        assert heading in lines
+    # seed 1: unweighted misses 21 minority images, weighted 7 and one of class 6, logit-adjusted 13
+    mcnemar = next(line for line in lines if line.startswith("| 1 |"))
+    assert mcnemar.startswith("| 1 | 14 vs 1, p ") and "| 8 vs 0, p " in mcnemar and "| 6 vs 1, p " in mcnemar
+
+
+def test_write_report_writes_the_figures_and_summary_and_nothing_else(three_arms, tmp_path):
+    params = shipped_params({"train": {"seeds": [0, 1, 2]}})
+    curve = {"loss": np.array([1.0, 0.5]), "accuracy": np.array([0.6, 0.8]),
+             "val_loss": np.array([1.1, 0.7]), "val_accuracy": np.array([0.5, 0.7])}
+    write_report(tmp_path / "reports", params, three_arms["summaries"], three_arms["comparisons"],
+                 three_arms["headline"], three_arms["class_counts"], three_arms["confusions"],
+                 {"unweighted": curve, "weighted": curve})
+    written = sorted(p.name for p in (tmp_path / "reports").iterdir())
+    assert written == ["confusion_matrices.png", "per_class_recall.csv", "per_class_recall.png", "summary.md",
+                       "training_curves.png"]
+    description = "mnist-sample, step imbalance, ratio 10; balanced class weights applied to the loss; 10 epochs, 3 seeds"
+    for name in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png"):
+        with Image.open(tmp_path / "reports" / name) as png:
+            assert png.format == "PNG" and png.text["Title"].startswith(description), name
+    with Image.open(tmp_path / "reports/per_class_recall.png") as png:
+        assert "minority recall: logit-adjusted (τ = 1) − unweighted = +0.160" in png.text["Title"]
+    csv_lines = (tmp_path / "reports/per_class_recall.csv").read_text().splitlines()
+    assert csv_lines[0] == "class,training_images,unweighted,weighted,logit_adjusted"
+    assert csv_lines[1] == "0,8,0.000000,0.300000,0.000000"  # weighted misses 5, 7, 9 of class 0's ten images
+    assert list(tmp_path.iterdir()) == [tmp_path / "reports"]  # no temporary left beside it
