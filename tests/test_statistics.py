@@ -13,6 +13,7 @@ from classweights.evaluation import seed_metrics, summarise_seeds
 from classweights.report import summary_markdown
 from classweights.statistics import (NO_TEST, NOT_COMPUTABLE, compare_arms, compare_metrics, confidence_label,
                                      headline_comparison, mcnemar_exact, paired_difference, sign_flip_p, verdict)
+from tools.sandbox import shipped_params
 
 
 def recalls_shifted(steps, seeds):
@@ -341,7 +342,10 @@ def test_summary_prints_the_exact_interval_level_and_undefined_p_values():
     comparison = compare_arms(per_seed, predictions, y, alpha=0.025)
     summaries = {arm: summarise_seeds(per_seed[arm]) for arm in ("unweighted", "weighted")}
     class_counts = {"minority_classes": [0, 1, 2, 3, 4], "train": {str(c): 10 for c in range(10)}}
-    text = summary_markdown(summaries, comparison, class_counts)
+    comparisons = {"weighted_vs_unweighted": comparison}
+    params = shipped_params({"train": {"seeds": [0, 1, 2]}, "evaluate": {"alpha": 0.025}})
+    text = summary_markdown(params, summaries, comparisons, headline_comparison(comparisons, [0, 1, 2, 3, 4]),
+                            class_counts)
     assert "Student-t 97.5% interval" in text
     # class 7: zero spread, so the t-test cell is a dash, the sign-flip p 1
     assert "| recall of class 7 | +0.0000 | 0.0000 | [+0.0000, +0.0000] | – | 1.0000 |" in text
@@ -393,15 +397,13 @@ def _recall_difference(mean, p_holm):
 
 
 def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
-    from classweights.statistics import headline_comparison  # (imported here: this file's header is shared)
-
     # Class 2 (a minority class) dropped most, but the majority class that dropped most is 7.
     recall = {str(c): _recall_difference(0.01 * c, 0.5) for c in range(10)}
     recall["2"] = _recall_difference(-0.30, 0.001)
     recall["7"] = _recall_difference(-0.10, 0.004)
     recall["8"] = _recall_difference(-0.05, 0.2)
-    metric = {"n_seeds": 3, "mean": 0.05, "sd": 0.01, "ci_low": 0.03, "ci_high": 0.07, "p_ttest": 0.01,
-              "verdict": "better"}
+    metric = {"n_seeds": 3, "mean": 0.05, "sd": 0.01, "ci_low": 0.03, "ci_high": 0.07, "p_ttest": 0.001,
+              "p_signflip": 0.01, "p_verdict": 0.01, "verdict": "better"}
     one_seed = {"n_seeds": 1, "mean": -0.2, "differences": [-0.2], "verdict": NO_TEST}
     comparisons = {
         "weighted_vs_unweighted": {"alpha": 0.05, "difference": {"accuracy": metric, "minority_recall": metric},
