@@ -108,10 +108,10 @@ def sampled_batches(y, class_weight, seed, batch_size):
     sampling_probabilities; new draws each epoch, the same sequence of epochs for the same seed."""
     cumulative = tf.constant(np.cumsum(sampling_probabilities(y, class_weight)))
     last = len(y) - 1
-    mantissa = 2 ** 53  # a float64 holds every integer below it: uniform draws in [0, 1)
+    span = 2 ** 32  # Dataset.random yields 32 random bits (as int64): uniform draws in [0, 1)
 
     def to_index(bits):
-        uniform = tf.cast(tf.bitwise.bitwise_and(bits, mantissa - 1), tf.float64) / mantissa
+        uniform = tf.cast(tf.math.floormod(bits, span), tf.float64) / span
         return tf.minimum(tf.searchsorted(cumulative, uniform, side="right"), last)
 
     draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(len(y))
@@ -137,7 +137,8 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
         class_weight = {int(c): float(w) for c, w in class_weight.items()}
     loss_weight = class_weight if apply == "loss" else None
     sampling_weight = class_weight if apply == "sampling" else None
-    keras.utils.set_random_seed(seed)
+    keras.backend.clear_session(free_memory=False)  # layer names restart, so a saved config never
+    keras.utils.set_random_seed(seed)                  # depends on earlier trainings in this process
     tf.config.experimental.enable_op_determinism()
     model = build_model(train.dropout, train.precision)
     model.compile(
