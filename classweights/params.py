@@ -83,7 +83,7 @@ class SplitParams(_Section):
 class WeightsParams(_Section):
     strategy: Literal["balanced", "sqrt_inverse", "effective_number"]
     beta: float = Field(ge=0, lt=1)  # effective_number only
-    apply: Literal["loss", "sampling"]
+    apply: Literal["loss", "sampling"]  # weighted loss, or class-balanced sampling with an unweighted loss
 
 
 class TrainParams(_Section):

@@ -20,7 +20,9 @@ def main():
 
     from classweights.model import train_arm  # TensorFlow only once the inputs are known good
 
-    train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight)
+    apply = params.weights.apply if args.arm == "weighted" else "loss"
+    train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight, apply,
+              label=f"train_{args.arm}@{args.seed}")
     print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)}")
 
 

@@ -89,3 +89,10 @@ def test_no_library_module_imports_the_command_line_module():
     importers = [path.name for path in (ROOT / "classweights").glob("*.py")
                  if "classweights.cli" in _imported_modules(path)]
     assert importers == []
+
+
+def test_the_arms_share_their_training_params_and_only_the_weighted_arm_reads_weights_apply():
+    # a weights.apply edit re-runs the weighted arm (and evaluate) only, never compute_weights
+    bodies = stage_bodies(DVC_YAML)
+    assert bodies["train_weighted"]["params"] == bodies["train_unweighted"]["params"] + ["weights.apply"]
+    assert bodies["compute_weights"]["params"] == ["weights.strategy", "weights.beta"]

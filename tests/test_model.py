@@ -1,9 +1,14 @@
 """Real TensorFlow training at tiny size."""
+import json
+import zipfile
+
 import numpy as np
 import pytest
+from scipy import stats
 
 from classweights.files import read_arrays
-from classweights.model import build_model, load_model, predict_proba, train_arm, train_model
+from classweights.model import (build_model, load_model, make_dataset, predict_proba, sampled_batches,
+                                sampling_probabilities, save_model, train_arm, train_model)
 from tools.sandbox import shipped_params
 from classweights.report import read_curves
 from tests.fakes import fake_images
@@ -54,15 +59,95 @@ def test_weights_read_back_from_json_with_string_keys_still_weigh(splits):
     assert json_keys["loss"] == int_keys["loss"]  # Keras would silently weigh every sample 1.0
 
 
-def test_train_arm_writes_model_predictions_and_curves_that_agree(splits, tmp_path):
+def test_train_arm_writes_model_predictions_and_curves_that_agree(splits, tmp_path, capsys):
+    stale = tmp_path / ".seed_0.partial"  # what a hard kill of an earlier run left
+    (stale / "live").mkdir(parents=True)
+    (stale / "live" / "junk.tsv").write_text("half")
     out = tmp_path / "seed_0"
-    train_arm(splits, TRAIN, 0, out, class_weight={c: 1.0 for c in range(10)})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed_0"]  # no temporary left beside it
+    train_arm(splits, TRAIN, 0, out, class_weight={c: 1.0 for c in range(10)}, label="train_weighted@0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed_0"]  # the stale partial is gone, no new one
     proba = read_arrays(out / "test_proba.npz", ["proba"])["proba"]
     reloaded = load_model(out / "model.keras")
     assert np.allclose(predict_proba(reloaded, splits["x_test"]), proba, atol=1e-6)
     curves = read_curves(out / "live")
     assert len(curves["loss"]) == TRAIN.epochs and len(curves["val_accuracy"]) == TRAIN.epochs
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[:2] for line in lines] == [["train_weighted@0", "epoch 1/2"], ["train_weighted@0", "epoch 2/2"]]
+    assert lines[-1].split("  ")[2] == f"loss {curves['loss'][-1]:.2f}"
+    assert lines[-1].split("  ")[3] == f"val_acc {curves['val_accuracy'][-1]:.2f}"
+
+
+def test_saved_model_holds_no_date_and_the_same_training_saves_the_same_bytes(splits, tmp_path):
+    # two models trained alike in one process: equal weights, but different Python objects
+    # (Keras writes their ids into config.json) and saved at different times
+    first, _ = train_model(splits, TRAIN, seed=1)
+    again, _ = train_model(splits, TRAIN, seed=1)
+    save_model(first, tmp_path / "first.keras")
+    save_model(again, tmp_path / "again.keras")
+    assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "again.keras").read_bytes()
+    with zipfile.ZipFile(tmp_path / "first.keras") as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert set(json.loads(archive.read("metadata.json"))) == {"keras_version"}
+    reloaded = load_model(tmp_path / "first.keras")
+    assert np.array_equal(predict_proba(reloaded, splits["x_test"]), predict_proba(first, splits["x_test"]))
+
+
+def test_training_uses_one_thread_of_each_kind():
+    import tensorflow as tf
+
+    assert tf.config.threading.get_intra_op_parallelism_threads() == 1
+    assert tf.config.threading.get_inter_op_parallelism_threads() == 1
+
+
+# class sizes 400 / 40 and uneven weights: a draw proportional to count × weight differs
+# from uniform sampling (counts alone) and from plain class balance (weights ignored)
+SAMPLED_LABELS = np.repeat(np.arange(10), [400] * 5 + [40] * 5).astype(np.uint8)
+SAMPLED_WEIGHTS = {c: (0.5 if c < 5 else 2.0 + c) for c in range(10)}
+
+
+def drawn_labels(seed, epochs=1, batch_size=32):
+    batches = sampled_batches(SAMPLED_LABELS, SAMPLED_WEIGHTS, seed, batch_size).repeat(epochs)
+    return SAMPLED_LABELS[np.concatenate([b.numpy() for b in batches])]
+
+
+def test_sampling_draws_classes_in_proportion_to_count_times_weight():
+    drawn = drawn_labels(seed=0)
+    assert len(drawn) == len(SAMPLED_LABELS)  # one epoch draws as many images as there are
+    observed = np.bincount(drawn, minlength=10)
+    counts = np.bincount(SAMPLED_LABELS, minlength=10)
+    expected_share = counts * np.array([SAMPLED_WEIGHTS[c] for c in range(10)])
+    expected_share = expected_share / expected_share.sum()
+    assert np.allclose([sampling_probabilities(SAMPLED_LABELS, SAMPLED_WEIGHTS)[SAMPLED_LABELS == c].sum()
+                        for c in range(10)], expected_share)
+    assert stats.chisquare(observed, len(drawn) * expected_share).pvalue > 0.001
+    # the same check rejects uniform sampling and plain balance
+    assert stats.chisquare(observed, len(drawn) * counts / counts.sum()).pvalue < 1e-9
+    assert stats.chisquare(observed, np.full(10, len(drawn) / 10)).pvalue < 1e-9
+
+
+def test_sampling_is_fixed_by_the_seed_and_new_each_epoch():
+    two_epochs = drawn_labels(seed=3, epochs=2)
+    first, second = np.split(two_epochs, 2)
+    assert np.array_equal(two_epochs, drawn_labels(seed=3, epochs=2))
+    assert not np.array_equal(first, second)
+    assert not np.array_equal(first, drawn_labels(seed=4))
+
+
+def test_sampling_takes_as_many_steps_per_epoch_as_the_unweighted_arm(splits):
+    def steps(**sampling):
+        return sum(1 for _ in make_dataset(splits["x_train"], splits["y_train"], 32, shuffle_seed=0, **sampling))
+
+    assert steps(sampling_weight=SAMPLED_WEIGHTS) == steps() == int(np.ceil(len(splits["y_train"]) / 32))
+
+
+def test_sampling_arm_trains_deterministically_and_unlike_the_loss_arm(splits):
+    weights = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
+    sampled, history = train_model(splits, TRAIN, seed=0, class_weight=weights, apply="sampling")
+    again, _ = train_model(splits, TRAIN, seed=0, class_weight=weights, apply="sampling")
+    by_loss, _ = train_model(splits, TRAIN, seed=0, class_weight=weights, apply="loss")
+    assert all(np.array_equal(a, b) for a, b in zip(sampled.get_weights(), again.get_weights()))
+    assert not np.array_equal(sampled.get_weights()[0], by_loss.get_weights()[0])
+    assert len(history["loss"]) == TRAIN.epochs
 
 
 def test_interrupted_training_leaves_nothing(splits, tmp_path, monkeypatch):

@@ -38,7 +38,8 @@ def test_ints_are_accepted_for_floats_but_strings_are_not():
 BAD = [
     ({"dat": {}}, ["unknown key 'dat'", "data, imbalance, split, weights, train, evaluate"]),
     ({"weights": {"strategy": "balancd"}}, ["weights.strategy = 'balancd'", "'balanced', 'sqrt_inverse' or 'effective_number'"]),
-    ({"weights": {"betta": 0.9}}, ["unknown key 'weights.betta'", "strategy, beta"]),
+    ({"weights": {"betta": 0.9}}, ["unknown key 'weights.betta'", "strategy, beta, apply"]),
+    ({"weights": {"apply": "sample"}}, ["weights.apply = 'sample'", "'loss' or 'sampling'"]),
     ({"weights": {"beta": 1.0}}, ["weights.beta = 1.0", "less than 1"]),
     ({"weights": {"beta": -0.1}}, ["weights.beta = -0.1", "greater than or equal to 0"]),
     ({"data": {"source": "mnst"}}, ["data.source = 'mnst'", "'mnist-sample', 'mnist' or 'fashion-mnist'"]),

@@ -1,0 +1,96 @@
+"""Training stages through real `dvc repro` runs: the same params give the same bytes (so dvc.lock
+is reproduced exactly and `dvc checkout` works), the output is quiet and shows progress, a hard
+kill leaves nothing git or DVC can see, and a weights.apply edit re-trains only the weighted arm."""
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from tools.sandbox import BIN, clone_finished, dvc, env, make_project, ran_stages, run, set_params
+
+TRAIN_STAGES = ["train_unweighted@0", "train_unweighted@1", "train_weighted@0", "train_weighted@1"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A tiny project that has run once, its dvc.lock committed; tests work on copies of it."""
+    project = make_project(tmp_path_factory.mktemp("finished"))
+    dvc(project, "repro")
+    commit(project, "first run")
+    return project
+
+
+@pytest.fixture
+def project(finished, tmp_path):
+    return clone_finished(finished, tmp_path / "project")
+
+
+def commit(project, message):
+    run(project, "git", "add", "-A")
+    run(project, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", message)
+
+
+def model_files(project):
+    return {p.relative_to(project): p.read_bytes() for p in (project / "models").glob("*/seed_*/**/*") if p.is_file()}
+
+
+def git_status(project):
+    return run(project, "git", "status", "--porcelain", "--untracked-files=all").stdout
+
+
+def test_a_forced_rerun_from_an_empty_cache_reproduces_dvc_lock_and_checkout_works(project):
+    models = model_files(project)
+    assert sorted(path.name for path in models if path.suffix == ".keras") == ["model.keras"] * 4
+    shutil.rmtree(project / ".dvc" / "cache")  # no run cache, no stored outputs: like a fresh clone
+    forced = dvc(project, "repro", "-f")
+    assert set(TRAIN_STAGES) <= set(ran_stages(forced))
+    assert git_status(project) == ""  # dvc.lock, every model folder's hash included, as committed
+
+    run(project, "git", "checkout", "--", "dvc.lock")
+    for folder in (project / "models").glob("*/seed_*"):
+        shutil.rmtree(folder)
+    dvc(project, "checkout")
+    assert model_files(project) == models and git_status(project) == ""
+
+    output = forced.stdout + forced.stderr  # what the real stage processes printed, through dvc
+    assert not [line for line in output.splitlines() if re.match(r"[EWIF]\d{4} ", line)]  # no TensorFlow C++ logs
+    for stage in TRAIN_STAGES:
+        assert re.search(rf"^{re.escape(stage)}  epoch 1/1  loss \d+\.\d\d  val_acc \d\.\d\d  \d+\.\d s$", output,
+                         re.MULTILINE), output
+
+
+def test_a_training_killed_outright_leaves_nothing_git_or_dvc_can_see(project):
+    lock = (project / "dvc.lock").read_text()
+    repro = subprocess.Popen([str(BIN / "dvc"), "repro", "-f", "-s", "train_weighted@1"], cwd=project, env=env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = project / "models/weighted/.seed_1.partial"
+    deadline = time.monotonic() + 120
+    while not (partial / "live").exists():
+        assert repro.poll() is None and time.monotonic() < deadline, repro.communicate()
+        time.sleep(0.02)
+    stage = next(p for p in psutil.Process(repro.pid).children(recursive=True) if "stages.train" in p.cmdline())
+    stage.send_signal(signal.SIGKILL)  # as the OOM killer would: no clean-up runs
+    repro.communicate(timeout=60)
+    assert repro.returncode != 0 and partial.is_dir()  # the litter is really there
+
+    assert git_status(project) == ""
+    again = dvc(project, "repro")
+    assert set(ran_stages(again)) <= {"train_weighted@1"}  # re-run or restored from the run cache; evaluate's
+    assert "train_weighted@1" in again.stdout  # deps are unchanged, so it does not run
+    assert (project / "dvc.lock").read_text() == lock and ".partial" not in lock
+    assert git_status(project) == ""
+    assert "up to date" in dvc(project, "status").stdout
+
+
+def test_a_weights_apply_edit_retrains_only_the_weighted_arm_deterministically(project):
+    set_params(project, {"weights": {"apply": "sampling"}})
+    edited = dvc(project, "repro")
+    assert ran_stages(edited) == ["evaluate", "train_weighted@0", "train_weighted@1"]
+    lock = (project / "dvc.lock").read_text()
+    forced = dvc(project, "repro", "-f", "-s", "train_weighted@0")
+    assert ran_stages(forced) == ["train_weighted@0"]
+    assert (project / "dvc.lock").read_text() == lock  # the same seed draws the same batches: same bytes
