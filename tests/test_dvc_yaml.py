@@ -50,6 +50,14 @@ def stage_bodies(dvc_yaml):
     return {name: stage.get("do", stage) for name, stage in dvc_yaml["stages"].items()}
 
 
+def declared_params(body):
+    """A stage's params as plain keys: `- key` entries and `- params.yaml: [keys]` entries alike."""
+    keys = []
+    for entry in body.get("params", []):
+        keys.extend(entry.get("params.yaml", []) if isinstance(entry, dict) else [entry])
+    return keys
+
+
 def dep_differences(dvc_yaml):
     """{stage: (missing code deps, listed .py deps the script never imports)} for every stage that differs."""
     differences = {}
@@ -82,7 +90,7 @@ def test_the_unweighted_arm_does_not_depend_on_anything_of_the_weights():
     # a weights.* edit must never re-train it, and sweeps restore it from the run cache
     body = stage_bodies(DVC_YAML)["train_unweighted"]
     assert not {"classweights/weights.py", "data/class_weights.json"} & set(body["deps"])
-    assert not [param for param in body["params"] if param.startswith("weights")]
+    assert not [param for param in declared_params(body) if param.startswith("weights")]
 
 
 def test_no_library_module_imports_the_command_line_module():
@@ -94,5 +102,6 @@ def test_no_library_module_imports_the_command_line_module():
 def test_the_arms_share_their_training_params_and_only_the_weighted_arm_reads_weights_apply():
     # a weights.apply edit re-runs the weighted arm (and evaluate) only, never compute_weights
     bodies = stage_bodies(DVC_YAML)
-    assert bodies["train_weighted"]["params"] == bodies["train_unweighted"]["params"] + ["weights.apply"]
-    assert bodies["compute_weights"]["params"] == ["weights.strategy", "weights.beta"]
+    assert declared_params(bodies["train_weighted"]) == declared_params(bodies["train_unweighted"]) + ["weights.apply"]
+    assert "train.epochs" in declared_params(bodies["train_unweighted"])
+    assert declared_params(bodies["compute_weights"]) == ["weights.strategy", "weights.beta"]
