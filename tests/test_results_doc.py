@@ -34,3 +34,12 @@ def test_paste_replaces_the_block_and_demotes_the_summary_headings():
     summary = "# Title of the run\n\n**verdict**\n\n## Test metrics\n\n| a |\n\nFigures: [f](f.png)\n"
     pasted = paste(text, "x", summary)
     assert pasted == "# R\n<!-- results:x -->\n**verdict**\n\n#### Test metrics\n\n| a |\n<!-- /results:x -->\nafter\n"
+
+
+def test_headline_takes_the_title_and_the_verdict_lines():
+    from tools.readme_results import headline
+
+    readme = "# P\n<!-- headline:default -->\nold\n<!-- /headline:default -->\nrest\n"
+    summary = "# mnist-sample, step\n\n- **a: +0.1 → better**\n- **b: -0.2 → worse**\n\nMore text.\n"
+    assert headline(readme, summary) == ("# P\n<!-- headline:default -->\n*mnist-sample, step*\n\n"
+                                         "- **a: +0.1 → better**\n- **b: -0.2 → worse**\n<!-- /headline:default -->\nrest\n")

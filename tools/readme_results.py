@@ -2,9 +2,11 @@
 decimal figure its prose quotes must be found, rounded, in the pasted tables of its section:
 
     python -m tools.readme_results paste NAME path/to/reports/summary.md
+    python -m tools.readme_results headline reports/summary.md
     python -m tools.readme_results check
 
 `paste` replaces what stands between `<!-- results:NAME -->` and `<!-- /results:NAME -->`;
+`headline` puts the summary's title and verdict lines into README.md's `headline:default` block;
 `check` (also a test) fails on a prose figure that no table of its section holds.
 """
 import re
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "RESULTS.md"
+README = RESULTS.with_name("README.md")
 BLOCK = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
 DECIMAL = re.compile(r"(?<![\w.])[-+−]?\d+\.\d+")
 
@@ -27,6 +30,17 @@ def paste(text, name, summary_text):
     before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
     return f"{before}{start}\n{body}\n{end}{after}"
+
+
+def headline(readme_text, summary_text):
+    """README's headline block: the summary's title (what was run) and its verdict bullets."""
+    lines = summary_text.strip().splitlines()
+    title = lines[0].lstrip("# ").strip()
+    verdicts = [line for line in lines[1:] if line.startswith("- **")]
+    block = "\n".join([f"*{title}*", "", *verdicts])
+    start, end = "<!-- headline:default -->", "<!-- /headline:default -->"
+    before, rest = readme_text.split(start, 1)
+    return f"{before}{start}\n{block}\n{end}{rest.split(end, 1)[1]}"
 
 
 def _number(token):
@@ -52,13 +66,16 @@ def main(argv):
         name, summary = argv[1], Path(argv[2])
         RESULTS.write_text(paste(RESULTS.read_text(), name, summary.read_text()))
         print(f"{RESULTS.name}: results:{name} from {summary}")
+    elif argv[:1] == ["headline"] and len(argv) == 2:
+        README.write_text(headline(README.read_text(), Path(argv[1]).read_text()))
+        print(f"{README.name}: headline from {argv[1]}")
     elif argv == ["check"]:
         problems = unbacked_figures(RESULTS.read_text())
         for heading, figure in problems:
             print(f"error: {RESULTS.name}, {heading!r}: prose figure {figure} is in none of the section's tables")
         sys.exit(1 if problems else 0)
     else:
-        sys.exit("usage: python -m tools.readme_results paste NAME SUMMARY.md | check")
+        sys.exit("usage: python -m tools.readme_results paste NAME SUMMARY.md | headline SUMMARY.md | check")
 
 
 if __name__ == "__main__":
