@@ -1,5 +1,6 @@
 """Test-set metrics of one model, and their mean and spread over seeds."""
 import numpy as np
+from scipy.special import softmax
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, log_loss,
                              precision_recall_fscore_support)
 
@@ -36,7 +37,7 @@ def seed_metrics(y_true, proba, minority):
 
 def training_prior(train_counts):
     """pi: each class's share of the training images, in class order."""
-    counts = np.array([train_counts[str(c)] for c in CLASSES], dtype=float)
+    counts = np.array([train_counts[str(c)] for c in CLASSES])
     return counts / counts.sum()
 
 
@@ -46,12 +47,9 @@ def logit_adjusted_proba(proba, prior, tau):
     Its argmax is argmax_y (log p_y − tau · log pi_y), the adjusted prediction; the renormalised
     probabilities are what its log loss is computed from. tau = 0 leaves the ranking unchanged.
     """
-    log_p = np.log(np.clip(np.asarray(proba, dtype=float), PROBABILITY_FLOOR, None))
-    log_prior = np.log(np.clip(np.asarray(prior, dtype=float), PROBABILITY_FLOOR, None))
-    adjusted = log_p - tau * log_prior
-    adjusted -= adjusted.max(axis=1, keepdims=True)  # softmax without overflow
-    exp = np.exp(adjusted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    log_p = np.log(np.clip(np.asarray(proba, dtype=np.float64), PROBABILITY_FLOOR, None))  # models give float32
+    log_prior = np.log(np.clip(prior, PROBABILITY_FLOOR, None))
+    return softmax(log_p - tau * log_prior, axis=1)
 
 
 def arm_probabilities(trained, train_counts, tau):

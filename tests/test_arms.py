@@ -66,6 +66,16 @@ def test_a_zero_prior_or_zero_probability_gives_no_nan_or_inf():
     assert np.isfinite(metrics["loss"])
 
 
+def test_probabilities_and_prior_are_floored_before_the_log_in_double_precision():
+    prior = np.array([0.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.1, 0.1])
+    proba = np.eye(10, dtype=np.float32)[[7]]  # the model gives class 0 probability exactly 0
+    adjusted = logit_adjusted_proba(proba, prior, 3.0)
+    # by hand: class 0 scores log(1e-12) - 3 log(1e-12) = +55.3, class 7 scores 0 - 3 log(0.2) = +4.8
+    logits = np.log(np.maximum(proba.astype(np.float64), 1e-12)) - 3.0 * np.log(np.maximum(prior, 1e-12))
+    assert adjusted.dtype == np.float64 and adjusted.argmax() == 0
+    assert adjusted == pytest.approx(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum(), rel=1e-12)
+
+
 def test_training_prior_is_each_class_share_of_the_training_images():
     counts = {str(c): n for c, n in enumerate([10, 10, 10, 10, 10, 50, 50, 50, 50, 60])}
     assert training_prior(counts) == pytest.approx(np.array([10] * 5 + [50] * 4 + [60]) / 310)

@@ -419,6 +419,10 @@ def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
     assert block["worst_majority_recall"] == {"class": 7, "mean": -0.10, "ci_low": seven["ci_low"],
                                               "ci_high": seven["ci_high"], "p": 0.004,  # the Holm p the verdict used
                                               "verdict": "worse"}
+    # a majority class whose difference is not computable (mean None) is never the worst
+    recall["9"] = {"n_seeds": 3, "mean": None, "differences": [None] * 3, "verdict": NOT_COMPUTABLE}
+    assert headline_comparison(comparisons, minority=[0, 1, 2, 3, 4])["weighted_vs_unweighted"][
+        "worst_majority_recall"]["class"] == 7
     single = headline["logit_adjusted_vs_unweighted"]
     assert single["accuracy"] == {"mean": -0.2, "ci_low": None, "ci_high": None, "p": None, "verdict": NO_TEST}
     assert single["worst_majority_recall"]["class"] == 5
