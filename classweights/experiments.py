@@ -79,8 +79,7 @@ def training_counts(names):
 def clear_queue_records(names):
     """Drop finished helper experiments: their trainings live on in the run cache."""
     if names:
-        dvc("exp", "remove", *names)
-        dvc("queue", "remove", *names)
+        dvc("exp", "remove", *names)  # also drops their queue records
 
 
 def share(names, git_remote="origin"):

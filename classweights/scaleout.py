@@ -12,7 +12,6 @@ from pathlib import Path
 
 from classweights import experiments, sweep
 from classweights.cli import UserError, run_stage
-from classweights.files import atomic_path
 
 TRAINING_STAGES = ("train_unweighted@", "train_weighted@")
 
@@ -54,16 +53,13 @@ def forget_lock_entries(names, lock=Path("dvc.lock")):
     """Remove stages from dvc.lock. A stage whose lock entry matches its deps but names outputs
     missing from the cache is re-run by `dvc repro` even when the run cache holds the same
     run; without the entry, `dvc repro` restores it from the run cache."""
-    from ruamel.yaml import YAML
+    from dvc.utils.serialize import modify_yaml  # DVC's own reader and writer of dvc.lock
 
     if not names or not lock.exists():
         return
-    yaml = YAML()
-    data = yaml.load(lock)
-    for name in names:
-        data["stages"].pop(name, None)
-    with atomic_path(lock) as tmp:
-        yaml.dump(data, tmp)
+    with modify_yaml(lock) as data:
+        for name in names:
+            data["stages"].pop(name, None)
 
 
 def parallel_repro(jobs):

@@ -89,6 +89,7 @@ def draw(rows, varied, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharex=True)
     for axis, (metric, title) in zip(axes, PANELS):
@@ -100,6 +101,9 @@ def draw(rows, varied, path):
             axis.fill_between(ratios, low, high, alpha=0.2)
         axis.axhline(0, color="black", linestyle="--", linewidth=1)
         axis.set_xscale("log")
+        axis.set_xticks(sorted({float(r["imbalance.ratio"]) for r in rows}), minor=False)
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         axis.set_xlabel("imbalance ratio n_max / n_min (log scale)")
         axis.set_title(title)
     axes[0].set_ylabel("weighted − unweighted (mean over seeds, 95% CI band)")
