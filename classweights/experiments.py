@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from classweights.cli import UserError
+from classweights.errors import UserError
 
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of the venv this runs in
 ACTIVE = ("Queued", "Running")

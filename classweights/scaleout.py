@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from classweights import experiments, sweep
-from classweights.cli import UserError, run_stage
+from classweights.cli import run_stage
+from classweights.errors import UserError
 
 TRAINING_STAGES = ("train_unweighted@", "train_weighted@")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from classweights.cli import UserError
+from classweights.errors import UserError
 from classweights import sweep_report
 from classweights.params import parse_params
 

@@ -24,9 +24,6 @@ def headline_columns(metrics):
     "logit_adjusted": metrics/<arm>.json}, each as parsed JSON (an arm that is off is absent).
     """
     comparison = metrics.get("comparison", {})
-    if "weighted_vs_unweighted" not in comparison:  # evaluate before the arm blocks: one pair, p named p_ttest
-        comparison = {"weighted_vs_unweighted": {m: {**b, "p": b.get("p_ttest")}
-                                                 for m, b in comparison.items() if isinstance(b, dict)}}
     columns = {}
     for arm in ARMS:
         for stat in ("mean", "sd"):

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from tests.pipeline_helpers import dvc, env, make_project, ran_stages, run
+from tools.sandbox import dvc, env, make_project, ran_stages, run
 
 ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests

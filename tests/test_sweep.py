@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from classweights import sweep, sweep_report
-from tests.pipeline_helpers import ROOT, dvc, env, make_project
+from tools.sandbox import ROOT, committed_params, dvc, env, make_project
 
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
 
@@ -69,13 +69,8 @@ def test_bad_jobs_or_shard_is_one_line_and_runs_nothing(project, target, setting
     assert not (project / "dvc.lock").exists()  # not one stage ran
 
 
-def committed_params():
-    return subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout
-
-
 def test_the_shipped_sweep_files_are_valid(tmp_path):
-    (tmp_path / "params.yaml").write_text(committed_params())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed_params()))
     fixed, points = sweep.read_sweep(ROOT / "sweep.yaml", tmp_path / "params.yaml")
     assert fixed["data.source"] == "mnist-sample" and len(points) == 3 * 2
     _, full = sweep.read_sweep(ROOT / "sweep-fashion.yaml", tmp_path / "params.yaml")
@@ -120,7 +115,7 @@ def _arm(accuracy):
 
 
 def test_collector_writes_one_row_per_finished_point_from_matching_experiments(tmp_path):
-    base = yaml.safe_load(committed_params())
+    base = committed_params()
     fixed = {"data.source": "mnist-sample"}
     points = [{"imbalance.ratio": r, "weights.strategy": "balanced"} for r in (1, 5, 20)]
     gains = {1: (0.01, -0.02, 0.04, "no significant difference"), 5: (0.2, 0.1, 0.3, "better"),
