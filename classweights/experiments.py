@@ -31,15 +31,20 @@ def queue_experiment(name, set_options=(), targets=()):
 
 def run_queued(names, jobs):
     """Start `jobs` workers (`dvc queue start -j`), wait until every named experiment has
-    finished; return {name: "Success" | "Failed"}."""
+    finished; return {name: "Success" | "Failed"}. Ctrl-C stops the waiting, not the workers."""
     if not names:
         return {}
     dvc("queue", "start", "--jobs", str(jobs))
-    while True:
-        states = queue_states(names)
-        if not any(state in ACTIVE for state in states.values()):
-            return states
-        time.sleep(2)
+    try:
+        while True:
+            states = queue_states(names)
+            if not any(state in ACTIVE for state in states.values()):
+                return states
+            time.sleep(2)
+    except KeyboardInterrupt:
+        raise UserError("interrupted; the queued experiments keep running in the background (`dvc queue status`; "
+                        "`dvc queue stop --kill` stops them); run the same make command again to wait for them "
+                        "and queue only what is missing") from None
 
 
 def queue_states(names):

@@ -83,6 +83,7 @@ def parallel_repro(jobs):
     started = time.perf_counter()
     states = experiments.run_queued(names, len(names))
     if experiments.report_failures(states):
+        experiments.clear_queue_records([name for name, state in states.items() if state == "Success"])
         raise UserError("a training failed (above); finished trainings are kept: run `make repro` again")
     if names:
         print(f"trainings done in {time.perf_counter() - started:.0f} s; restoring them", flush=True)
@@ -102,12 +103,12 @@ def run_sweep(path, jobs, shard_spec):
     matched = sweep.match_points(sweep.read_base(), fixed, points, sweep.finished_experiments())
     done = {sweep.point_label(record["point"]) for record in matched}
     states = experiments.queue_states([sweep.point_name(p) for p in points])
-    in_flight = {name for name, state in states.items() if state == "Running"}
+    in_flight = [name for name, state in states.items() if state in experiments.ACTIVE]  # from an interrupted run
     missing = [p for p in points if sweep.point_label(p) not in done and sweep.point_name(p) not in in_flight]
     print(f"sweep {path}: {len(points)} grid points{f' in shard {index}/{count}' if count > 1 else ''}, "
           f"{len(points) - len(missing)} already done or running; queuing {len(missing)}", flush=True)
     queued = [experiments.queue_experiment(sweep.point_name(p), sweep.set_options({**fixed, **p})) for p in missing]
-    states = experiments.run_queued(queued, jobs)
+    states = experiments.run_queued(queued + in_flight, jobs)
     failed = experiments.report_failures(states)
     finished = [name for name, state in states.items() if state == "Success"]
     trained, restored = experiments.training_counts(finished)

@@ -3,12 +3,11 @@ experiment queue, clones of one bare git origin sharing one local-directory DVC 
 import csv
 import re
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from tools.sandbox import dvc, env, make_project, ran_stages, run
+from tools.sandbox import dvc, env, link_venv, make_project, ran_stages, run
 
 ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
@@ -19,14 +18,6 @@ def make(project, *args):
     result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"make {args}:\n{result.stdout}\n{result.stderr}"
     return result
-
-
-def use_test_venv(project):
-    """make's venv is the one running the tests; git never sees the link."""
-    (project / ".venv").symlink_to(sys.prefix)
-    with open(project / ".git/info/exclude", "a") as exclude:
-        exclude.write("/.venv\n")
-    return project
 
 
 def commit(project, message):
@@ -45,7 +36,7 @@ def shared_origin(tmp, project):
 
 def clone(tmp, name):
     run(tmp, "git", "clone", "-q", "-b", "main", str(tmp / "origin.git"), name)
-    return use_test_venv(tmp / name)
+    return link_venv(tmp / name)
 
 
 def metrics_files(project):
@@ -57,7 +48,7 @@ def serial(tmp_path_factory):
     """`make repro JOBS=1` (no remote configured), committed and shared: the reference run."""
     tmp = tmp_path_factory.mktemp("scaleout")
     project = make_project(tmp / "serial", ONE_SEED)
-    use_test_venv(project)
+    link_venv(project)
     first = make(project, "repro", "JOBS=1")
     commit(project, "serial run")
     shared_origin(tmp, project)

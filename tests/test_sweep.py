@@ -3,22 +3,19 @@ experiment records with known differences. No training here (see test_scaleout.p
 import csv
 import json
 import subprocess
-import sys
 
 import pytest
 import yaml
 
 from classweights import sweep, sweep_report
-from tools.sandbox import ROOT, committed_params, dvc, env, make_project
+from tools.sandbox import ROOT, committed_params, dvc, env, link_venv, make_project
 
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("sweep-input"))
-    (project / ".venv").symlink_to(sys.prefix)
-    return project
+    return link_venv(make_project(tmp_path_factory.mktemp("sweep-input")))
 
 
 def run_make(project, *args):
