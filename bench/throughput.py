@@ -11,7 +11,6 @@ detached from the process that starts them, so no child accounting sees them. Me
 otherwise idle machine. Writes bench/results/throughput.json.
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.benchmark import print_goals_and_save  # noqa: E402
 from tools.sandbox import make_project, run  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -113,12 +113,7 @@ def main():
     if "mnist_sample" in results:
         goals["mnist-sample not slower with JOBS=2"] = results["mnist_sample"]["speedup"] >= 1.0
     results["goals"] = goals
-    for goal, met in goals.items():
-        print(f"  {'met ' if met else 'MISSED'}  {goal}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    print_goals_and_save(results, args.out)
 
 
 if __name__ == "__main__":
