@@ -48,11 +48,12 @@ def run_queued(names, jobs):
 
 
 def queue_states(names):
+    """{name: "Queued" | "Running" | "Success" | "Failed" | None (not in the queue)}."""
     from dvc.repo import Repo
 
     with Repo() as repo:
         tasks = {task["name"]: task["status"] for task in repo.experiments.celery_queue.status()}
-    return {name: tasks.get(name, "Queued") for name in names}
+    return {name: tasks.get(name) for name in names}
 
 
 def queue_log(name):
