@@ -62,11 +62,15 @@ def queue_log(name):
 
 
 def last_line(text):
-    return next((line for line in reversed(text.splitlines()) if line.strip()), "(no output)")
+    """The log's last line that says what went wrong: a stage's own one-line error (stages end
+    with "error: …") rather than DVC's "failed to reproduce" after it, else the last line."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if line.startswith("error: ")), lines[-1] if lines else "(no output)")
 
 
 def report_failures(states):
-    """Print each failed experiment with the last line of its log; return how many failed."""
+    """Print each failed experiment with the last line of its log that names the problem;
+    return how many failed (`dvc queue logs NAME` shows the whole log)."""
     failed = [name for name, state in states.items() if state != "Success"]
     for name in failed:
         print(f"FAILED {name}: {last_line(queue_log(name))}", file=sys.stderr)

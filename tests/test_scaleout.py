@@ -139,3 +139,16 @@ def test_an_unusable_remote_shows_dvc_s_error_and_the_command_to_fix(sweep_origi
     ours = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert ours == ["error: `dvc exp pull --run-cache origin` failed; check `git remote -v` and `dvc remote list` "
                     "(a default DVC remote: dvc remote add -d NAME URL)"]
+
+
+def test_failed_grid_points_are_named_with_their_last_log_line_and_the_rest_still_run(tmp_path):
+    project = link_venv(make_project(tmp_path / "failing", ONE_SEED))
+    missing = {"fixed": {"data.source": "fashion-mnist"}, "grid": {"data.path": ["/nowhere/a", "/nowhere/b"]}}
+    (project / "failing.yaml").write_text(yaml.safe_dump(missing))
+    result = subprocess.run([*MAKE, "sweep", "SWEEP=failing.yaml", "JOBS=1"], cwd=project, env=env(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == 2, result.stderr  # the second point ran although the first had failed
+    assert [line.split(": error: ")[1].startswith("data.path") and "/nowhere/" in line for line in failed] == [True, True], failed
+    assert "error: 2 grid point(s) failed (above); run `make sweep` again to retry only those" in result.stderr
