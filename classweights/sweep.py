@@ -45,14 +45,17 @@ def read_sweep(path, params_path="params.yaml"):
         raise UserError(f"{path}: fixed must map keys to single values, e.g. data.source: mnist-sample")
     grids = raw["grid"] if isinstance(raw["grid"], list) else [raw["grid"]]
     points = [point for grid in grids for point in _expand(path, grid, fixed)]
+    if not all(isinstance(key, str) for key in [*fixed, *(k for p in points for k in p)]):
+        raise UserError(f"{path}: keys must be params.yaml keys written section.key, e.g. imbalance.ratio")
     base = read_base(params_path)
-    seen = set()
+    seen = {}
     for point in points:
-        identity = point_label(point)
+        params = parse_params(apply_overrides(base, {**fixed, **point}), where=str(path))
+        identity = params.model_dump_json()  # the same validated params, however the grids spell them
         if identity in seen:
-            raise UserError(f"{path}: duplicate grid point {identity}; list each combination once")
-        seen.add(identity)
-        parse_params(apply_overrides(base, {**fixed, **point}), where=str(path))
+            raise UserError(f"{path}: duplicate grid point {point_label(point)} (the same params as "
+                            f"{point_label(seen[identity])}); list each combination once")
+        seen[identity] = point
     return fixed, points
 
 

@@ -34,7 +34,11 @@ BAD_SWEEPS = {
     "empty list": ({"grid": {"imbalance.ratio": [5], "weights.strategy": []}},
                    "grid weights.strategy = []: give a non-empty list"),
     "duplicate point": ({"grid": [{"imbalance.ratio": [5, 20]}, {"imbalance.ratio": [5]}]},
-                        "duplicate grid point imbalance.ratio=5"),
+                        "duplicate grid point imbalance.ratio=5 (the same params as imbalance.ratio=5)"),
+    "same point spelt twice": ({"grid": [{"imbalance.ratio": [5], "weights.strategy": ["balanced"]},
+                                         {"weights.strategy": ["balanced"], "imbalance.ratio": [5.0]}]},
+                               "duplicate grid point imbalance.ratio=5.0 weights.strategy=\"balanced\" (the same "
+                               "params as imbalance.ratio=5 weights.strategy=\"balanced\")"),
     "unknown section": ({"grid": {"imbalance.ratio": [5]}, "seeds": [1]}, "unknown section 'seeds'"),
 }
 
