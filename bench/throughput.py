@@ -4,7 +4,8 @@
    `make repro JOBS=1` and `JOBS=2`, each from an empty cache: wall time, CPU time, and
    whether metrics/ is byte-identical.
 2. The shipped small default (mnist-sample) the same way: JOBS=2 must not be slower.
-3. A 4-point sweep (2 ratios x 2 strategies, mnist-sample, 2 seeds) with -j 1 and -j 2.
+3. A 4-point tiny sweep (2 ratios x 2 strategies, mnist-sample, 2 seeds, 1 epoch, 40 images
+   a majority class) with -j 1 and -j 2: whole-pipeline experiments, the queue's own overhead.
 
 CPU time is the whole machine's busy time during the run (psutil): queue workers are
 detached from the process that starts them, so no child accounting sees them. Measure on an
@@ -88,8 +89,9 @@ def full_size(args):
 def main():
     args = parse_args()
     parts = args.only or ["full", "sample", "sweep"]
-    small = {"imbalance": {"n_max": 40}, "train": {"epochs": 1}} if args.tiny else {}
-    sweep_params = {**small, "train": {"seeds": [0, 1], **small.get("train", {})}}
+    tiny = {"imbalance": {"n_max": 40}, "train": {"epochs": 1}}
+    small = tiny if args.tiny else {}
+    sweep_params = {**tiny, "train": {"seeds": [0, 1], "epochs": 1}}
     results = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "tiny": args.tiny,
                "load_average_before": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
