@@ -107,8 +107,11 @@ def run_sweep(path, jobs, shard_spec):
     missing = [p for p in points if sweep.point_label(p) not in done and sweep.point_name(p) not in in_flight]
     print(f"sweep {path}: {len(points)} grid points{f' in shard {index}/{count}' if count > 1 else ''}, "
           f"{len(points) - len(missing)} already done or running; queuing {len(missing)}", flush=True)
-    queued = [experiments.queue_experiment(sweep.point_name(p), sweep.set_options({**fixed, **p})) for p in missing]
-    states = experiments.run_queued(queued + in_flight, jobs)
+    states = {}
+    for batch in sweep.batches(missing, jobs):
+        queued = [experiments.queue_experiment(sweep.point_name(p), sweep.set_options({**fixed, **p})) for p in batch]
+        states.update(experiments.run_queued(queued + in_flight, jobs))
+        in_flight = []
     failed = experiments.report_failures(states)
     finished = [name for name, state in states.items() if state == "Success"]
     trained, restored = experiments.training_counts(finished)

@@ -123,6 +123,18 @@ def queue_order(points):
     return [point for _, point in sorted(zip(waves, points), key=lambda pair: pair[0])]
 
 
+def batches(points, jobs):
+    """Queue batches for `jobs` workers: with more workers than groups the later strategies
+    would start before their group's unweighted arm exists and train it again, so then the
+    first point of every group runs first, the rest after it (points in queue order)."""
+    seen, first, rest = set(), [], []
+    for point in points:
+        group = unweighted_group(point)
+        (rest if group in seen else first).append(point)
+        seen.add(group)
+    return [first, rest] if jobs > len(first) and rest else [points]
+
+
 def shard(points, index, count):
     """This machine's share of SHARD=index/count: every count-th group of points that share
     an unweighted arm (so that arm trains on one machine only), counted from 1."""

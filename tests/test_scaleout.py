@@ -98,8 +98,9 @@ def sweep_origin(tmp_path_factory):
 def test_two_machines_each_run_a_shard_and_a_third_draws_the_map_without_training(sweep_origin):
     tmp = sweep_origin
     machines = [clone(tmp, "machine-1"), clone(tmp, "machine-2")]
-    shards = [subprocess.Popen([*MAKE, "sweep", "SWEEP=tiny-sweep.yaml", f"SHARD={k}/2", "JOBS=1"], cwd=machine,
-                               env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # machine 1 has more workers than ratios: the second strategy still waits for the first
+    shards = [subprocess.Popen([*MAKE, "sweep", "SWEEP=tiny-sweep.yaml", f"SHARD={k}/2", f"JOBS={3 - k}"],
+                               cwd=machine, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
               for k, machine in enumerate(machines, start=1)]
     for shard in shards:
         out, err = shard.communicate(timeout=900)

@@ -88,6 +88,14 @@ def test_queue_order_trains_each_ratio_once_before_the_other_strategies():
         (20, "sqrt_inverse")]
 
 
+def test_more_workers_than_ratios_run_each_ratio_s_first_strategy_first():
+    ordered = sweep.queue_order(GRID)
+    assert sweep.batches(ordered, 2) == [ordered]  # 3 ratios keep 2 workers busy in queue order
+    first, rest = sweep.batches(ordered, 4)
+    assert [p["weights.strategy"] for p in first] == ["balanced"] * 3
+    assert [p["weights.strategy"] for p in rest] == ["sqrt_inverse"] * 3
+
+
 def test_shards_split_by_ratio_and_cover_the_grid_once():
     ordered = sweep.queue_order(GRID)
     first, second = sweep.shard(ordered, 1, 2), sweep.shard(ordered, 2, 2)
