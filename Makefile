@@ -1,13 +1,20 @@
 # `make repro`: set up and run the pipeline.  `make test`: set up and run the test suite.
 # `make bench`: the speed / memory benchmark (full-size Fashion-MNIST; see README).
 # `make mutate`: mutation testing of the statistics and metrics code (docs/mutation.md).
+# `make repro JOBS=N`: trainings on N queue workers (default: every core; JOBS=1: one after another).
+# `make sweep [SWEEP=path] [SHARD=k/N]`: one experiment per grid point (docs/scale-out.md).
+# `make sweep-report`: fetch every experiment of the sweep from the remotes and draw the map.
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 # On PATH so that dvc's `python -m stages.…` commands run in the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test bench mutate clean
+JOBS ?=
+SWEEP ?= sweep.yaml
+SHARD ?=
+
+.PHONY: setup repro sweep sweep-report test bench mutate clean
 
 setup: $(STAMP)
 
@@ -18,13 +25,20 @@ $(STAMP): requirements.txt
 
 repro: setup
 	$(BIN)/python -m classweights.params
-	$(BIN)/dvc repro
+	$(BIN)/python -m classweights.scaleout repro --jobs '$(JOBS)'
+
+sweep: setup
+	$(BIN)/python -m classweights.scaleout sweep '$(SWEEP)' --jobs '$(JOBS)' --shard '$(SHARD)'
+
+sweep-report: setup
+	$(BIN)/python -m classweights.sweep '$(SWEEP)' --pull
 
 test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python -m bench.benchmark
+	$(BIN)/python -m bench.throughput
 
 # A fresh run each time (settings in setup.cfg: the four files, the fast unit tests only).
 mutate: setup

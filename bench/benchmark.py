@@ -203,9 +203,13 @@ def main():
         print(f"per-epoch median: {loop} {t[loop]['median_epoch_s']:.2f} s -> speed-up {t[loop]['speedup']:.2f}x, "
               f"test accuracy {t[loop]['accuracy_mean']:.4f} ± {t[loop]['accuracy_sd']:.4f}")
     print(f"params.yaml trains with train.precision: {t['shipped_precision']}")
+    print_goals_and_save(results, args.out)
+
+
+def print_goals_and_save(results, out):
     for goal, met in results["goals"].items():
         print(f"  {'met ' if met else 'MISSED'}  {goal}")
-    out = Path(args.out)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

@@ -105,3 +105,12 @@ def clone_finished(source, dest):
     """A copy of a project that has run, cache and all, so a test can change it freely."""
     shutil.copytree(source, dest, symlinks=True)
     return dest
+
+
+def link_venv(project):
+    """Give a copy the venv this runs in as .venv, so `make` targets run there without
+    installing; git never sees the link (it is not a directory, so .gitignore's .venv/ misses it)."""
+    (project / ".venv").symlink_to(sys.prefix)
+    with open(project / ".git/info/exclude", "a") as exclude:
+        exclude.write("/.venv\n")
+    return project

@@ -1,0 +1,122 @@
+"""`make bench`, part 2: trainings side by side, measured in one run (docs/scale-out.md).
+
+1. The full-size default (Fashion-MNIST, step ratio 10, the shipped seeds and epochs) with
+   `make repro JOBS=1` and `JOBS=2`, each from an empty cache: wall time, CPU time, and
+   whether metrics/ is byte-identical.
+2. The shipped small default (mnist-sample) the same way: JOBS=2 must not be slower.
+3. A 4-point tiny sweep (2 ratios x 2 strategies, mnist-sample, 2 seeds, 1 epoch, 40 images
+   a majority class) with -j 1 and -j 2: whole-pipeline experiments, the queue's own overhead.
+
+CPU time is the whole machine's busy time during the run (psutil): queue workers are
+detached from the process that starts them, so no child accounting sees them. Measure on an
+otherwise idle machine. Writes bench/results/throughput.json.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.benchmark import print_goals_and_save  # noqa: E402
+from tools.sandbox import make_project, run  # noqa: E402
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+SWEEP = {"grid": {"imbalance.ratio": [2, 10], "weights.strategy": ["balanced", "sqrt_inverse"]}}
+GOAL_SPEEDUP = 1.7
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=FASHION_DIR)
+    parser.add_argument("--seeds", type=int, help="full-size run: this many seeds instead of the shipped ones")
+    parser.add_argument("--epochs", type=int, help="full-size run: this many epochs instead of the shipped ones")
+    parser.add_argument("--only", choices=("full", "sample", "sweep"), action="append",
+                        help="run only these parts (repeatable); default all three")
+    parser.add_argument("--tiny", action="store_true", help="a quick check that everything runs (tiny settings)")
+    parser.add_argument("--out", default=str(ROOT / "bench/results/throughput.json"))
+    return parser.parse_args()
+
+
+def _busy(times):
+    return times.user + times.system + times.nice + getattr(times, "irq", 0) + getattr(times, "softirq", 0)
+
+
+def timed(project, *args):
+    """Run `python -m classweights.scaleout args` in project: (wall s, machine CPU s)."""
+    cpu, started = _busy(psutil.cpu_times()), time.perf_counter()
+    run(project, sys.executable, "-m", "classweights.scaleout", *args, timeout=4 * 3600)
+    return time.perf_counter() - started, _busy(psutil.cpu_times()) - cpu
+
+
+def outputs(project, folder):
+    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / folder).rglob("*")) if p.is_file()}
+
+
+def side_by_side(workdir, name, overrides, command, compared, sweep=None):
+    """The same run with 1 and 2 workers, each in a fresh copy with an empty cache."""
+    runs = {}
+    for jobs in (1, 2):
+        project = make_project(workdir / f"{name}-j{jobs}", overrides)
+        if sweep:
+            (project / "bench-sweep.yaml").write_text(yaml.safe_dump(sweep))
+        wall, cpu = timed(project, *command, "--jobs", str(jobs))
+        runs[jobs] = {"wall_s": wall, "cpu_s": cpu, "files": outputs(project, compared)}
+        print(f"  {name:24s} JOBS={jobs}: {wall:7.1f} s wall, {cpu:7.1f} s CPU", flush=True)
+    identical = runs[1].pop("files") == runs[2].pop("files")
+    result = {"jobs_1": runs[1], "jobs_2": runs[2], "speedup": runs[1]["wall_s"] / runs[2]["wall_s"],
+              f"identical_{compared.replace('/', '')}": identical}
+    print(f"  {name:24s} speed-up {result['speedup']:.2f}x, {compared} identical: {'yes' if identical else 'NO'}")
+    return result
+
+
+def full_size(args):
+    if args.tiny:
+        return {"data": {"source": "mnist-sample"}, "imbalance": {"n_max": 40}, "train": {"seeds": [0, 1], "epochs": 1}}
+    if not Path(args.data_dir, "train-images-idx3-ubyte.gz").is_file():
+        sys.exit(f"error: no Fashion-MNIST in {args.data_dir}; install Debian's dataset-fashion-mnist or pass --data-dir")
+    train = {**({"seeds": list(range(args.seeds))} if args.seeds else {}),
+             **({"epochs": args.epochs} if args.epochs else {})}
+    return {"data": {"source": "fashion-mnist", "path": args.data_dir}, "train": train}
+
+
+def main():
+    args = parse_args()
+    parts = args.only or ["full", "sample", "sweep"]
+    tiny = {"imbalance": {"n_max": 40}, "train": {"epochs": 1}}
+    small = tiny if args.tiny else {}
+    sweep_params = {**tiny, "train": {"seeds": [0, 1], "epochs": 1}}
+    results = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "tiny": args.tiny,
+               "load_average_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if "full" in parts:
+            print("1. the full-size default, make repro JOBS=1 vs JOBS=2", flush=True)
+            results["full_size"] = side_by_side(workdir, "full-size", full_size(args), ["repro"], "metrics")
+        if "sample" in parts:
+            print("2. the shipped small default (mnist-sample)", flush=True)
+            results["mnist_sample"] = side_by_side(workdir, "mnist-sample", small, ["repro"], "metrics")
+        if "sweep" in parts:
+            print("3. a 4-point sweep, -j 1 vs -j 2", flush=True)
+            results["sweep"] = side_by_side(workdir, "sweep", sweep_params, ["sweep", "bench-sweep.yaml"], "sweep",
+                                            sweep=SWEEP)
+    goals = {}
+    if "full_size" in results:
+        goals[f"full-size JOBS=2 speed-up >= {GOAL_SPEEDUP}"] = results["full_size"]["speedup"] >= GOAL_SPEEDUP
+        goals["full-size metrics identical across JOBS"] = results["full_size"]["identical_metrics"]
+    if "sweep" in results:
+        goals[f"sweep -j 2 speed-up >= {GOAL_SPEEDUP}"] = results["sweep"]["speedup"] >= GOAL_SPEEDUP
+    if "mnist_sample" in results:
+        goals["mnist-sample not slower with JOBS=2"] = results["mnist_sample"]["speedup"] >= 1.0
+    results["goals"] = goals
+    print_goals_and_save(results, args.out)
+
+
+if __name__ == "__main__":
+    main()

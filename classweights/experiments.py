@@ -1,0 +1,104 @@
+"""DVC's experiment queue, run cache and remotes, driven through DVC's own commands and API:
+queue experiments, start workers, wait, report failures, share and fetch experiments."""
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from classweights.errors import UserError
+
+DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of the venv this runs in
+ACTIVE = ("Queued", "Running")
+
+
+def dvc(*args, fix=None):
+    """Run `dvc args`; return its stdout. A failure shows DVC's own error, then one line
+    of ours naming the command and, if given, what to fix."""
+    result = subprocess.run([DVC, *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr or result.stdout)
+        raise UserError(f"`dvc {' '.join(args)}` failed{'; ' + fix if fix else ''}")
+    return result.stdout
+
+
+def queue_experiment(name, set_options=(), targets=()):
+    """Queue one experiment (`dvc exp run --queue`): it runs later in a temporary copy of
+    the git-tracked files, with the workspace's uncommitted edits to them."""
+    dvc("exp", "run", "--queue", "--name", name, *set_options, *targets)
+    return name
+
+
+def run_queued(names, jobs):
+    """Start `jobs` workers (`dvc queue start -j`), wait until every named experiment has
+    finished; return {name: "Success" | "Failed"}. Ctrl-C stops the waiting, not the workers."""
+    if not names:
+        return {}
+    dvc("queue", "start", "--jobs", str(jobs))
+    try:
+        while True:
+            states = queue_states(names)
+            if not any(state in ACTIVE for state in states.values()):
+                return states
+            time.sleep(2)
+    except KeyboardInterrupt:
+        raise UserError("interrupted; the queued experiments keep running in the background (`dvc queue status`; "
+                        "`dvc queue stop --kill` stops them); run the same make command again to wait for them "
+                        "and queue only what is missing") from None
+
+
+def queue_states(names):
+    """{name: "Queued" | "Running" | "Success" | "Failed" | None (not in the queue)}."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        tasks = {task["name"]: task["status"] for task in repo.experiments.celery_queue.status()}
+    return {name: tasks.get(name) for name in names}
+
+
+def queue_log(name):
+    result = subprocess.run([DVC, "queue", "logs", name], capture_output=True, text=True)
+    return result.stdout + result.stderr
+
+
+def last_line(text):
+    """The log's last line that says what went wrong: a stage's own one-line error (stages end
+    with "error: …") rather than DVC's "failed to reproduce" after it, else the last line."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if line.startswith("error: ")), lines[-1] if lines else "(no output)")
+
+
+def report_failures(states):
+    """Print each failed experiment with the last line of its log that names the problem;
+    return how many failed (`dvc queue logs NAME` shows the whole log)."""
+    failed = [name for name, state in states.items() if state != "Success"]
+    for name in failed:
+        print(f"FAILED {name}: {last_line(queue_log(name))}", file=sys.stderr)
+    return len(failed)
+
+
+def training_counts(names):
+    """(trained, restored) (arm, seed) trainings in the named experiments, read from DVC's
+    own log lines: "Running stage 'train_…'" versus "Stage 'train_…' is cached"."""
+    logs = "\n".join(queue_log(name) for name in names)
+    trained = len(re.findall(r"Running stage 'train_", logs))
+    restored = len(re.findall(r"Stage 'train_[^']*' (?:is cached|didn't change)", logs))
+    return trained, restored
+
+
+def clear_queue_records(names):
+    """Drop finished helper experiments: their trainings live on in the run cache."""
+    if names:
+        dvc("exp", "remove", *names)  # also drops their queue records
+
+
+def share(names, git_remote="origin"):
+    """Send finished experiments (git refs) and their outputs and run records (DVC remote)."""
+    fix = "check `git remote -v` and `dvc remote list` (a default DVC remote: dvc remote add -d NAME URL)"
+    dvc("exp", "push", "--run-cache", git_remote, *names, fix=fix)
+
+
+def fetch_all(git_remote="origin"):
+    """Fetch every experiment of this commit that others pushed, and the run records."""
+    fix = "check `git remote -v` and `dvc remote list` (a default DVC remote: dvc remote add -d NAME URL)"
+    return dvc("exp", "pull", "--run-cache", git_remote, fix=fix)

@@ -1,0 +1,146 @@
+"""`make repro JOBS=N` and `make sweep [SWEEP=…] [SHARD=k/N]`: trainings side by side on
+DVC's experiment queue, finished trainings shared through DVC's run cache and remotes.
+
+Every argument is checked here, before anything is queued (one line on a bad value)."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from classweights import experiments, sweep
+from classweights.cli import run_stage
+from classweights.errors import UserError
+
+TRAINING_STAGES = ("train_unweighted@", "train_weighted@")
+
+
+def parse_jobs(text):
+    """JOBS: a whole number >= 1 (empty: every core of this machine)."""
+    if text.strip() == "":
+        return os.cpu_count() or 1
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UserError(f"JOBS={text}: must be a whole number >= 1 (trainings run side by side)")
+    return int(text)
+
+
+def parse_shard(text):
+    """SHARD=k/N: this machine runs share k of N, 1 <= k <= N (empty: the whole sweep)."""
+    if text.strip() == "":
+        return 1, 1
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(f"SHARD={text}: must be k/N, e.g. SHARD=1/2 on one machine and SHARD=2/2 on another")
+    index, count = (int(p) for p in parts)
+    if not 1 <= index <= count:
+        raise UserError(f"SHARD={text}: k must lie between 1 and N")
+    return index, count
+
+
+def trainings_to_run():
+    """Training stages `dvc status` reports as changed, and those among them whose recorded
+    outputs are in no local cache (`dvc.lock` names outputs made elsewhere)."""
+    status = json.loads(experiments.dvc("status", "--json"))
+    changed = sorted(name for name in status if name.startswith(TRAINING_STAGES))
+    unrestorable = [name for name in changed
+                    if any(isinstance(change, dict) and "not in cache" in change.get("changed outs", {}).values()
+                           for change in status[name])]
+    return changed, unrestorable
+
+
+def forget_lock_entries(names, lock=Path("dvc.lock")):
+    """Remove stages from dvc.lock. A stage whose lock entry matches its deps but names outputs
+    missing from the cache is re-run by `dvc repro` even when the run cache holds the same
+    run; without the entry, `dvc repro` restores it from the run cache."""
+    from dvc.utils.serialize import modify_yaml  # DVC's own reader and writer of dvc.lock
+
+    if not names or not lock.exists():
+        return
+    with modify_yaml(lock) as data:
+        for name in names:
+            data["stages"].pop(name, None)
+
+
+def parallel_repro(jobs):
+    """`dvc repro` with the trainings run by `jobs` queue workers.
+
+    The cheap upstream stages run here first; each worker's experiment then runs a
+    round-robin share of the (arm, seed) trainings; a final `dvc repro` restores every
+    training from the run cache and runs evaluate, so dvc.lock and the metrics are those a
+    serial `dvc repro` writes."""
+    if jobs == 1:
+        return subprocess.run([experiments.DVC, "repro"]).returncode
+    subprocess.run([experiments.DVC, "repro", "compute_weights"], check=True)
+    changed, unrestorable = trainings_to_run()
+    forget_lock_entries(unrestorable)
+    shares = [changed[k::jobs] for k in range(min(jobs, len(changed)))]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    names = [experiments.queue_experiment(f"repro-{stamp}-{k + 1}", targets=share) for k, share in enumerate(shares)]
+    if names:
+        print(f"training {len(changed)} (arm, seed) pairs on {len(names)} queue workers", flush=True)
+    started = time.perf_counter()
+    states = experiments.run_queued(names, len(names))
+    if experiments.report_failures(states):
+        experiments.clear_queue_records([name for name, state in states.items() if state == "Success"])
+        raise UserError("a training failed (above); finished trainings are kept: run `make repro` again")
+    if names:
+        print(f"trainings done in {time.perf_counter() - started:.0f} s; restoring them", flush=True)
+    code = subprocess.run([experiments.DVC, "repro"]).returncode
+    experiments.clear_queue_records(names)
+    return code
+
+
+def run_sweep(path, jobs, shard_spec):
+    """Queue every grid point (of this shard) that has no finished experiment, run them on
+    `jobs` workers, report failures, share them when sharded, then draw the map."""
+    fixed, points = sweep.read_sweep(path)
+    index, count = shard_spec
+    points = sweep.queue_order(points)
+    if count > 1:
+        points = sweep.shard(points, index, count)
+    matched = sweep.match_points(sweep.read_base(), fixed, points, sweep.finished_experiments())
+    done = {sweep.point_label(record["point"]) for record in matched}
+    states = experiments.queue_states([sweep.point_name(p) for p in points])
+    in_flight = [name for name, state in states.items() if state in experiments.ACTIVE]  # from an interrupted run
+    missing = [p for p in points if sweep.point_label(p) not in done and sweep.point_name(p) not in in_flight]
+    print(f"sweep {path}: {len(points)} grid points{f' in shard {index}/{count}' if count > 1 else ''}, "
+          f"{len(points) - len(missing)} already done or running; queuing {len(missing)}", flush=True)
+    states = {}
+    for batch in sweep.batches(missing, jobs):
+        queued = [experiments.queue_experiment(sweep.point_name(p), sweep.set_options({**fixed, **p})) for p in batch]
+        states.update(experiments.run_queued(queued + in_flight, jobs))
+        in_flight = []
+    failed = experiments.report_failures(states)
+    finished = [name for name, state in states.items() if state == "Success"]
+    trained, restored = experiments.training_counts(finished)
+    print(f"sweep: {len(finished)} experiments finished, {failed} failed; (arm, seed) trainings: "
+          f"{trained} ran, {restored} restored from the run cache", flush=True)
+    if count > 1:
+        ours = [record["name"] for record in matched] + finished
+        experiments.share(ours)
+        print(f"pushed {len(ours)} experiments of shard {index}/{count}; `make sweep-report` on any clone draws the map")
+    sweep.collect(path)
+    if failed:
+        raise UserError(f"{failed} grid point(s) failed (above); run `make sweep` again to retry only those")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    repro = sub.add_parser("repro", help="dvc repro with the trainings on JOBS queue workers")
+    repro.add_argument("--jobs", default="")
+    run = sub.add_parser("sweep", help="run a sweep file's grid on the experiment queue")
+    run.add_argument("sweep", nargs="?", default="sweep.yaml")
+    run.add_argument("--jobs", default="")
+    run.add_argument("--shard", default="")
+    args = parser.parse_args()
+    jobs = parse_jobs(args.jobs)
+    if args.command == "repro":
+        sys.exit(parallel_repro(jobs))
+    run_sweep(args.sweep, jobs, parse_shard(args.shard))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,220 @@
+"""The sweep file: which params.yaml keys to vary, validated point by point with the real
+params validation, expanded into grid points in the order the queue should run them.
+
+sweep.yaml holds `fixed` (key: value, set at every point) and `grid` (key: [values]; every
+combination is one point; a list of such mappings adds further grids). Keys are dotted
+params.yaml keys, e.g. imbalance.ratio.
+"""
+import itertools
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from classweights.errors import UserError
+from classweights import sweep_report
+from classweights.params import parse_params
+
+SWEEP_KEYS = ("fixed", "grid")
+# The unweighted arm reads none of these, so points that differ only here share its
+# trainings: the queue runs them one after another and DVC's run cache restores them.
+NOT_READ_BY_UNWEIGHTED = ("weights.", "evaluate.")
+
+
+def read_sweep(path, params_path="params.yaml"):
+    """Read and validate a sweep file; return (fixed, points), each point a {key: value} dict.
+
+    Every point, merged over params_path, must pass params.yaml validation; the first
+    problem raises UserError naming the file, key and value."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; pass SWEEP=path to a sweep file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise UserError(f"{path}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    if not isinstance(raw, dict) or "grid" not in raw:
+        raise UserError(f"{path}: must be a mapping with 'grid' (key: [values]) and optionally 'fixed' (key: value)")
+    unknown = sorted(set(raw) - set(SWEEP_KEYS))
+    if unknown:
+        raise UserError(f"{path}: unknown section {unknown[0]!r}; allowed: {', '.join(SWEEP_KEYS)}")
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise UserError(f"{path}: fixed must map keys to single values, e.g. data.source: mnist-sample")
+    grids = raw["grid"] if isinstance(raw["grid"], list) else [raw["grid"]]
+    points = [point for grid in grids for point in _expand(path, grid, fixed)]
+    if not all(isinstance(key, str) for key in [*fixed, *(k for p in points for k in p)]):
+        raise UserError(f"{path}: keys must be params.yaml keys written section.key, e.g. imbalance.ratio")
+    base = read_base(params_path)
+    seen = {}
+    for point in points:
+        params = parse_params(apply_overrides(base, {**fixed, **point}), where=str(path))
+        identity = params.model_dump_json()  # the same validated params, however the grids spell them
+        if identity in seen:
+            raise UserError(f"{path}: duplicate grid point {point_label(point)} (the same params as "
+                            f"{point_label(seen[identity])}); list each combination once")
+        seen[identity] = point
+    return fixed, points
+
+
+def _expand(path, grid, fixed):
+    if not isinstance(grid, dict) or not grid:
+        raise UserError(f"{path}: grid must map keys to lists of values, e.g. imbalance.ratio: [1, 5, 20]")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{path}: grid {key} = {values!r}: give a non-empty list of values")
+        if key in fixed:
+            raise UserError(f"{path}: {key} is both fixed and in the grid; keep it in one place")
+    keys = list(grid)
+    return [dict(zip(keys, combination)) for combination in itertools.product(*grid.values())]
+
+
+def read_base(params_path="params.yaml"):
+    try:
+        return yaml.safe_load(Path(params_path).read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"{params_path}: file not found; run from the project root") from None
+
+
+def apply_overrides(params, overrides):
+    """A copy of nested params with {dotted.key: value} set (as `dvc exp run -S` does)."""
+    merged = json.loads(json.dumps(params))
+    for key, value in overrides.items():
+        *sections, last = key.split(".")
+        node = merged
+        for section in sections:
+            if not isinstance(node.get(section), dict):
+                node[section] = {}
+            node = node[section]
+        node[last] = value
+    return merged
+
+
+def point_label(point):
+    """`imbalance.ratio=5 weights.strategy=balanced`: how a point is named in messages."""
+    return " ".join(f"{key}={_yaml_value(value)}" for key, value in point.items())
+
+
+def set_options(point):
+    """`-S key=value` arguments for `dvc exp run` (values in YAML flow syntax, which the
+    override parser reads back with the same types)."""
+    return [arg for key, value in point.items() for arg in ("-S", f"{key}={_yaml_value(value)}")]
+
+
+def _yaml_value(value):
+    return json.dumps(value)  # strings quoted: a path or a word is never read as a number
+
+
+def unweighted_group(point):
+    """The part of a point that the unweighted arm depends on."""
+    return tuple((k, json.dumps(v)) for k, v in point.items() if not k.startswith(NOT_READ_BY_UNWEIGHTED))
+
+
+def queue_order(points):
+    """Points ordered so that each group's first point (which trains the unweighted arm)
+    comes before every group's later points (which restore it from the run cache)."""
+    seen, waves = {}, []
+    for point in points:
+        group = unweighted_group(point)
+        waves.append(seen.get(group, 0))
+        seen[group] = waves[-1] + 1
+    return [point for _, point in sorted(zip(waves, points), key=lambda pair: pair[0])]
+
+
+def batches(points, jobs):
+    """Queue batches for `jobs` workers: with more workers than groups the later strategies
+    would start before their group's unweighted arm exists and train it again, so then the
+    first point of every group runs first, the rest after it (points in queue order)."""
+    seen, first, rest = set(), [], []
+    for point in points:
+        group = unweighted_group(point)
+        (rest if group in seen else first).append(point)
+        seen.add(group)
+    return [first, rest] if jobs > len(first) and rest else [points]
+
+
+def shard(points, index, count):
+    """This machine's share of SHARD=index/count: every count-th group of points that share
+    an unweighted arm (so that arm trains on one machine only), counted from 1."""
+    groups = list(dict.fromkeys(unweighted_group(p) for p in points))
+    mine = set(groups[index - 1::count])
+    return [p for p in points if unweighted_group(p) in mine]
+
+
+def varied_keys(points):
+    return list(dict.fromkeys(key for point in points for key in point))
+
+
+def point_name(point):
+    """An experiment name for a point, the same on every machine: its values, readable,
+    plus a short hash of the point (two points never share a name)."""
+    import hashlib
+
+    values = "-".join(str(v) for v in point.values())
+    readable = re.sub(r"[^A-Za-z0-9_]+", "_", values).strip("_")[:40]
+    return f"sweep-{readable}-{hashlib.sha1(point_label(point).encode()).hexdigest()[:6]}"
+
+
+def finished_experiments():
+    """Every finished experiment of the current commit, read through DVC's API:
+    [{"name", "params": params.yaml as a dict, "metrics": {file stem: JSON}}]."""
+    import dvc.api
+
+    records = []
+    for row in dvc.api.exp_show():
+        if row["typ"] == "baseline" or not row["Experiment"] or row["State"] not in (None, "Success"):
+            continue
+        fs = dvc.api.DVCFileSystem(repo=".", rev=row["rev"])
+        metrics = {}
+        for stem in ("comparison", *sweep_report.ARMS):
+            if fs.exists(f"metrics/{stem}.json"):
+                metrics[stem] = json.loads(fs.read_text(f"metrics/{stem}.json"))
+        records.append({"name": row["Experiment"], "params": yaml.safe_load(fs.read_text("params.yaml")),
+                        "metrics": metrics})
+    return records
+
+
+def match_points(base, fixed, points, experiments):
+    """The experiments whose params.yaml is exactly the base with a point's overrides."""
+    matched = []
+    for point in points:
+        expected = apply_overrides(base, {**fixed, **point})
+        found = next((e for e in experiments if e["params"] == expected), None)
+        if found is not None:
+            matched.append({**found, "point": point})
+    return matched
+
+
+def collect(path, pull=False):
+    """`python -m classweights.sweep`: draw the map from the finished experiments."""
+    from classweights.experiments import fetch_all
+
+    fixed, points = read_sweep(path)
+    if pull:
+        fetch_all()
+    records = match_points(read_base("params.yaml"), fixed, points, finished_experiments())
+    rows = sweep_report.sweep_rows(points, records)
+    sweep_report.write_report(rows, varied_keys(points))
+    print(f"sweep: {len(rows)} of {len(points)} grid points have a finished experiment; "
+          f"wrote {sweep_report.OUT}/sweep.csv, sweep.png, sweep.md")
+    return rows
+
+
+def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Collect a sweep's experiments into sweep/ (csv, png, md).")
+    parser.add_argument("sweep", nargs="?", default="sweep.yaml")
+    parser.add_argument("--pull", action="store_true",
+                        help="first fetch every experiment of this commit from the git remote 'origin' "
+                             "(and run records from the default DVC remote)")
+    args = parser.parse_args()
+    collect(args.sweep, args.pull)
+
+
+if __name__ == "__main__":
+    from classweights.cli import run_stage
+
+    run_stage(main)

@@ -1,0 +1,155 @@
+"""Scale-out end to end at tiny size: real `make repro JOBS=…`, real `make sweep` on DVC's
+experiment queue, clones of one bare git origin sharing one local-directory DVC remote."""
+import csv
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tools.sandbox import dvc, env, link_venv, make_project, ran_stages, run
+
+ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
+MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
+TINY_SWEEP = {"grid": {"imbalance.ratio": [2, 5], "weights.strategy": ["balanced", "sqrt_inverse"]}}
+
+
+def make(project, *args):
+    result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"make {args}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def commit(project, message):
+    run(project, "git", "add", "-A")
+    run(project, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", message)
+
+
+def shared_origin(tmp, project):
+    """A bare git origin and a local-directory DVC remote (the default), as a team would set up."""
+    run(tmp, "git", "init", "-q", "--bare", "origin.git")
+    dvc(project, "remote", "add", "-d", "shared", str(tmp / "dvc-remote"))
+    commit(project, "shared DVC remote")
+    run(project, "git", "remote", "add", "origin", str(tmp / "origin.git"))
+    run(project, "git", "push", "-q", "origin", "HEAD:main")
+
+
+def clone(tmp, name):
+    run(tmp, "git", "clone", "-q", "-b", "main", str(tmp / "origin.git"), name)
+    return link_venv(tmp / name)
+
+
+def metrics_files(project):
+    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    """`make repro JOBS=1` (no remote configured), committed and shared: the reference run."""
+    tmp = tmp_path_factory.mktemp("scaleout")
+    project = make_project(tmp / "serial", ONE_SEED)
+    link_venv(project)
+    first = make(project, "repro", "JOBS=1")
+    commit(project, "serial run")
+    shared_origin(tmp, project)
+    dvc(project, "push", "--run-cache")
+    return tmp, project, first
+
+
+def test_parallel_repro_from_an_empty_cache_matches_serial_byte_for_byte(serial):
+    tmp, project, first = serial
+    assert ran_stages(first) == ["compute_weights", "evaluate", "fetch", "preprocess", "train_unweighted@0",
+                                 "train_weighted@0"]
+    fresh = clone(tmp, "parallel")
+    # Another CPU model: the committed dvc.lock names model files this machine will not reproduce
+    # byte for byte, and none of them is in its (empty) cache.
+    lock = (fresh / "dvc.lock").read_text()
+    (fresh / "dvc.lock").write_text(re.sub(r"(path: models/\S+\n\s+hash: md5\n\s+md5: )\w{6}", r"\g<1>000000", lock))
+    parallel = make(fresh, "repro", "JOBS=2")
+    assert "training 2 (arm, seed) pairs on 2 queue workers" in parallel.stdout
+    final = parallel.stdout.split("restoring them", 1)[1]
+    assert re.findall(r"Running stage '([^']+)'", final) == ["evaluate"]  # every training: from the run cache
+    assert re.findall(r"Stage '(train_\w+@0)' is cached", final) == ["train_unweighted@0", "train_weighted@0"]
+    assert metrics_files(fresh) == metrics_files(project)
+    assert "Data and pipelines are up to date" in dvc(fresh, "status").stdout
+    assert ran_stages(dvc(fresh, "repro")) == []
+    assert "No experiment tasks" in dvc(fresh, "queue", "status").stdout  # helper experiments cleared
+    assert "repro-" not in dvc(fresh, "exp", "show", "--csv").stdout
+
+
+def test_a_colleague_s_clone_pulls_and_reproduces_nothing(serial):
+    tmp, project, _ = serial
+    colleague = clone(tmp, "colleague")
+    dvc(colleague, "pull")
+    assert ran_stages(dvc(colleague, "repro")) == []
+    assert metrics_files(colleague) == metrics_files(project)
+
+
+@pytest.fixture(scope="module")
+def sweep_origin(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    project = make_project(tmp / "seed", ONE_SEED)
+    (project / "tiny-sweep.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
+    commit(project, "tiny sweep")
+    shared_origin(tmp, project)
+    return tmp
+
+
+def test_two_machines_each_run_a_shard_and_a_third_draws_the_map_without_training(sweep_origin):
+    tmp = sweep_origin
+    machines = [clone(tmp, "machine-1"), clone(tmp, "machine-2")]
+    # machine 1 has more workers than ratios: the second strategy still waits for the first
+    shards = [subprocess.Popen([*MAKE, "sweep", "SWEEP=tiny-sweep.yaml", f"SHARD={k}/2", f"JOBS={3 - k}"],
+                               cwd=machine, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for k, machine in enumerate(machines, start=1)]
+    for shard in shards:
+        out, err = shard.communicate(timeout=900)
+        assert shard.returncode == 0, out + err
+        # one ratio per machine: its first strategy trains both arms, the second restores the
+        # unweighted arm from the run cache
+        assert "2 grid points in shard" in out and "queuing 2" in out
+        assert "(arm, seed) trainings: 3 ran, 1 restored from the run cache" in out
+        assert "pushed 2 experiments" in out
+
+    third = clone(tmp, "third")
+    report = make(third, "sweep-report", "SWEEP=tiny-sweep.yaml")
+    assert "4 of 4 grid points have a finished experiment" in report.stdout
+    with open(third / "sweep/sweep.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["imbalance.ratio"], r["weights.strategy"]) for r in rows) == [
+        ("2", "balanced"), ("2", "sqrt_inverse"), ("5", "balanced"), ("5", "sqrt_inverse")]
+    assert all(0 <= float(r["weighted.mean.accuracy"]) <= 1 for r in rows)
+    assert (third / "sweep/sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (third / "sweep/sweep.md").read_text().count("| sweep-") == 4
+
+    again = make(third, "sweep", "SWEEP=tiny-sweep.yaml")
+    assert "queuing 0" in again.stdout and "0 ran" in again.stdout
+    # Re-running a point here restores every training another machine did (run cache pulled).
+    rerun = dvc(third, "exp", "run", "--temp", "--pull", "-S", "imbalance.ratio=5", "-S", "weights.strategy=balanced")
+    assert not re.findall(r"Running stage 'train_", rerun.stdout), rerun.stdout
+    assert sorted(re.findall(r"Stage '(train_\w+@0)' is cached", rerun.stdout)) == [
+        "train_unweighted@0", "train_weighted@0"]
+
+
+def test_an_unusable_remote_shows_dvc_s_error_and_the_command_to_fix(sweep_origin):
+    broken = clone(sweep_origin, "broken")
+    dvc(broken, "remote", "modify", "--local", "shared", "url", "/dev/null/remote")
+    result = subprocess.run([*MAKE, "sweep-report", "SWEEP=tiny-sweep.yaml"], cwd=broken, env=env(),
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "ERROR" in result.stderr  # DVC's own message
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert ours == ["error: `dvc exp pull --run-cache origin` failed; check `git remote -v` and `dvc remote list` "
+                    "(a default DVC remote: dvc remote add -d NAME URL)"]
+
+
+def test_failed_grid_points_are_named_with_their_last_log_line_and_the_rest_still_run(tmp_path):
+    project = link_venv(make_project(tmp_path / "failing", ONE_SEED))
+    missing = {"fixed": {"data.source": "fashion-mnist"}, "grid": {"data.path": ["/nowhere/a", "/nowhere/b"]}}
+    (project / "failing.yaml").write_text(yaml.safe_dump(missing))
+    result = subprocess.run([*MAKE, "sweep", "SWEEP=failing.yaml", "JOBS=1"], cwd=project, env=env(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == 2, result.stderr  # the second point ran although the first had failed
+    assert [line.split(": error: ")[1].startswith("data.path") and "/nowhere/" in line for line in failed] == [True, True], failed
+    assert "error: 2 grid point(s) failed (above); run `make sweep` again to retry only those" in result.stderr

@@ -1,0 +1,175 @@
+"""The sweep file's validation, the queue order and shards, and the collector on constructed
+experiment records with known differences. No training here (see test_scaleout.py)."""
+import csv
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from classweights import sweep, sweep_report
+from tools.sandbox import ROOT, committed_params, dvc, env, link_venv, make_project
+
+MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return link_venv(make_project(tmp_path_factory.mktemp("sweep-input")))
+
+
+def run_make(project, *args):
+    return subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True)
+
+
+def our_lines(stderr):
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("make:")]
+
+
+BAD_SWEEPS = {
+    "unknown key": ({"grid": {"imbalance.ratoi": [1, 5]}}, "unknown key 'imbalance.ratoi'"),
+    "rejected value": ({"grid": {"imbalance.ratio": [5, 0.5]}}, "imbalance.ratio = 0.5: Input should be greater"),
+    "rejected fixed value": ({"fixed": {"weights.strategy": "focal"}, "grid": {"imbalance.ratio": [5]}},
+                             "weights.strategy = 'focal'"),
+    "empty list": ({"grid": {"imbalance.ratio": [5], "weights.strategy": []}},
+                   "grid weights.strategy = []: give a non-empty list"),
+    "duplicate point": ({"grid": [{"imbalance.ratio": [5, 20]}, {"imbalance.ratio": [5]}]},
+                        "duplicate grid point imbalance.ratio=5 (the same params as imbalance.ratio=5)"),
+    "same point spelt twice": ({"grid": [{"imbalance.ratio": [5], "weights.strategy": ["balanced"]},
+                                         {"weights.strategy": ["balanced"], "imbalance.ratio": [5.0]}]},
+                               "duplicate grid point imbalance.ratio=5.0 weights.strategy=\"balanced\" (the same "
+                               "params as imbalance.ratio=5 weights.strategy=\"balanced\")"),
+    "unknown section": ({"grid": {"imbalance.ratio": [5]}, "seeds": [1]}, "unknown section 'seeds'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SWEEPS))
+def test_bad_sweep_file_is_one_line_and_queues_nothing(project, case):
+    content, expected = BAD_SWEEPS[case]
+    (project / "bad.yaml").write_text(yaml.safe_dump(content))
+    result = run_make(project, "sweep", "SWEEP=bad.yaml")
+    assert result.returncode != 0
+    lines = our_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: bad.yaml: ") and expected in lines[0], result.stderr
+    assert "No experiment tasks" in dvc(project, "queue", "status").stdout
+
+
+@pytest.mark.parametrize("target, setting, expected", [
+    ("repro", "JOBS=0", "JOBS=0: must be a whole number >= 1"),
+    ("repro", "JOBS=abc", "JOBS=abc: must be a whole number >= 1"),
+    ("sweep", "SHARD=3/2", "SHARD=3/2: k must lie between 1 and N"),
+    ("sweep", "SHARD=x", "SHARD=x: must be k/N"),
+    ("sweep", "JOBS=0", "JOBS=0: must be a whole number >= 1"),
+])
+def test_bad_jobs_or_shard_is_one_line_and_runs_nothing(project, target, setting, expected):
+    result = run_make(project, target, setting)
+    assert result.returncode != 0
+    lines = our_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), result.stderr
+    assert "No experiment tasks" in dvc(project, "queue", "status").stdout
+    assert not (project / "dvc.lock").exists()  # not one stage ran
+
+
+def test_the_shipped_sweep_files_are_valid(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed_params()))
+    fixed, points = sweep.read_sweep(ROOT / "sweep.yaml", tmp_path / "params.yaml")
+    assert fixed["data.source"] == "mnist-sample" and len(points) == 3 * 2
+    _, full = sweep.read_sweep(ROOT / "sweep-fashion.yaml", tmp_path / "params.yaml")
+    assert len(full) == 5 * 3 + 2 * 3
+
+
+GRID = [{"imbalance.ratio": r, "weights.strategy": s} for r in (1, 5, 20) for s in ("balanced", "sqrt_inverse")]
+
+
+def test_queue_order_trains_each_ratio_once_before_the_other_strategies():
+    ordered = sweep.queue_order(GRID)
+    assert [(p["imbalance.ratio"], p["weights.strategy"]) for p in ordered] == [
+        (1, "balanced"), (5, "balanced"), (20, "balanced"), (1, "sqrt_inverse"), (5, "sqrt_inverse"),
+        (20, "sqrt_inverse")]
+
+
+def test_more_workers_than_ratios_run_each_ratio_s_first_strategy_first():
+    ordered = sweep.queue_order(GRID)
+    assert sweep.batches(ordered, 2) == [ordered]  # 3 ratios keep 2 workers busy in queue order
+    first, rest = sweep.batches(ordered, 4)
+    assert [p["weights.strategy"] for p in first] == ["balanced"] * 3
+    assert [p["weights.strategy"] for p in rest] == ["sqrt_inverse"] * 3
+
+
+def test_shards_split_by_ratio_and_cover_the_grid_once():
+    ordered = sweep.queue_order(GRID)
+    first, second = sweep.shard(ordered, 1, 2), sweep.shard(ordered, 2, 2)
+    assert {p["imbalance.ratio"] for p in first} == {1, 20} and {p["imbalance.ratio"] for p in second} == {5}
+    assert sorted(map(sweep.point_label, first + second)) == sorted(map(sweep.point_label, GRID))
+
+
+def test_set_options_keep_types_through_dvc_s_override_syntax():
+    assert sweep.set_options({"imbalance.ratio": 5, "weights.strategy": "balanced", "train.seeds": [0, 1]}) == [
+        "-S", "imbalance.ratio=5", "-S", 'weights.strategy="balanced"', "-S", "train.seeds=[0, 1]"]
+
+
+def _comparison(gain, low, high, verdict, worst_class=7):
+    block = {"mean": gain, "ci_low": low, "ci_high": high, "p": 0.01, "verdict": verdict}
+    blocks = {m: dict(block) for m in ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall")}
+    blocks["balanced_accuracy"]["mean"] = gain / 2
+    blocks["worst_majority_recall"] = {"class": worst_class, "mean": -gain / 4, "ci_low": -0.1, "ci_high": 0.0,
+                                       "p": 0.2, "verdict": "no significant difference"}
+    return {"alpha": 0.05, "weighted_vs_unweighted": blocks}
+
+
+def _arm(accuracy):
+    values = {"accuracy": accuracy, "loss": 1.0, "balanced_accuracy": accuracy, "macro_f1": accuracy,
+              "minority_recall": accuracy / 2}
+    return {"mean": values, "sd": {k: 0.01 for k in values}}
+
+
+def test_collector_writes_one_row_per_finished_point_from_matching_experiments(tmp_path):
+    base = committed_params()
+    fixed = {"data.source": "mnist-sample"}
+    points = [{"imbalance.ratio": r, "weights.strategy": "balanced"} for r in (1, 5, 20)]
+    gains = {1: (0.01, -0.02, 0.04, "no significant difference"), 5: (0.2, 0.1, 0.3, "better"),
+             20: (0.4, 0.3, 0.5, "better")}
+    experiments = [{"name": f"exp-{r}", "params": sweep.apply_overrides(base, {**fixed, **p}),
+                    "metrics": {"comparison": _comparison(*gains[r]), "unweighted": _arm(0.8), "weighted": _arm(0.7)}}
+                   for r, p in zip((1, 5, 20), points)]
+    # an experiment of another setting, and one point (ratio 20) left unfinished: neither is drawn
+    stray = {**experiments[0], "name": "other", "params": sweep.apply_overrides(base, {"train.epochs": 3})}
+    matched = sweep.match_points(base, fixed, points, [stray, *experiments[:2]])
+    assert [m["name"] for m in matched] == ["exp-1", "exp-5"]
+    rows = sweep_report.sweep_rows(points, matched)
+    sweep_report.write_report(rows, ["imbalance.ratio", "weights.strategy"], out=tmp_path)
+    with open(tmp_path / "sweep.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(r["imbalance.ratio"], r["experiment"]) for r in table] == [("1", "exp-1"), ("5", "exp-5")]
+    five = table[1]
+    assert float(five["weighted_vs_unweighted.minority_recall.mean"]) == 0.2
+    assert float(five["weighted_vs_unweighted.minority_recall.ci_low"]) == 0.1
+    assert five["weighted_vs_unweighted.minority_recall.verdict"] == "better"
+    assert float(five["weighted_vs_unweighted.balanced_accuracy.mean"]) == 0.1
+    assert five["weighted_vs_unweighted.worst_majority_recall.class"] == "7"
+    assert float(five["weighted_vs_unweighted.worst_majority_recall.mean"]) == -0.05
+    assert float(five["unweighted.mean.accuracy"]) == 0.8 and float(five["weighted.sd.macro_f1"]) == 0.01
+    assert five["logit_adjusted.mean.accuracy"] == ""  # arm off: empty cells
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| 5 | balanced | +0.200 [+0.100, +0.300] better |" in md
+    assert "- balanced: the minority-recall gain is significant from ratio 5 on" in md
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_significance_starts_where_every_larger_ratio_is_significant():
+    rows = [{"imbalance.ratio": r, "weighted_vs_unweighted.minority_recall.verdict": v,
+             **{f"weighted_vs_unweighted.minority_recall.{s}": 0.1 for s in ("mean", "ci_low", "ci_high")}}
+            for r, v in ((1, "better"), (3, "no significant difference"), (10, "better"), (30, "better"))]
+    assert "from ratio 10 on" in sweep_report.significance_sentence("balanced", rows)
+    rows[-1]["weighted_vs_unweighted.minority_recall.verdict"] = "worse"
+    assert "not significant at the largest ratio" in sweep_report.significance_sentence("balanced", rows)
+
+
+def test_headline_columns_read_every_arm_and_pair():
+    metrics = {"comparison": json.loads(json.dumps(_comparison(0.2, 0.1, 0.3, "better")))}
+    metrics["comparison"]["logit_adjusted_vs_unweighted"] = metrics["comparison"]["weighted_vs_unweighted"]
+    metrics["logit_adjusted"] = _arm(0.9)
+    columns = sweep_report.headline_columns(metrics)
+    assert columns["logit_adjusted_vs_unweighted.minority_recall.p"] == 0.01
+    assert columns["logit_adjusted.mean.accuracy"] == 0.9
+    assert columns["weighted_vs_logit_adjusted.accuracy.mean"] is None
