@@ -156,18 +156,22 @@ def parse_params(raw, where="params.yaml"):
         raise UserError(f"{where}: {_describe(error, _fields_by_section())}") from None
 
 
-def load_params(path="params.yaml"):
-    """Read and validate params.yaml (safe YAML loader)."""
+def read_yaml(path, missing_hint):
+    """A YAML file's content (safe loader); a missing or malformed file is one UserError line."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{path}: file not found; run from the project root") from None
+        raise UserError(f"{path}: file not found; {missing_hint}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}: not valid YAML{line}") from None
-    return parse_params(raw, str(path))
+
+
+def load_params(path="params.yaml"):
+    """Read and validate params.yaml."""
+    return parse_params(read_yaml(path, "run from the project root"), str(path))
 
 
 def check_params_file():

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from classweights import experiments, sweep
-from classweights.cli import run_stage
 from classweights.errors import UserError
 
 TRAINING_STAGES = ("train_unweighted@", "train_weighted@")
@@ -143,4 +142,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from classweights.cli import run_stage
+
     run_stage(main)

@@ -14,7 +14,7 @@ import yaml
 
 from classweights.errors import UserError
 from classweights import sweep_report
-from classweights.params import parse_params
+from classweights.params import parse_params, read_yaml
 
 SWEEP_KEYS = ("fixed", "grid")
 # The unweighted arm reads none of these, so points that differ only here share its
@@ -28,13 +28,7 @@ def read_sweep(path, params_path="params.yaml"):
     Every point, merged over params_path, must pass params.yaml validation; the first
     problem raises UserError naming the file, key and value."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found; pass SWEEP=path to a sweep file") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise UserError(f"{path}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    raw = read_yaml(path, "pass SWEEP=path to a sweep file")
     if not isinstance(raw, dict) or "grid" not in raw:
         raise UserError(f"{path}: must be a mapping with 'grid' (key: [values]) and optionally 'fixed' (key: value)")
     unknown = sorted(set(raw) - set(SWEEP_KEYS))
@@ -72,10 +66,7 @@ def _expand(path, grid, fixed):
 
 
 def read_base(params_path="params.yaml"):
-    try:
-        return yaml.safe_load(Path(params_path).read_text()) or {}
-    except FileNotFoundError:
-        raise UserError(f"{params_path}: file not found; run from the project root") from None
+    return read_yaml(params_path, "run from the project root") or {}
 
 
 def apply_overrides(params, overrides):
