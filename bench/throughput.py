@@ -93,6 +93,7 @@ def main():
     small = tiny if args.tiny else {}
     sweep_params = {**tiny, "train": {"seeds": [0, 1], "epochs": 1}}
     results = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "tiny": args.tiny,
+               "full_size_seeds": args.seeds, "full_size_epochs": args.epochs,
                "load_average_before": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
