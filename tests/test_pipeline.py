@@ -149,17 +149,3 @@ def test_adding_a_seed_trains_only_that_seed(project):
     assert len({seeds[s]["loss"] for s in seeds}) == 3  # different seeds, different models
     set_params(project, {"train": {"seeds": [0, 1]}})  # back to the seeds that ran: all restored
     assert ran_stages(dvc(project, "repro")) == ["evaluate"]
-
-
-def test_forced_rerun_gives_byte_identical_metrics(project):
-    outputs = ["metrics/unweighted.json", "metrics/weighted.json", "metrics/logit_adjusted.json",
-               "metrics/comparison.json", "metrics/details/weighted.json", "metrics/details/comparison.json",
-               "data/class_counts.json", "data/class_weights.json", "reports/summary.md",
-               "reports/per_class_recall.png"]
-    before = {name: (project / name).read_bytes() for name in outputs}
-    probabilities = np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"]
-    forced = dvc(project, "repro", "-f")
-    assert ran_stages(forced) == ALL_STAGES
-    for name in outputs:
-        assert (project / name).read_bytes() == before[name], name
-    assert np.array_equal(np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"], probabilities)
