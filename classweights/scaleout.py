@@ -62,6 +62,24 @@ def forget_lock_entries(names, lock=Path("dvc.lock")):
             data["stages"].pop(name, None)
 
 
+def order_lock_as_pipeline(lock=Path("dvc.lock")):
+    """Put dvc.lock's stages in dvc.yaml's order. DVC appends a stage it restores to the end of
+    the lock, so without this the same run would give a dvc.lock that differs in order only,
+    and a fresh clone's `make repro` would leave git status dirty."""
+    from dvc.utils.serialize import modify_yaml
+
+    if not lock.exists():
+        return
+    listed = subprocess.run([experiments.DVC, "stage", "list", "--name-only"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    rank = {name: i for i, name in enumerate(listed)}
+    with modify_yaml(lock) as data:
+        stages = data["stages"]
+        entries = sorted(stages.items(), key=lambda item: rank.get(item[0], len(rank)))
+        stages.clear()
+        stages.update(entries)
+
+
 def parallel_repro(jobs):
     """`dvc repro` with the trainings run by `jobs` queue workers.
 
@@ -70,7 +88,9 @@ def parallel_repro(jobs):
     training from the run cache and runs evaluate, so dvc.lock and the metrics are those a
     serial `dvc repro` writes."""
     if jobs == 1:
-        return subprocess.run([experiments.DVC, "repro"]).returncode
+        code = subprocess.run([experiments.DVC, "repro"]).returncode
+        order_lock_as_pipeline()
+        return code
     subprocess.run([experiments.DVC, "repro", "compute_weights"], check=True)
     changed, unrestorable = trainings_to_run()
     forget_lock_entries(unrestorable)
@@ -88,6 +108,7 @@ def parallel_repro(jobs):
         print(f"trainings done in {time.perf_counter() - started:.0f} s; restoring them", flush=True)
     code = subprocess.run([experiments.DVC, "repro"]).returncode
     experiments.clear_queue_records(names)
+    order_lock_as_pipeline()
     return code
 
 

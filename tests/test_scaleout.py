@@ -71,6 +71,9 @@ def test_parallel_repro_from_an_empty_cache_matches_serial_byte_for_byte(serial)
     assert re.findall(r"Running stage '([^']+)'", final) == ["evaluate"]  # every training: from the run cache
     assert re.findall(r"Stage '(train_\w+@0)' is cached", final) == ["train_unweighted@0", "train_weighted@0"]
     assert metrics_files(fresh) == metrics_files(project)
+    # the same models, so the serial run's dvc.lock, in the same stage order: nothing for git to show
+    assert (fresh / "dvc.lock").read_text() == (project / "dvc.lock").read_text()
+    assert run(fresh, "git", "status", "--porcelain", "--", ".", ":!dvc.lock").stdout == ""
     assert "Data and pipelines are up to date" in dvc(fresh, "status").stdout
     assert ran_stages(dvc(fresh, "repro")) == []
     assert "No experiment tasks" in dvc(fresh, "queue", "status").stdout  # helper experiments cleared
