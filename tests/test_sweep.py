@@ -2,6 +2,7 @@
 experiment records with known differences. No training here (see test_scaleout.py)."""
 import csv
 import json
+import re
 import subprocess
 
 import pytest
@@ -23,7 +24,7 @@ def run_make(project, *args):
 
 
 def our_lines(stderr):
-    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("make:")]
+    return [line for line in stderr.splitlines() if line.strip() and not re.match(r"make(\[\d+\])?: ", line)]
 
 
 BAD_SWEEPS = {

@@ -21,8 +21,13 @@ TINY = {
 }
 
 
+# Set when the tests run under `make test`: a `make` the tests start must behave as a user's does.
+MAKE_VARIABLES = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+
+
 def env():
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    outer = {key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES}
+    return {**outer, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
 
 
 def run(cwd, *args, check=True, timeout=600):
