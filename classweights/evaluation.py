@@ -62,6 +62,11 @@ def arm_probabilities(trained, train_counts, tau):
     return arms
 
 
+def comparison_name(arm, baseline):
+    """How metrics/comparison.json names a comparison: 'weighted_vs_unweighted'."""
+    return f"{arm}_vs_{baseline}"
+
+
 def comparison_pairs(arms):
     """The (arm, baseline) pairs of COMPARISONS whose arms are both present."""
     return [(arm, baseline) for arm, baseline in COMPARISONS if arm in arms and baseline in arms]

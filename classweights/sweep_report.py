@@ -4,13 +4,13 @@ import csv
 import math
 from pathlib import Path
 
+from classweights.evaluation import (ARMS, COMPARED_METRICS, COMPARISONS, HEADLINE_METRICS, LOGIT_ADJUSTED,
+                                     comparison_name)
 from classweights.files import atomic_path
 
 OUT = Path("sweep")
-METRICS = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
-COMPARED = ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall", "worst_majority_recall")
-ARMS = ("unweighted", "weighted", "logit_adjusted")
-PAIRS = ("weighted_vs_unweighted", "logit_adjusted_vs_unweighted", "weighted_vs_logit_adjusted")
+COMPARED = (*COMPARED_METRICS, "worst_majority_recall")
+PAIRS = tuple(comparison_name(arm, baseline) for arm, baseline in COMPARISONS)
 STATS = ("mean", "ci_low", "ci_high", "p", "verdict")
 PANELS = (("minority_recall", "(a) minority-recall gain"), ("balanced_accuracy", "(b) balanced-accuracy gain"),
           ("worst_majority_recall", "(c) cost: largest recall loss of a majority class"))
@@ -25,9 +25,9 @@ def headline_columns(metrics):
     """
     comparison = metrics.get("comparison", {})
     columns = {}
-    for arm in ARMS:
+    for arm in (*ARMS, LOGIT_ADJUSTED):
         for stat in ("mean", "sd"):
-            for metric in METRICS:
+            for metric in HEADLINE_METRICS:
                 columns[f"{arm}.{stat}.{metric}"] = metrics.get(arm, {}).get(stat, {}).get(metric)
     for pair in PAIRS:
         blocks = comparison.get(pair, {})

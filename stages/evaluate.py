@@ -5,7 +5,7 @@ probabilities adjusted by the training prior; off when evaluate.logit_adjustment
 metrics/<arm>.json and metrics/comparison.json hold the headline numbers (`dvc metrics show`);
 metrics/details/ holds every seed, every class and every test."""
 from classweights.cli import run_stage
-from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, arm_probabilities, comparison_pairs, confusion,
+from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, arm_probabilities, comparison_name, comparison_pairs, confusion,
                                      headline_metrics, seed_metrics, summarise_seeds)
 from classweights.files import atomic_path, read_arrays, read_json, write_json
 from classweights.params import load_params
@@ -27,7 +27,7 @@ def main():
     predictions = {arm: {s: p.argmax(axis=1) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
     per_seed = {arm: {s: seed_metrics(y_test, p, minority) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
     summaries = {arm: summarise_seeds(per_seed[arm]) for arm in proba}
-    comparisons = {f"{arm}_vs_{baseline}": compare_arms(per_seed, predictions, y_test, alpha, arm, baseline)
+    comparisons = {comparison_name(arm, baseline): compare_arms(per_seed, predictions, y_test, alpha, arm, baseline)
                    for arm, baseline in comparison_pairs(proba)}
     headline = headline_comparison(comparisons, minority)
     confusions = {arm: sum(confusion(y_test, p) for p in predictions[arm].values()) for arm in proba}
