@@ -36,9 +36,10 @@ with _native_stderr_silenced():
 
 # Thread policy: one intra-op and one inter-op thread per training, always. The thread count can
 # change the trained numbers, so a fixed one keeps results independent of the machine's cores and
-# of how many trainings run at once; this small CNN keeps barely one core busy anyway (mnist-sample,
-# 3,600 images, 3 epochs, 8 alternating pairs on a shared 2-core machine: median fit 9.6 s with one
-# thread vs 9.1 s with TensorFlow's default, CPU time 5.9 s vs 6.8 s). Set before TensorFlow starts.
+# of how many trainings run at once; this small CNN keeps barely one core busy anyway (a one-off
+# comparison by hand on 2026-11-28, mnist-sample, 3,600 images, 3 epochs, 8 alternating pairs on a
+# shared 2-core machine: median fit 9.6 s with one thread vs 9.1 s with TensorFlow's default, CPU
+# time 5.9 s vs 6.8 s). Set before TensorFlow starts.
 TRAINING_THREADS = 1
 tf.config.threading.set_intra_op_parallelism_threads(TRAINING_THREADS)
 tf.config.threading.set_inter_op_parallelism_threads(TRAINING_THREADS)
@@ -119,9 +120,6 @@ def sampled_batches(y, class_weight, seed, batch_size):
     return draws.batch(batch_size).map(to_index)
 
 
-APPLY = ("loss", "sampling")  # how the weighted arm uses its class weights (params weights.apply)
-
-
 def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=()):
     """Train the CNN on splits['x_train'] with validation on splits['x_val']; return (model, history).
 
@@ -132,8 +130,6 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
     class_weight may come straight from JSON: Keras looks a weight up by int(label) and
     silently uses 1.0 for a key it does not find, so string keys are converted here.
     """
-    if apply not in APPLY:
-        raise ValueError(f"apply = {apply!r}: expected one of {', '.join(APPLY)}")
     if class_weight is not None:
         class_weight = {int(c): float(w) for c, w in class_weight.items()}
     loss_weight = class_weight if apply == "loss" else None
