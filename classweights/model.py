@@ -34,15 +34,23 @@ with _native_stderr_silenced():
     import tensorflow as tf
     from keras import layers
 
-# Thread policy: one intra-op and one inter-op thread per training, always. The thread count can
-# change the trained numbers, so a fixed one keeps results independent of the machine's cores and
-# of how many trainings run at once; this small CNN keeps barely one core busy anyway (a one-off
-# comparison by hand on 2026-11-28, mnist-sample, 3,600 images, 3 epochs, 8 alternating pairs on a
-# shared 2-core machine: median fit 9.6 s with one thread vs 9.1 s with TensorFlow's default, CPU
-# time 5.9 s vs 6.8 s). Set before TensorFlow starts.
-TRAINING_THREADS = 1
-tf.config.threading.set_intra_op_parallelism_threads(TRAINING_THREADS)
-tf.config.threading.set_inter_op_parallelism_threads(TRAINING_THREADS)
+# Thread policy: train.threads intra-op and inter-op threads per training, 1 by default. The thread
+# count can change the trained numbers, so it is a param of every train stage: one thread keeps
+# results independent of the machine's cores and of how many trainings run at once, and this small
+# CNN keeps barely one core busy anyway (`make bench` compares it with TensorFlow's default, 0).
+# Everything else (predictions in tests and the benchmark) runs on one thread too.
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def use_threads(threads):
+    """Set TensorFlow's thread pools (0: its default) before the first operation of this process;
+    after that they are fixed, and asking for another count is an error."""
+    threading = tf.config.threading
+    if (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) != (threads,) * 2:
+        threading.set_intra_op_parallelism_threads(threads)
+        threading.set_inter_op_parallelism_threads(threads)
+
 
 # Batches fused into one graph call: fewer Python round trips per epoch.
 STEPS_PER_EXECUTION = 32
@@ -132,6 +140,7 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
     """
     if class_weight is not None:
         class_weight = {int(c): float(w) for c, w in class_weight.items()}
+    use_threads(train.threads)
     loss_weight = class_weight if apply == "loss" else None
     sampling_weight = class_weight if apply == "sampling" else None
     keras.backend.clear_session(free_memory=False)  # layer names restart, so a saved config never

@@ -94,6 +94,7 @@ class TrainParams(_Section):
     learning_rate: float = Field(gt=0)
     dropout: float = Field(ge=0, lt=1)
     precision: Literal["float32", "mixed_bfloat16"]
+    threads: int = Field(ge=0)  # TensorFlow threads per training; 0: TensorFlow's default
 
     @field_validator("seeds")
     @classmethod

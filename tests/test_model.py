@@ -1,5 +1,7 @@
 """Real TensorFlow training at tiny size."""
 import json
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -9,7 +11,7 @@ from scipy import stats
 from classweights.files import read_arrays
 from classweights.model import (build_model, load_model, make_dataset, predict_proba, sampled_batches,
                                 sampling_probabilities, save_model, train_arm, train_model)
-from tools.sandbox import shipped_params
+from tools.sandbox import ROOT, shipped_params
 from classweights.report import read_curves
 from tests.fakes import fake_images
 
@@ -95,8 +97,29 @@ def test_saved_model_holds_no_date_and_the_same_training_saves_the_same_bytes(sp
 def test_training_uses_one_thread_of_each_kind():
     import tensorflow as tf
 
+    assert TRAIN.threads == 1  # the shipped policy
     assert tf.config.threading.get_intra_op_parallelism_threads() == 1
     assert tf.config.threading.get_inter_op_parallelism_threads() == 1
+
+
+def test_a_training_sets_train_threads_before_tensorflow_starts(tmp_path):
+    """In a fresh process (thread pools are fixed once TensorFlow runs its first operation)."""
+    script = """
+import sys
+import numpy as np
+import tensorflow as tf
+from classweights.model import train_model
+from tests.fakes import fake_images
+from tools.sandbox import ROOT, shipped_params
+
+y = np.repeat(np.arange(10), 2).astype(np.uint8)
+splits = {"x_train": fake_images(y, 1), "y_train": y, "x_val": fake_images(y, 2), "y_val": y}
+train_model(splits, shipped_params({"train": {"epochs": 1, "threads": 3}}).train, seed=0)
+print(tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads())
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["3", "3"]
 
 
 # class sizes 400 / 40 and uneven weights: a draw proportional to count × weight differs

@@ -69,6 +69,7 @@ BAD = [
     ({"train": {"learning_rate": -0.1}}, ["train.learning_rate = -0.1", "greater than 0"]),
     ({"train": {"dropout": 1}}, ["train.dropout = 1", "less than 1"]),
     ({"train": {"precision": "bf16"}}, ["train.precision = 'bf16'", "'float32' or 'mixed_bfloat16'"]),
+    ({"train": {"threads": -1}}, ["train.threads = -1", "greater than or equal to 0"]),
     ({"evaluate": {"alpha": 0}}, ["evaluate.alpha = 0", "greater than 0"]),
     ({"evaluate": {"alfa": 0.1}}, ["unknown key 'evaluate.alfa'", "alpha"]),
     ({"data": {"path": "/x"}}, ["data.path = '/x'", "not allowed with data.source mnist-sample"]),
