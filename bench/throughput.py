@@ -2,7 +2,8 @@
 
 1. The full-size default (Fashion-MNIST, step ratio 10, the shipped seeds and epochs) with
    `make repro JOBS=1` and `JOBS=2`, each from an empty cache: wall time, CPU time, and
-   whether metrics/ is byte-identical.
+   whether metrics/ is byte-identical; and a serial run with TensorFlow's default threads
+   (train.threads: 0), so that the one-thread policy's own cost is visible.
 2. The shipped small default (mnist-sample) the same way: JOBS=2 must not be slower.
 3. A 4-point tiny sweep (2 ratios x 2 strategies, mnist-sample, 2 seeds, 1 epoch, 40 images
    a majority class) with -j 1 and -j 2: whole-pipeline experiments, the queue's own overhead.
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.benchmark import print_goals_and_save  # noqa: E402
-from tools.sandbox import make_project, run  # noqa: E402
+from tools.sandbox import make_project, merged, run  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 SWEEP = {"grid": {"imbalance.ratio": [2, 10], "weights.strategy": ["balanced", "sqrt_inverse"]}}
@@ -59,20 +60,31 @@ def outputs(project, folder):
     return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / folder).rglob("*")) if p.is_file()}
 
 
-def side_by_side(workdir, name, overrides, command, compared, sweep=None):
-    """The same run with 1 and 2 workers, each in a fresh copy with an empty cache."""
+def side_by_side(workdir, name, overrides, command, compared, sweep=None, default_threads=False):
+    """The same run with 1 and 2 workers, each in a fresh copy with an empty cache; with
+    default_threads also a serial run with TensorFlow's default threads (train.threads: 0),
+    the way the pipeline trained before its one-thread policy."""
+    variants = [("jobs_1_default_threads", 1, {"train": {"threads": 0}})] if default_threads else []
+    variants += [("jobs_1", 1, {}), ("jobs_2", 2, {})]
     runs = {}
-    for jobs in (1, 2):
-        project = make_project(workdir / f"{name}-j{jobs}", overrides)
+    for key, jobs, extra in variants:
+        project = make_project(workdir / f"{name}-{key}", merged(overrides, extra))
         if sweep:
             (project / "bench-sweep.yaml").write_text(yaml.safe_dump(sweep))
         wall, cpu = timed(project, *command, "--jobs", str(jobs))
-        runs[jobs] = {"wall_s": wall, "cpu_s": cpu, "files": outputs(project, compared)}
-        print(f"  {name:24s} JOBS={jobs}: {wall:7.1f} s wall, {cpu:7.1f} s CPU", flush=True)
-    identical = runs[1].pop("files") == runs[2].pop("files")
-    result = {"jobs_1": runs[1], "jobs_2": runs[2], "speedup": runs[1]["wall_s"] / runs[2]["wall_s"],
+        runs[key] = {"wall_s": wall, "cpu_s": cpu, "files": outputs(project, compared)}
+        print(f"  {name:24s} {key:22s}: {wall:7.1f} s wall, {cpu:7.1f} s CPU", flush=True)
+    files = {key: run.pop("files") for key, run in runs.items()}
+    identical = files["jobs_1"] == files["jobs_2"]
+    result = {**runs, "speedup": runs["jobs_1"]["wall_s"] / runs["jobs_2"]["wall_s"],
               f"identical_{compared.replace('/', '')}": identical}
     print(f"  {name:24s} speed-up {result['speedup']:.2f}x, {compared} identical: {'yes' if identical else 'NO'}")
+    if default_threads:
+        result["speedup_vs_default_threads"] = runs["jobs_1_default_threads"]["wall_s"] / runs["jobs_2"]["wall_s"]
+        result["policy_cost"] = runs["jobs_1"]["wall_s"] / runs["jobs_1_default_threads"]["wall_s"]
+        print(f"  {name:24s} JOBS=2 vs a serial run with TensorFlow's default threads: "
+              f"{result['speedup_vs_default_threads']:.2f}x; serial one thread / serial default threads: "
+              f"{result['policy_cost']:.2f}")
     return result
 
 
@@ -99,7 +111,8 @@ def main():
         workdir = Path(tmp)
         if "full" in parts:
             print("1. the full-size default, make repro JOBS=1 vs JOBS=2", flush=True)
-            results["full_size"] = side_by_side(workdir, "full-size", full_size(args), ["repro"], "metrics")
+            results["full_size"] = side_by_side(workdir, "full-size", full_size(args), ["repro"], "metrics",
+                                                 default_threads=True)
         if "sample" in parts:
             print("2. the shipped small default (mnist-sample)", flush=True)
             results["mnist_sample"] = side_by_side(workdir, "mnist-sample", small, ["repro"], "metrics")
