@@ -1,4 +1,5 @@
-"""Fixtures: a misbehaving HTTP server on 127.0.0.1 and a folder of small made-up Fashion-MNIST files."""
+"""Fixtures: one tiny project that has run (shared by the end-to-end modules, which work on copies),
+a misbehaving HTTP server on 127.0.0.1 and a folder of small made-up Fashion-MNIST files."""
 import gzip
 import http.server
 import threading
@@ -7,6 +8,23 @@ import numpy as np
 import pytest
 
 from tests.fakes import fake_images, idx_bytes, sha256
+from tools.sandbox import clone_finished, commit, dvc, make_project
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """A tiny project (tools.sandbox.TINY: 2 seeds, 1 epoch) after its first `dvc repro`, with
+    dvc.lock committed, and that run's output. Read it; to change anything, use `project`."""
+    project = make_project(tmp_path_factory.mktemp("finished"))
+    first = dvc(project, "repro")
+    commit(project, "first run")
+    return project, first
+
+
+@pytest.fixture
+def project(finished, tmp_path):
+    """A copy of the finished project (cache and all) that a test may change freely."""
+    return clone_finished(finished[0], tmp_path / "project")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

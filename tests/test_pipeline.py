@@ -1,12 +1,12 @@
 """End to end: the real dvc.yaml, real `dvc repro`, real (tiny) training. One project runs once
-(the module fixture); each edit test works on its own copy of it, so tests stand alone."""
+(conftest's `finished`); each edit test works on its own copy of it (`project`)."""
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tools.sandbox import clone_finished, dvc, make_project, ran_stages, set_params
+from tools.sandbox import dvc, ran_stages, set_params
 
 ALL_STAGES = sorted(["fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
                      "train_weighted@0", "train_weighted@1", "evaluate"])
@@ -16,20 +16,6 @@ HEADLINE = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recal
 PAIRS = {"weighted_vs_unweighted": ("weighted", "unweighted"),
          "logit_adjusted_vs_unweighted": ("logit_adjusted", "unweighted"),
          "weighted_vs_logit_adjusted": ("weighted", "logit_adjusted")}
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A tiny project after its first `dvc repro`, and that run's output."""
-    project = make_project(tmp_path_factory.mktemp("pipeline"))
-    first = dvc(project, "repro")
-    return project, first
-
-
-@pytest.fixture
-def project(finished, tmp_path):
-    """A copy of the finished project (cache and all) that a test may edit."""
-    return clone_finished(finished[0], tmp_path / "project")
 
 
 def test_first_repro_runs_every_stage_and_writes_every_output(finished):

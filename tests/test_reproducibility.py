@@ -1,6 +1,8 @@
-"""Training stages through real `dvc repro` runs: the same params give the same bytes (so dvc.lock
-is reproduced exactly and `dvc checkout` works), the output is quiet and shows progress, a hard
-kill leaves nothing git or DVC can see, and a weights.apply edit re-trains only the weighted arm."""
+"""Training stages through real `dvc repro` runs: `dvc checkout` restores the same bytes, the
+output is quiet and shows progress, a hard kill leaves nothing git or DVC can see, and a
+weights.apply edit re-trains only the weighted arm. That the same params retrain the same bytes
+from an empty cache (so a fresh clone reproduces dvc.lock) is shown in test_scaleout.py, where a
+fresh clone trains on two queue workers and must reproduce the serial run's dvc.lock exactly."""
 import re
 import shutil
 import signal
@@ -8,30 +10,10 @@ import subprocess
 import time
 
 import psutil
-import pytest
 
-from tools.sandbox import BIN, clone_finished, dvc, env, make_project, ran_stages, run, set_params
+from tools.sandbox import BIN, dvc, env, ran_stages, run, set_params
 
 TRAIN_STAGES = ["train_unweighted@0", "train_unweighted@1", "train_weighted@0", "train_weighted@1"]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A tiny project that has run once, its dvc.lock committed; tests work on copies of it."""
-    project = make_project(tmp_path_factory.mktemp("finished"))
-    dvc(project, "repro")
-    commit(project, "first run")
-    return project
-
-
-@pytest.fixture
-def project(finished, tmp_path):
-    return clone_finished(finished, tmp_path / "project")
-
-
-def commit(project, message):
-    run(project, "git", "add", "-A")
-    run(project, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", message)
 
 
 def model_files(project):
@@ -42,26 +24,23 @@ def git_status(project):
     return run(project, "git", "status", "--porcelain", "--untracked-files=all").stdout
 
 
-def test_a_forced_rerun_from_an_empty_cache_reproduces_dvc_lock_and_checkout_works(project):
-    models = model_files(project)
-    assert sorted(path.name for path in models if path.suffix == ".keras") == ["model.keras"] * 4
-    shutil.rmtree(project / ".dvc" / "cache")  # no run cache, no stored outputs: like a fresh clone
-    forced = dvc(project, "repro", "-f")
-    assert set(TRAIN_STAGES) <= set(ran_stages(forced))
-    # dvc.lock (every model folder's hash included), metrics/ and reports/: byte for byte as committed
-    assert git_status(project) == ""
-
-    run(project, "git", "checkout", "--", "dvc.lock")
-    for folder in (project / "models").glob("*/seed_*"):
-        shutil.rmtree(folder)
-    dvc(project, "checkout")
-    assert model_files(project) == models and git_status(project) == ""
-
-    output = forced.stdout + forced.stderr  # what the real stage processes printed, through dvc
+def test_the_first_run_is_quiet_and_shows_each_epoch(finished):
+    _, first = finished
+    output = first.stdout + first.stderr  # what the real stage processes printed, through dvc
+    assert set(TRAIN_STAGES) <= set(ran_stages(first))
     assert not [line for line in output.splitlines() if re.match(r"[EWIF]\d{4} ", line)]  # no TensorFlow C++ logs
     for stage in TRAIN_STAGES:
         assert re.search(rf"^{re.escape(stage)}  epoch 1/1  loss \d+\.\d\d  val_acc \d\.\d\d  \d+\.\d s$", output,
                          re.MULTILINE), output
+
+
+def test_checkout_restores_every_model_byte_for_byte(project):
+    models = model_files(project)
+    assert sorted(path.name for path in models if path.suffix == ".keras") == ["model.keras"] * 4
+    for folder in (project / "models").glob("*/seed_*"):
+        shutil.rmtree(folder)
+    dvc(project, "checkout")
+    assert model_files(project) == models and git_status(project) == ""
 
 
 def test_a_training_killed_outright_leaves_nothing_git_or_dvc_can_see(project):

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from tools.sandbox import dvc, env, link_venv, make_project, ran_stages, run
+from tools.sandbox import commit, dvc, env, link_venv, make_project, ran_stages, run
 
 ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
@@ -18,11 +18,6 @@ def make(project, *args):
     result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"make {args}:\n{result.stdout}\n{result.stderr}"
     return result
-
-
-def commit(project, message):
-    run(project, "git", "add", "-A")
-    run(project, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", message)
 
 
 def shared_origin(tmp, project):

@@ -88,6 +88,11 @@ def source_files():
     return [f for f in listed if not f.startswith(outputs) and (ROOT / f).is_file()]
 
 
+def commit(project, message):
+    run(project, "git", "add", "-A")
+    run(project, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", message)
+
+
 def make_project(dest, overrides=TINY):
     """Copy the sources into dest with the committed params.yaml plus overrides; commit it to git."""
     for name in source_files():
@@ -95,8 +100,7 @@ def make_project(dest, overrides=TINY):
         shutil.copy2(ROOT / name, dest / name)
     (dest / "params.yaml").write_text(yaml.safe_dump(merged(committed_params(), overrides), sort_keys=False))
     run(dest, "git", "init", "-q")
-    run(dest, "git", "add", "-A")
-    run(dest, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "project")
+    commit(dest, "project")
     return dest
 
 
