@@ -2,13 +2,15 @@
 experiment records with known differences. No training here (see test_scaleout.py)."""
 import csv
 import json
+import os
 import re
 import subprocess
 
 import pytest
 import yaml
 
-from classweights import sweep, sweep_report
+from classweights import scaleout, sweep, sweep_report
+from classweights.errors import UserError
 from tools.sandbox import ROOT, committed_params, dvc, env, link_venv, make_project
 
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
@@ -45,28 +47,46 @@ BAD_SWEEPS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SWEEPS))
-def test_bad_sweep_file_is_one_line_and_queues_nothing(project, case):
+def test_bad_sweep_file_names_the_file_key_and_value(tmp_path, case):
     content, expected = BAD_SWEEPS[case]
-    (project / "bad.yaml").write_text(yaml.safe_dump(content))
-    result = run_make(project, "sweep", "SWEEP=bad.yaml")
-    assert result.returncode != 0
-    lines = our_lines(result.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: bad.yaml: ") and expected in lines[0], result.stderr
-    assert "No experiment tasks" in dvc(project, "queue", "status").stdout
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed_params()))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(content))
+    with pytest.raises(UserError) as caught:
+        sweep.read_sweep(tmp_path / "bad.yaml", tmp_path / "params.yaml")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'bad.yaml'}: ") and expected in message and "\n" not in message
+
+
+@pytest.mark.parametrize("parse, setting, expected", [
+    (scaleout.parse_jobs, "0", "JOBS=0: must be a whole number >= 1"),
+    (scaleout.parse_jobs, "abc", "JOBS=abc: must be a whole number >= 1"),
+    (scaleout.parse_jobs, "-1", "JOBS=-1: must be a whole number >= 1"),
+    (scaleout.parse_shard, "3/2", "SHARD=3/2: k must lie between 1 and N"),
+    (scaleout.parse_shard, "0/2", "SHARD=0/2: k must lie between 1 and N"),
+    (scaleout.parse_shard, "x", "SHARD=x: must be k/N"),
+    (scaleout.parse_shard, "1/2/3", "SHARD=1/2/3: must be k/N"),
+])
+def test_bad_jobs_or_shard_names_the_setting_and_what_is_allowed(parse, setting, expected):
+    with pytest.raises(UserError) as caught:
+        parse(setting)
+    assert str(caught.value).startswith(expected)
+
+
+def test_good_jobs_and_shard_settings():
+    assert scaleout.parse_jobs("3") == 3 and scaleout.parse_jobs("") == os.cpu_count()
+    assert scaleout.parse_shard("2/3") == (2, 3) and scaleout.parse_shard("") == (1, 1)
 
 
 @pytest.mark.parametrize("target, setting, expected", [
-    ("repro", "JOBS=0", "JOBS=0: must be a whole number >= 1"),
-    ("repro", "JOBS=abc", "JOBS=abc: must be a whole number >= 1"),
-    ("sweep", "SHARD=3/2", "SHARD=3/2: k must lie between 1 and N"),
-    ("sweep", "SHARD=x", "SHARD=x: must be k/N"),
-    ("sweep", "JOBS=0", "JOBS=0: must be a whole number >= 1"),
+    ("sweep", "SWEEP=bad.yaml", "error: bad.yaml: unknown key 'imbalance.ratoi'"),
+    ("repro", "JOBS=abc", "error: JOBS=abc: must be a whole number >= 1"),
 ])
-def test_bad_jobs_or_shard_is_one_line_and_runs_nothing(project, target, setting, expected):
+def test_bad_input_through_make_is_one_line_and_queues_or_runs_nothing(project, target, setting, expected):
+    (project / "bad.yaml").write_text(yaml.safe_dump(BAD_SWEEPS["unknown key"][0]))
     result = run_make(project, target, setting)
     assert result.returncode != 0
     lines = our_lines(result.stderr)
-    assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith(expected) and "Traceback" not in result.stderr, result.stderr
     assert "No experiment tasks" in dvc(project, "queue", "status").stdout
     assert not (project / "dvc.lock").exists()  # not one stage ran
 
