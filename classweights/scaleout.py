@@ -101,8 +101,13 @@ def parallel_repro(jobs):
         print(f"training {len(changed)} (arm, seed) pairs on {len(names)} queue workers", flush=True)
     started = time.perf_counter()
     states = experiments.run_queued(names, len(names))
+    finished = [name for name, state in states.items() if state == "Success"]
+    if names:  # a re-run after a failure restores what the failed run finished (run cache)
+        trained, restored = experiments.training_counts(finished)
+        print(f"(arm, seed) trainings of the {len(finished)} finished workers: {trained} ran, {restored} restored "
+              "from the run cache", flush=True)
     if experiments.report_failures(states):
-        experiments.clear_queue_records([name for name, state in states.items() if state == "Success"])
+        experiments.clear_queue_records(finished)
         raise UserError("a training failed (above); finished trainings are kept: run `make repro` again")
     if names:
         print(f"trainings done in {time.perf_counter() - started:.0f} s; restoring them", flush=True)

@@ -3,7 +3,9 @@ experiment queue, clones of one bare git origin sharing one local-directory DVC 
 import csv
 import re
 import subprocess
+import time
 
+import psutil
 import pytest
 import yaml
 
@@ -34,6 +36,19 @@ def clone(tmp, name):
     return link_venv(tmp / name)
 
 
+def training(project, arm, process, seconds=300):
+    """The training process of `arm` that a queue worker of project runs, once it has started."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        for candidate in psutil.process_iter(["cmdline", "cwd"]):
+            command = " ".join(candidate.info["cmdline"] or [])
+            if "stages.train" in command and arm in command and str(project) in (candidate.info["cwd"] or ""):
+                return candidate
+        time.sleep(0.1)
+    raise AssertionError(f"no {arm} training started in {project}")
+
+
 def metrics_files(project):
     return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))}
 
@@ -51,7 +66,7 @@ def serial(tmp_path_factory):
     return tmp, project, first
 
 
-def test_parallel_repro_from_an_empty_cache_matches_serial_byte_for_byte(serial):
+def test_parallel_repro_from_an_empty_cache_resumes_after_a_killed_training_and_matches_serial(serial):
     tmp, project, first = serial
     assert ran_stages(first) == ["compute_weights", "evaluate", "fetch", "preprocess", "train_unweighted@0",
                                  "train_weighted@0"]
@@ -60,8 +75,18 @@ def test_parallel_repro_from_an_empty_cache_matches_serial_byte_for_byte(serial)
     # byte for byte, and none of them is in its (empty) cache.
     lock = (fresh / "dvc.lock").read_text()
     (fresh / "dvc.lock").write_text(re.sub(r"(path: models/\S+\n\s+hash: md5\n\s+md5: )\w{6}", r"\g<1>000000", lock))
+    # A training killed in its worker, as the OOM killer would: the other worker finishes, and
+    # the next run restores what finished from the run cache and trains only the rest.
+    interrupted = subprocess.Popen([*MAKE, "repro", "JOBS=2"], cwd=fresh, env=env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    training(fresh, "--arm weighted", interrupted).kill()
+    out, err = interrupted.communicate(timeout=900)
+    assert interrupted.returncode != 0
+    assert re.search(r"^FAILED repro-\S+: .*'train_weighted@0'.*exited with -9$", err, re.MULTILINE), err
+    assert "trainings of the 1 finished workers: 1 ran, 0 restored from the run cache" in out
     parallel = make(fresh, "repro", "JOBS=2")
     assert "training 2 (arm, seed) pairs on 2 queue workers" in parallel.stdout
+    assert "trainings of the 2 finished workers: 1 ran, 1 restored from the run cache" in parallel.stdout
     final = parallel.stdout.split("restoring them", 1)[1]
     assert re.findall(r"Running stage '([^']+)'", final) == ["evaluate"]  # every training: from the run cache
     assert re.findall(r"Stage '(train_\w+@0)' is cached", final) == ["train_unweighted@0", "train_weighted@0"]
