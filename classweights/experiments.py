@@ -56,6 +56,18 @@ def queue_states(names):
     return {name: tasks.get(name) for name in names}
 
 
+def forget_failed(prefix):
+    """Drop the queue records of failed experiments named prefix…: a new run supersedes them
+    (a failed run keeps them so that `dvc queue logs NAME` can show what went wrong)."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        failed = [task["name"] for task in repo.experiments.celery_queue.status()
+                  if task["status"] == "Failed" and (task["name"] or "").startswith(prefix)]
+    if failed:
+        dvc("queue", "remove", *failed)
+
+
 def queue_log(name):
     result = subprocess.run([DVC, "queue", "logs", name], capture_output=True, text=True)
     return result.stdout + result.stderr

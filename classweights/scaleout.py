@@ -14,6 +14,7 @@ from classweights import experiments, sweep
 from classweights.errors import UserError
 
 TRAINING_STAGES = ("train_unweighted@", "train_weighted@")
+HELPER_PREFIX = "repro-"  # the experiments make repro JOBS=N queues and removes again
 
 
 def parse_jobs(text):
@@ -92,11 +93,13 @@ def parallel_repro(jobs):
         order_lock_as_pipeline()
         return code
     subprocess.run([experiments.DVC, "repro", "compute_weights"], check=True)
+    experiments.forget_failed(HELPER_PREFIX)
     changed, unrestorable = trainings_to_run()
     forget_lock_entries(unrestorable)
     shares = [changed[k::jobs] for k in range(min(jobs, len(changed)))]
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    names = [experiments.queue_experiment(f"repro-{stamp}-{k + 1}", targets=share) for k, share in enumerate(shares)]
+    names = [experiments.queue_experiment(f"{HELPER_PREFIX}{stamp}-{k + 1}", targets=share)
+             for k, share in enumerate(shares)]
     if names:
         print(f"training {len(changed)} (arm, seed) pairs on {len(names)} queue workers", flush=True)
     started = time.perf_counter()
