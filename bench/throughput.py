@@ -74,7 +74,7 @@ def side_by_side(workdir, name, overrides, command, compared, sweep=None, defaul
         wall, cpu = timed(project, *command, "--jobs", str(jobs))
         runs[key] = {"wall_s": wall, "cpu_s": cpu, "files": outputs(project, compared)}
         print(f"  {name:24s} {key:22s}: {wall:7.1f} s wall, {cpu:7.1f} s CPU", flush=True)
-    files = {key: run.pop("files") for key, run in runs.items()}
+    files = {key: measured.pop("files") for key, measured in runs.items()}
     identical = files["jobs_1"] == files["jobs_2"]
     result = {**runs, "speedup": runs["jobs_1"]["wall_s"] / runs["jobs_2"]["wall_s"],
               f"identical_{compared.replace('/', '')}": identical}

@@ -105,12 +105,11 @@ def test_training_uses_one_thread_of_each_kind():
 def test_a_training_sets_train_threads_before_tensorflow_starts(tmp_path):
     """In a fresh process (thread pools are fixed once TensorFlow runs its first operation)."""
     script = """
-import sys
 import numpy as np
 import tensorflow as tf
 from classweights.model import train_model
 from tests.fakes import fake_images
-from tools.sandbox import ROOT, shipped_params
+from tools.sandbox import shipped_params
 
 y = np.repeat(np.arange(10), 2).astype(np.uint8)
 splits = {"x_train": fake_images(y, 1), "y_train": y, "x_val": fake_images(y, 2), "y_val": y}
