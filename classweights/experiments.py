@@ -74,10 +74,15 @@ def queue_log(name):
 
 
 def last_line(text):
-    """The log's last line that says what went wrong: a stage's own one-line error (stages end
-    with "error: …") rather than DVC's "failed to reproduce" after it, else the last line."""
+    """The log's line that says what went wrong: a stage's own one-line error (stages end with
+    "error: …"), else DVC's last "ERROR: …" (it names the stage and how it exited; a child the
+    killed stage left behind may print a traceback after it), else the last line."""
     lines = [line for line in text.splitlines() if line.strip()]
-    return next((line for line in reversed(lines) if line.startswith("error: ")), lines[-1] if lines else "(no output)")
+    for prefix in ("error: ", "ERROR: "):
+        found = [line for line in lines if line.startswith(prefix)]
+        if found:
+            return found[-1]
+    return lines[-1] if lines else "(no output)"
 
 
 def report_failures(states):

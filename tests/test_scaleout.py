@@ -4,11 +4,13 @@ import csv
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 import yaml
 
+from classweights import experiments
 from tools.sandbox import commit, dvc, env, link_venv, make_project, ran_stages, run
 
 ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
@@ -37,13 +39,15 @@ def clone(tmp, name):
 
 
 def training(project, arm, process, seconds=300):
-    """The training process of `arm` that a queue worker of project runs, once it has started."""
+    """The Python process training `arm` in a queue worker of project, once it has started (not
+    the shell DVC may start it from: the OOM killer picks the process holding the memory)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         for candidate in psutil.process_iter(["cmdline", "cwd"]):
-            command = " ".join(candidate.info["cmdline"] or [])
-            if "stages.train" in command and arm in command and str(project) in (candidate.info["cwd"] or ""):
+            command = candidate.info["cmdline"] or []
+            if (command and Path(command[0]).name.startswith("python") and "stages.train" in command
+                    and arm in " ".join(command) and str(project) in (candidate.info["cwd"] or "")):
                 return candidate
         time.sleep(0.1)
     raise AssertionError(f"no {arm} training started in {project}")
@@ -51,6 +55,23 @@ def training(project, arm, process, seconds=300):
 
 def metrics_files(project):
     return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))}
+
+
+QUEUE_LOG = """Running stage 'train_weighted@0':
+> python -m stages.train --arm weighted --seed 0
+ERROR: failed to reproduce 'train_weighted@0': failed to run: python -m stages.train, exited with 137
+Traceback (most recent call last):
+FileNotFoundError: [Errno 2] No such file or directory: 'models'
+"""
+
+
+def test_a_failure_is_named_by_the_stage_s_error_else_dvc_s_not_by_what_a_leftover_child_printed():
+    assert experiments.last_line(QUEUE_LOG).endswith("'train_weighted@0': failed to run: python -m stages.train, "
+                                                     "exited with 137")
+    stage_error = QUEUE_LOG.replace("Traceback", "error: ratio must be at least 1\nTraceback")
+    assert experiments.last_line(stage_error) == "error: ratio must be at least 1"
+    assert experiments.last_line("Reproducing\nKilled\n\n") == "Killed"
+    assert experiments.last_line("") == "(no output)"
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +103,8 @@ def test_parallel_repro_from_an_empty_cache_resumes_after_a_killed_training_and_
     training(fresh, "--arm weighted", interrupted).kill()
     out, err = interrupted.communicate(timeout=900)
     assert interrupted.returncode != 0
-    assert re.search(r"^FAILED repro-\S+: .*'train_weighted@0'.*exited with -9$", err, re.MULTILINE), err
+    # -9 when DVC's shell execs the training (bash), 137 when it waits for it (dash)
+    assert re.search(r"^FAILED repro-\S+: ERROR: .*'train_weighted@0'.*exited with (-9|137)$", err, re.MULTILINE), err
     assert "trainings of the 1 finished workers: 1 ran, 0 restored from the run cache" in out
     parallel = make(fresh, "repro", "JOBS=2")
     assert "training 2 (arm, seed) pairs on 2 queue workers" in parallel.stdout
