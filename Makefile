@@ -33,8 +33,10 @@ sweep: setup
 sweep-report: setup
 	$(BIN)/python -m classweights.sweep '$(SWEEP)' --pull
 
+# One pytest worker per core; a test file's tests stay on one worker, so its module fixtures
+# (a finished tiny project, a shared origin) are built once.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: setup
 	$(BIN)/python -m bench.benchmark
