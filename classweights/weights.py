@@ -16,5 +16,8 @@ def class_weights(labels, strategy, beta):
     """{class id: weight} for the classes present in labels, by one of STRATEGIES."""
     classes, counts = np.unique(labels, return_counts=True)
     raw = STRATEGIES[strategy](labels, classes, counts, beta)
-    normalised = raw * counts.sum() / np.dot(raw, counts)
+    # Scaled to a largest weight of 1 first, so equal counts give weights of exactly 1 (not 1 ± 1 ulp)
+    # for every strategy: their weights files are then one file and their trainings one run.
+    relative = raw / raw.max()
+    normalised = relative * counts.sum() / np.dot(relative, counts)
     return {int(c): float(w) for c, w in zip(classes, normalised)}

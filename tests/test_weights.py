@@ -34,6 +34,13 @@ def test_other_strategies_follow_their_formula_up_to_the_normalisation(strategy,
 
 
 @pytest.mark.parametrize("strategy", ["balanced", "sqrt_inverse", "effective_number"])
+@pytest.mark.parametrize("per_class", [36, 90, 5400])  # counts where plain normalising misses 1.0 by an ulp
+def test_equal_counts_give_every_class_a_weight_of_exactly_one(strategy, per_class):
+    weights = class_weights(np.repeat(np.arange(10), per_class), strategy, beta=0.999)
+    assert set(weights.values()) == {1.0}
+
+
+@pytest.mark.parametrize("strategy", ["balanced", "sqrt_inverse", "effective_number"])
 def test_every_strategy_has_mean_weight_one_over_training_samples(strategy):
     weights = class_weights(LABELS, strategy, beta=0.999)
     assert sample_mean(weights, LABELS) == pytest.approx(1.0)
