@@ -12,6 +12,7 @@ from pathlib import Path
 
 from classweights import experiments, sweep
 from classweights.errors import UserError
+from classweights.params import load_params
 
 TRAINING_STAGES = ("train_unweighted@", "train_weighted@")
 HELPER_PREFIX = "repro-"  # the experiments make repro JOBS=N queues and removes again
@@ -37,6 +38,14 @@ def parse_shard(text):
     if not 1 <= index <= count:
         raise UserError(f"SHARD={text}: k must lie between 1 and N")
     return index, count
+
+
+def oversubscription_warning(jobs, threads):
+    """A warning when JOBS trainings side by side would each take every core (train.threads 0)."""
+    if jobs > 1 and threads == 0:
+        return (f"warning: train.threads is 0 (each training takes every core) and JOBS={jobs}: the {jobs} "
+                "trainings compete for the cores; train.threads: 1 gives each its own core")
+    return None
 
 
 def trainings_to_run():
@@ -92,6 +101,9 @@ def parallel_repro(jobs):
         code = subprocess.run([experiments.DVC, "repro"]).returncode
         order_lock_as_pipeline()
         return code
+    warning = oversubscription_warning(jobs, load_params().train.threads)
+    if warning:
+        print(warning, file=sys.stderr)
     subprocess.run([experiments.DVC, "repro", "compute_weights"], check=True)
     experiments.forget_failed(HELPER_PREFIX)
     changed, unrestorable = trainings_to_run()

@@ -72,6 +72,12 @@ def test_bad_jobs_or_shard_names_the_setting_and_what_is_allowed(parse, setting,
     assert str(caught.value).startswith(expected)
 
 
+def test_side_by_side_trainings_on_tensorflow_s_default_threads_are_warned_of():
+    assert "JOBS=2" in scaleout.oversubscription_warning(2, 0)
+    assert scaleout.oversubscription_warning(1, 0) is None  # one training may take every core
+    assert scaleout.oversubscription_warning(2, 1) is None
+
+
 def test_good_jobs_and_shard_settings():
     assert scaleout.parse_jobs("3") == 3 and scaleout.parse_jobs("") == os.cpu_count()
     assert scaleout.parse_shard("2/3") == (2, 3) and scaleout.parse_shard("") == (1, 1)
