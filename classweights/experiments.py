@@ -86,7 +86,7 @@ def last_line(text):
 
 
 def report_failures(states):
-    """Print each failed experiment with the last line of its log that names the problem;
+    """Print each failed experiment with the line of its log that names the problem;
     return how many failed (`dvc queue logs NAME` shows the whole log)."""
     failed = [name for name, state in states.items() if state != "Success"]
     for name in failed:
