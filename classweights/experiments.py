@@ -47,23 +47,30 @@ def run_queued(names, jobs):
                         "and queue only what is missing") from None
 
 
-def queue_states(names):
-    """{name: "Queued" | "Running" | "Success" | "Failed" | None (not in the queue)}."""
+def _queue_statuses():
+    """{experiment name: status} of every task DVC's queue holds (`dvc queue status`)."""
     from dvc.repo import Repo
 
     with Repo() as repo:
-        tasks = {task["name"]: task["status"] for task in repo.experiments.celery_queue.status()}
+        return {task["name"]: task["status"] for task in repo.experiments.celery_queue.status()}
+
+
+def queue_states(names):
+    """{name: "Queued" | "Running" | "Success" | "Failed" | None (not in the queue)}."""
+    tasks = _queue_statuses()
     return {name: tasks.get(name) for name in names}
+
+
+def succeeded(states):
+    """The names in {name: state} whose experiment finished."""
+    return [name for name, state in states.items() if state == "Success"]
 
 
 def forget_failed(prefix):
     """Drop the queue records of failed experiments named prefix…: a new run supersedes them
     (a failed run keeps them so that `dvc queue logs NAME` can show what went wrong)."""
-    from dvc.repo import Repo
-
-    with Repo() as repo:
-        failed = [task["name"] for task in repo.experiments.celery_queue.status()
-                  if task["status"] == "Failed" and (task["name"] or "").startswith(prefix)]
+    failed = [name for name, status in _queue_statuses().items()
+              if status == "Failed" and (name or "").startswith(prefix)]
     if failed:
         dvc("queue", "remove", *failed)
 

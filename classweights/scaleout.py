@@ -116,7 +116,7 @@ def parallel_repro(jobs):
         print(f"training {len(changed)} (arm, seed) pairs on {len(names)} queue workers", flush=True)
     started = time.perf_counter()
     states = experiments.run_queued(names, len(names))
-    finished = [name for name, state in states.items() if state == "Success"]
+    finished = experiments.succeeded(states)
     if names:  # a re-run after a failure restores what the failed run finished (run cache)
         trained, restored = experiments.training_counts(finished)
         print(f"(arm, seed) trainings of the {len(finished)} finished workers: {trained} ran, {restored} restored "
@@ -153,7 +153,7 @@ def run_sweep(path, jobs, shard_spec):
         states.update(experiments.run_queued(queued + in_flight, jobs))
         in_flight = []
     failed = experiments.report_failures(states)
-    finished = [name for name, state in states.items() if state == "Success"]
+    finished = experiments.succeeded(states)
     trained, restored = experiments.training_counts(finished)
     print(f"sweep: {len(finished)} experiments finished, {failed} failed; (arm, seed) trainings: "
           f"{trained} ran, {restored} restored from the run cache", flush=True)
