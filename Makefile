@@ -25,13 +25,13 @@ $(STAMP): requirements.txt
 
 repro: setup
 	$(BIN)/python -m classweights.params
-	$(BIN)/python -m classweights.scaleout repro --jobs '$(JOBS)'
+	$(BIN)/python -m orchestration.scaleout repro --jobs '$(JOBS)'
 
 sweep: setup
-	$(BIN)/python -m classweights.scaleout sweep '$(SWEEP)' --jobs '$(JOBS)' --shard '$(SHARD)'
+	$(BIN)/python -m orchestration.scaleout sweep '$(SWEEP)' --jobs '$(JOBS)' --shard '$(SHARD)'
 
 sweep-report: setup
-	$(BIN)/python -m classweights.sweep '$(SWEEP)' --pull
+	$(BIN)/python -m orchestration.sweep '$(SWEEP)' --pull
 
 # One pytest worker per core; a test file's tests stay on one worker, so its module fixtures
 # (a finished tiny project, a shared origin) are built once.

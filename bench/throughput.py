@@ -50,9 +50,9 @@ def _busy(times):
 
 
 def timed(project, *args):
-    """Run `python -m classweights.scaleout args` in project: (wall s, machine CPU s)."""
+    """Run `python -m orchestration.scaleout args` in project: (wall s, machine CPU s)."""
     cpu, started = _busy(psutil.cpu_times()), time.perf_counter()
-    run(project, sys.executable, "-m", "classweights.scaleout", *args, timeout=4 * 3600)
+    run(project, sys.executable, "-m", "orchestration.scaleout", *args, timeout=4 * 3600)
     return time.perf_counter() - started, _busy(psutil.cpu_times()) - cpu
 
 

@@ -105,3 +105,24 @@ def test_the_arms_share_their_training_params_and_only_the_weighted_arm_reads_we
     assert declared_params(bodies["train_weighted"]) == declared_params(bodies["train_unweighted"]) + ["weights.apply"]
     assert "train.epochs" in declared_params(bodies["train_unweighted"])
     assert declared_params(bodies["compute_weights"]) == ["weights.strategy", "weights.beta"]
+
+
+def _top_level_imports(path):
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", ["classweights", "stages"])
+def test_the_science_and_the_stages_never_reach_up_into_orchestration_or_dvc(package):
+    """Orchestration stands above the science: classweights and the stages import neither the
+    orchestration package nor DVC itself (dvclive, the training-curve logger, is a library of its own)."""
+    reaching_up = {str(path.relative_to(ROOT)): sorted(_top_level_imports(path) & {"orchestration", "dvc"})
+                   for path in sorted((ROOT / package).glob("*.py"))}
+    assert {path: names for path, names in reaching_up.items() if names} == {}
+    assert reaching_up  # the package was found and read

@@ -10,7 +10,7 @@ import psutil
 import pytest
 import yaml
 
-from classweights import experiments
+from orchestration import experiments
 from tools.sandbox import commit, dvc, env, link_venv, make_project, ran_stages, run
 
 ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}

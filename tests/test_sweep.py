@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from classweights import scaleout, sweep, sweep_report
+from orchestration import scaleout, sweep, sweep_report
 from classweights.errors import UserError
 from tools.sandbox import ROOT, committed_params, dvc, env, link_venv, make_project
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from classweights.errors import UserError
-from classweights import sweep_report
+from orchestration import sweep_report
 from classweights.params import parse_params, read_yaml
 
 SWEEP_KEYS = ("fixed", "grid")
@@ -179,8 +179,8 @@ def match_points(base, fixed, points, experiments):
 
 
 def collect(path, pull=False):
-    """`python -m classweights.sweep`: draw the map from the finished experiments."""
-    from classweights.experiments import fetch_all
+    """`python -m orchestration.sweep`: draw the map from the finished experiments."""
+    from orchestration.experiments import fetch_all
 
     fixed, points = read_sweep(path)
     if pull:

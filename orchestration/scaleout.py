@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from classweights import experiments, sweep
+from orchestration import experiments, sweep
 from classweights.errors import UserError
 from classweights.params import load_params
 
