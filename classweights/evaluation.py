@@ -4,9 +4,6 @@ from scipy.special import softmax
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, log_loss,
                              precision_recall_fscore_support)
 
-from classweights.params import NUM_CLASSES
-
-CLASSES = list(range(NUM_CLASSES))
 ARMS = ("unweighted", "weighted")  # the trained arms, as named in models/<arm>/
 LOGIT_ADJUSTED = "logit_adjusted"  # an arm evaluate derives from the unweighted arm: no training
 # The paired comparisons, (arm, baseline): each difference is arm − baseline on the same seed.
@@ -19,25 +16,38 @@ HEADLINE_METRICS = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minori
 COMPARED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall")
 
 
-def seed_metrics(y_true, proba, minority):
-    """Accuracy, loss, balanced accuracy, macro-F1, minority recall and per-class P/R/F1."""
+def seed_metrics(y_true, proba, minority, class_names=None):
+    """Accuracy, loss, balanced accuracy, macro-F1, minority recall and per-class P/R/F1.
+
+    proba has one column per class; minority lists class indices; per-class results are keyed
+    by class name (class_names, in index order; default the indices as strings)."""
+    classes = list(range(proba.shape[1]))
+    names = class_names or [str(c) for c in classes]
     y_pred = proba.argmax(axis=1)
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=CLASSES, zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
     metrics = {
         "accuracy": accuracy_score(y_true, y_pred),
-        "loss": log_loss(y_true, proba, labels=CLASSES),
+        "loss": log_loss(y_true, proba, labels=classes),
         "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
         "macro_f1": np.mean(f1),  # the unweighted mean of the per-class F1 above
     }
     if minority:
         metrics["minority_recall"] = float(np.mean(recall[minority]))
-    metrics["per_class"] = {str(c): {"precision": precision[c], "recall": recall[c], "f1": f1[c]} for c in CLASSES}
+    metrics["per_class"] = {names[c]: {"precision": precision[c], "recall": recall[c], "f1": f1[c]} for c in classes}
     return _to_floats(metrics)
 
 
+def in_class_order(class_counts):
+    """data/class_counts.json with every per-class count in class index order (the file's keys are
+    names, sorted alphabetically on disk)."""
+    names = class_counts["class_names"]
+    return {key: {name: value[name] for name in names} if isinstance(value, dict) else value
+            for key, value in class_counts.items()}
+
+
 def training_prior(train_counts):
-    """pi: each class's share of the training images, in class order."""
-    counts = np.array([train_counts[str(c)] for c in CLASSES])
+    """pi: each class's share of the training images, in the counts' order (class index order)."""
+    counts = np.array(list(train_counts.values()))
     return counts / counts.sum()
 
 
@@ -78,43 +88,27 @@ def _to_floats(tree):
     return float(tree)
 
 
-def flatten(tree, prefix=""):
-    """{'per_class': {'3': {'recall': x}}} -> {'per_class.3.recall': x}."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def unflatten(flat):
-    tree = {}
-    for dotted, value in flat.items():
-        *parents, leaf = dotted.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
+def over_seeds(trees, reduce):
+    """One tree of the same shape as each of trees, every leaf reduce(array of that leaf's values).
+    Walks the nesting rather than joining keys, so a class name may hold any character."""
+    if isinstance(trees[0], dict):
+        return {key: over_seeds([tree[key] for tree in trees], reduce) for key in trees[0]}
+    return float(reduce(np.array(trees)))
 
 
 def summarise_seeds(per_seed):
     """{'mean': ..., 'std': ..., 'seeds': per_seed}; std is the sample sd (0 with one seed)."""
-    flat = [flatten(metrics) for metrics in per_seed.values()]
-    keys = flat[0].keys()
-    values = {key: np.array([f[key] for f in flat]) for key in keys}
-    ddof = 1 if len(flat) > 1 else 0
+    trees = list(per_seed.values())
+    ddof = 1 if len(trees) > 1 else 0
     return {
-        "mean": unflatten({key: float(v.mean()) for key, v in values.items()}),
-        "std": unflatten({key: float(v.std(ddof=ddof)) for key, v in values.items()}),
+        "mean": over_seeds(trees, np.mean),
+        "std": over_seeds(trees, lambda values: values.std(ddof=ddof)),
         "seeds": per_seed,
     }
 
 
-def confusion(y_true, y_pred):
-    return confusion_matrix(y_true, y_pred, labels=CLASSES)
+def confusion(y_true, y_pred, num_classes=10):
+    return confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
 
 
 def headline_metrics(summary):

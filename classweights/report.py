@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from classweights.evaluation import CLASSES, HEADLINE_METRICS, LOGIT_ADJUSTED  # noqa: E402
+from classweights.evaluation import HEADLINE_METRICS, LOGIT_ADJUSTED  # noqa: E402
 from classweights.files import atomic_path  # noqa: E402
 from classweights.statistics import confidence_label  # noqa: E402
 
@@ -34,9 +34,23 @@ def describe_run(params):
     shape = ("no imbalance" if imbalance.profile == "none"
              else f"{imbalance.profile} imbalance, ratio {imbalance.ratio:g}")
     seeds = params.train.seeds
-    return (f"{params.data.source}, {shape}; "
+    return (f"{_source(params.data)}, {shape}; "
             f"{_strategy(params.weights)} class weights {APPLIED[params.weights.apply]}; "
             f"{_plural(params.train.epochs, 'epoch')}, {_plural(len(seeds), 'seed')}")
+
+
+def _source(data):
+    """The source, and for your own data where it lies: 'folder data/input/flowers'."""
+    return f"{data.source} {data.path}" if data.source in ("folder", "npz") else data.source
+
+
+def _tick_labels(ax, axis, names, marked=()):
+    """Class names as tick labels (a * after a marked one), turned when long or many."""
+    labels = [f"{name}*" if name in marked else name for name in names]
+    turned = max(map(len, labels)) > 3 or len(labels) > 12
+    getattr(ax, f"set_{axis}ticks")(range(len(names)))
+    getattr(ax, f"set_{axis}ticklabels")(labels, rotation=(45 if axis == "x" else 0) if turned else 0,
+                                         ha="right" if turned and axis == "x" else "center", fontsize=8)
 
 
 def arm_labels(params):
@@ -116,30 +130,33 @@ def _save(fig, path, title):
 
 
 def plot_recall(path, summaries, train_counts, minority, labels, title):
-    """Per-class test recall of every arm (± sd over seeds) beside the training class counts."""
+    """Per-class test recall of every arm (± sd over seeds) beside the training class counts.
+    train_counts: {class name: count} in class order; minority: class names."""
+    names = list(train_counts)
+    positions = np.arange(len(names))
     fig, (ax_recall, ax_counts) = plt.subplots(1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [2.4, 1]})
     colours = _colours(summaries)
     width = 0.8 / len(summaries)
     for i, arm in enumerate(summaries):
         offset = (i - (len(summaries) - 1) / 2) * width
-        mean = [summaries[arm]["mean"]["per_class"][str(c)]["recall"] for c in CLASSES]
-        sd = [summaries[arm]["std"]["per_class"][str(c)]["recall"] for c in CLASSES]
-        ax_recall.bar(np.array(CLASSES) + offset, mean, width, yerr=sd, capsize=1.5, label=labels.get(arm, arm),
+        mean = [summaries[arm]["mean"]["per_class"][name]["recall"] for name in names]
+        sd = [summaries[arm]["std"]["per_class"][name]["recall"] for name in names]
+        ax_recall.bar(positions + offset, mean, width, yerr=sd, capsize=1.5, label=labels.get(arm, arm),
                       color=colours[arm], error_kw={"elinewidth": 0.8})
-    ax_recall.set(xticks=CLASSES, xlabel="class (* minority)", ylabel="test recall", ylim=(0, 1.05),
+    ax_recall.set(xlabel="class (* minority)", ylabel="test recall", ylim=(0, 1.05),
                   title="Per-class test recall, mean ± sd over seeds")
-    ax_recall.set_xticklabels([f"{c}*" if c in minority else str(c) for c in CLASSES])
+    _tick_labels(ax_recall, "x", names, minority)
     ax_recall.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(summaries), frameon=False)
-    ax_counts.bar(CLASSES, [train_counts[str(c)] for c in CLASSES],
-                  color=["tab:red" if c in minority else "tab:gray" for c in CLASSES])
-    ax_counts.set(xticks=CLASSES, xlabel="class (red: minority)", ylabel="training images",
-                  title="Training class counts")
+    ax_counts.bar(positions, list(train_counts.values()),
+                  color=["tab:red" if name in minority else "tab:gray" for name in names])
+    ax_counts.set(xlabel="class (red: minority)", ylabel="training images", title="Training class counts")
+    _tick_labels(ax_counts, "x", names)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path, title)
 
 
-def plot_confusions(path, confusions, labels, title):
+def plot_confusions(path, confusions, labels, title, class_names):
     """Row-normalised confusion matrices (summed over seeds) of every arm side by side."""
     fig, axes = plt.subplots(1, len(confusions), figsize=(3.7 * len(confusions) + 1, 4.6), squeeze=False,
                              layout="constrained")
@@ -150,8 +167,9 @@ def plot_confusions(path, confusions, labels, title):
             if rate >= 0.005:
                 ax.text(j, i, f"{rate:.2f}", ha="center", va="center", fontsize=5.5,
                         color="white" if rate > 0.5 else "black")
-        ax.set(xticks=CLASSES, yticks=CLASSES, xlabel="predicted", ylabel="actual",
-               title=f"{labels[arm]} (rows sum to 1)")
+        ax.set(xlabel="predicted", ylabel="actual", title=f"{labels[arm]} (rows sum to 1)")
+        _tick_labels(ax, "x", class_names)
+        _tick_labels(ax, "y", class_names)
         ax.title.set_fontsize(9)
     fig.colorbar(image, ax=axes[0], shrink=0.7)
     fig.suptitle(title, fontsize=9)
@@ -180,15 +198,26 @@ def plot_curves(path, curves_by_arm, labels, title):
 
 
 def _run_paragraph(params, class_counts, alpha):
-    minority = ", ".join(map(str, class_counts["minority_classes"])) or "none (balanced profile)"
+    minority = ", ".join(class_counts["minority_classes"]) or "none"
     tau = params.evaluate.logit_adjustment_tau
     adjustment = (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
                   else "logit adjustment off (τ = 0)")
-    return [f"Data: {params.data.source}, imbalance profile {params.imbalance.profile} with ratio "
-            f"{params.imbalance.ratio:g}; minority classes: {minority}. Class weights: {_strategy(params.weights)}, "
+    return [f"Data: {_source(params.data)}, imbalance profile {params.imbalance.profile} with ratio "
+            f"{params.imbalance.ratio:g}; minority classes: {minority} (chosen by {class_counts['minority_rule']}). "
+            f"Class weights: {_strategy(params.weights)}, "
             f"{APPLIED[params.weights.apply]}; {adjustment}. Training: {_plural(params.train.epochs, 'epoch')}, seeds "
             f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",
-            "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."]
+            "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."
+            ] + _imbalanced_test_note(class_counts["test"])
+
+
+def _imbalanced_test_note(test_counts):
+    """With an imbalanced test set accuracy mostly counts the large classes: say what leads instead."""
+    if len(set(test_counts.values())) == 1:
+        return []
+    return ["", f"**The test set is imbalanced** ({min(test_counts.values())} to {max(test_counts.values())} images "
+            "a class, the data's own counts): accuracy there mostly measures the large classes, so the headline is "
+            "per-class recall (minority recall) and balanced accuracy, not accuracy."]
 
 
 def _side_by_side(comparisons, headline, labels):
@@ -259,7 +288,7 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts):
     lines += ["", "## Each comparison in full", "",
               f"Student-t {confidence_label(alpha)} interval over seeds, paired t-test p, exact sign-flip p, "
               "Wilcoxon p with 6 or more seeds. The verdict's p is the larger of the t-test and sign-flip p "
-              "(Holm-adjusted across the ten per-class recalls).", ""]
+              "(Holm-adjusted across the per-class recalls).", ""]
     for comparison in comparisons.values():
         lines += _difference_table(comparison, labels)
     lines += ["## McNemar's exact test per seed", "",
@@ -271,16 +300,17 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts):
 
 
 def write_report(folder, params, summaries, comparisons, headline, class_counts, confusions, curves_by_arm):
-    """Write every report file into `folder` atomically (all or nothing)."""
+    """Write every report file into `folder` atomically (all or nothing). class_counts: data/class_counts.json
+    with its counts in class order (evaluation.in_class_order); its minority classes are names."""
     minority = class_counts["minority_classes"]
     labels = arm_labels(params)
     title = _title(describe_run(params), comparisons, labels)
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         plot_recall(tmp / "per_class_recall.png", summaries, class_counts["train"], minority, labels, title)
-        plot_confusions(tmp / "confusion_matrices.png", confusions, labels, title)
+        plot_confusions(tmp / "confusion_matrices.png", confusions, labels, title, class_counts["class_names"])
         plot_curves(tmp / "training_curves.png", curves_by_arm, labels, describe_run(params))
         (tmp / "summary.md").write_text(summary_markdown(params, summaries, comparisons, headline, class_counts))
         write_csv(tmp / "per_class_recall.csv", ["class", "training_images", *summaries],
-                  [[c, class_counts["train"][str(c)]] + [f"{summaries[a]['mean']['per_class'][str(c)]['recall']:.6f}"
-                                                        for a in summaries] for c in CLASSES])
+                  [[c, n] + [f"{summaries[a]['mean']['per_class'][c]['recall']:.6f}" for a in summaries]
+                   for c, n in class_counts["train"].items()])

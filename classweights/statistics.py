@@ -177,13 +177,16 @@ def _headline_block(difference):
 def headline_comparison(comparisons, minority):
     """metrics/comparison.json: for each comparison (named '<arm>_vs_<baseline>') the headline
     metrics' paired difference, and that of the majority class whose recall dropped most
-    (the smallest mean difference; every class counts as majority when none is minority)."""
+    (the smallest mean difference; every class counts as majority when none is minority).
+    minority and the per-class keys are class names."""
     result = {"alpha": next(iter(comparisons.values()))["alpha"]}
     for name, comparison in comparisons.items():
         block = {metric: _headline_block(d) for metric, d in comparison["difference"].items()}
-        majority = {int(c): d for c, d in comparison["per_class_recall_difference"].items() if int(c) not in minority}
+        majority = {c: d for c, d in comparison["per_class_recall_difference"].items() if c not in minority}
+        order = list(majority)  # class index order: the first of equals is the worst
         # a class whose difference is not computable (mean None) cannot be the worst
-        worst = min(majority, key=lambda c: (math.inf if majority[c]["mean"] is None else majority[c]["mean"], c))
+        worst = min(majority, key=lambda c: (math.inf if majority[c]["mean"] is None else majority[c]["mean"],
+                                             order.index(c)))
         block["worst_majority_recall"] = {"class": worst, **_headline_block(majority[worst])}
         result[name] = block
     return result

@@ -6,7 +6,7 @@ metrics/<arm>.json and metrics/comparison.json hold the headline numbers (`dvc m
 metrics/details/ holds every seed, every class and every test."""
 from classweights.cli import run_stage
 from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, arm_probabilities, comparison_name, comparison_pairs, confusion,
-                                     headline_metrics, seed_metrics, summarise_seeds)
+                                     headline_metrics, in_class_order, seed_metrics, summarise_seeds)
 from classweights.files import atomic_path, read_arrays, read_json, write_json
 from classweights.params import load_params
 from classweights.paths import CLASS_COUNTS, METRICS, REPORTS, SPLITS, model_dir
@@ -19,18 +19,20 @@ def main():
     seeds = [str(s) for s in params.train.seeds]
     alpha = params.evaluate.alpha
     y_test = read_arrays(SPLITS, ["y_test"])["y_test"]
-    class_counts = read_json(CLASS_COUNTS)
-    minority = class_counts["minority_classes"]
+    class_counts = in_class_order(read_json(CLASS_COUNTS))
+    names = class_counts["class_names"]
+    minority = class_counts["minority_classes"]  # names
+    minority_ids = [names.index(name) for name in minority]
     trained = {arm: {s: read_arrays(model_dir(arm, s) / "test_proba.npz", ["proba"])["proba"] for s in seeds}
                for arm in ARMS}
     proba = arm_probabilities(trained, class_counts["train"], params.evaluate.logit_adjustment_tau)
     predictions = {arm: {s: p.argmax(axis=1) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
-    per_seed = {arm: {s: seed_metrics(y_test, p, minority) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
+    per_seed = {arm: {s: seed_metrics(y_test, p, minority_ids, names) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
     summaries = {arm: summarise_seeds(per_seed[arm]) for arm in proba}
     comparisons = {comparison_name(arm, baseline): compare_arms(per_seed, predictions, y_test, alpha, arm, baseline)
                    for arm, baseline in comparison_pairs(proba)}
     headline = headline_comparison(comparisons, minority)
-    confusions = {arm: sum(confusion(y_test, p) for p in predictions[arm].values()) for arm in proba}
+    confusions = {arm: sum(confusion(y_test, p, len(names)) for p in predictions[arm].values()) for arm in proba}
     curves = {arm: mean_curves([read_curves(model_dir(arm, s) / "live") for s in seeds]) for arm in ARMS}
 
     write_report(REPORTS, params, summaries, comparisons, headline, class_counts, confusions, curves)

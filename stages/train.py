@@ -15,7 +15,7 @@ def main():
     parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
     params = load_params()
-    splits = read_arrays(SPLITS, ["x_train", "y_train", "x_val", "y_val", "x_test"])
+    splits = read_arrays(SPLITS, ["x_train", "y_train", "x_val", "y_val", "x_test", "class_names"])
     class_weight = read_json(WEIGHTS) if args.arm == "weighted" else None
 
     from classweights.model import train_arm  # TensorFlow only once the inputs are known good

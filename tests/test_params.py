@@ -1,7 +1,7 @@
 import pytest
 
 from classweights.errors import UserError
-from classweights.params import NUM_CLASSES, Params, load_params, parse_params
+from classweights.params import Params, check_class_ids, load_params, parse_params
 from tools.sandbox import committed_params, merged
 
 
@@ -42,18 +42,23 @@ BAD = [
     ({"weights": {"apply": "sample"}}, ["weights.apply = 'sample'", "'loss' or 'sampling'"]),
     ({"weights": {"beta": 1.0}}, ["weights.beta = 1.0", "less than 1"]),
     ({"weights": {"beta": -0.1}}, ["weights.beta = -0.1", "greater than or equal to 0"]),
-    ({"data": {"source": "mnst"}}, ["data.source = 'mnst'", "'mnist-sample', 'mnist' or 'fashion-mnist'"]),
+    ({"data": {"source": "mnst"}}, ["data.source = 'mnst'", "'mnist-sample', 'mnist', 'fashion-mnist', 'folder' or 'npz'"]),
+    ({"data": {"source": "folder", "path": "/home/me/pictures"}}, ["data.path = '/home/me/pictures'", "under data/input/"]),
+    ({"data": {"source": "npz", "path": None}}, ["data.path = None", "data.source npz needs a path under data/input/"]),
+    ({"data": {"source": "folder", "path": "data/input/../../x"}}, ["data.path = 'data/input/../../x'", "under data/input/"]),
+    ({"data": {"image_size": [64]}}, ["data.image_size = [64]", "[height, width], each at least 18 pixels"]),
+    ({"data": {"image_size": [64, 10]}}, ["data.image_size = [64, 10]", "each at least 18 pixels"]),
+    ({"split": {"test_fraction": 1}}, ["split.test_fraction = 1", "less than 1"]),
     ({"data": {"mirror": "ftp://x/"}}, ["data.mirror", "http(s) URL"]),
     ({"data": {"path": 3}}, ["data.path = 3", "valid string"]),
     ({"imbalance": {"profile": "steps"}}, ["imbalance.profile = 'steps'", "'none', 'step' or 'longtail'"]),
     ({"imbalance": {"ratio": 0.5}}, ["imbalance.ratio = 0.5", "greater than or equal to 1"]),
     ({"imbalance": {"ratio": "ten"}}, ["imbalance.ratio = 'ten'", "valid number"]),
     ({"imbalance": {"minority_classes": 3}}, ["imbalance.minority_classes = 3", "valid list"]),
-    ({"imbalance": {"minority_classes": [2, 10]}}, ["imbalance.minority_classes", "class id 10 is outside", "0..9"]),
+    ({"imbalance": {"minority_classes": [2, -1]}}, ["imbalance.minority_classes", "class id -1 is negative"]),
     ({"imbalance": {"minority_classes": [2, 2]}}, ["imbalance.minority_classes", "class id 2 is listed twice"]),
     ({"imbalance": {"minority_classes": []}}, ["imbalance.minority_classes", "at least one class"]),
-    ({"imbalance": {"minority_classes": list(range(10))}}, ["imbalance.minority_classes", "at least one majority"]),
-    ({"imbalance": {"class_order": [0, 1, 2]}}, ["imbalance.class_order", "every class 0..9"]),
+    ({"imbalance": {"class_order": [0, 1, 1]}}, ["imbalance.class_order", "class id 1 is listed twice"]),
     ({"imbalance": {"n_max": 0}}, ["imbalance.n_max = 0", "greater than or equal to 1"]),
     ({"split": {"val_fraction": 0}}, ["split.val_fraction = 0", "greater than 0"]),
     ({"split": {"val_fraction": 1.5}}, ["split.val_fraction = 1.5", "less than 1"]),
@@ -119,4 +124,25 @@ def test_the_committed_file_holds_exactly_the_keys_the_models_declare():
     assert set(raw) == set(Params.model_fields)
     for section, values in raw.items():
         assert set(values) == set(type(getattr(params, section)).model_fields)
-    assert sorted(params.imbalance.class_order) == list(range(NUM_CLASSES))
+    check_class_ids(params.imbalance, 10)  # the shipped ids fit the shipped data's ten classes
+
+
+# Only the data knows its class count: preprocess checks the profile's ids against it.
+@pytest.mark.parametrize("overrides, classes, words", [
+    ({"profile": "step", "minority_classes": [2, 10]}, 10, ["imbalance.minority_classes = [2, 10]", "classes 0..9"]),
+    ({"profile": "step", "minority_classes": [0, 1, 2]}, 3, ["imbalance.minority_classes", "1 to 2 of those ids",
+                                                            "at least one majority class"]),
+    ({"profile": "longtail", "class_order": [0, 1, 2]}, 10, ["imbalance.class_order = [0, 1, 2]", "every id 0..9"]),
+    ({"profile": "longtail", "class_order": [2, 1, 0, 3]}, 3, ["imbalance.class_order", "every id 0..2 exactly once"]),
+])
+def test_class_ids_are_checked_against_the_data_s_class_count(overrides, classes, words):
+    imbalance = parse_with({"imbalance": overrides}).imbalance
+    with pytest.raises(UserError) as caught:
+        check_class_ids(imbalance, classes)
+    assert "\n" not in str(caught.value) and all(word in str(caught.value) for word in words)
+
+
+def test_class_ids_of_a_profile_not_in_use_are_not_checked():
+    # profile none keeps the data's counts: the shipped ten-class ids do not stop a three-class data set
+    check_class_ids(parse_with({"imbalance": {"profile": "none"}}).imbalance, 3)
+    check_class_ids(parse_with({"imbalance": {"profile": "step", "minority_classes": [2]}}).imbalance, 3)
