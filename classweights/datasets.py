@@ -2,7 +2,7 @@
 of images, one sub-folder a class, or an .npz file); downloads, parsers and decoding.
 
 Everything returns uint8 arrays, images (n, H, W) grey or (n, H, W, 3) colour and labels (n,)
-in 0..K-1, and the K class names in label order. Data without a test half has empty test arrays
+in 0..K-1, and the K class names in label order (arrays["class_names"]). Data without a test half has empty test arrays
 (preprocess then holds out a stratified test split).
 """
 import gzip
@@ -64,7 +64,7 @@ def check_arrays(x, y, where, num_classes=10, image_shape=IMAGE_SHAPE):
     if y.ndim != 1 or len(y) != len(x):
         raise UserError(f"{where}: labels have shape {y.shape}; expected ({len(x)},), one per image")
     if not np.issubdtype(y.dtype, np.integer):
-        raise UserError(f"{where}: labels are {y.dtype}; expected integer class labels")
+        raise UserError(f"{where}: labels are {y.dtype}; expected integers")
     outside = y[(y < 0) | (y >= num_classes)]
     if outside.size:
         raise UserError(f"{where}: label {int(outside[0])} is outside the classes 0..{num_classes - 1}")
@@ -233,7 +233,7 @@ def load_fashion_mnist(data, download_dir, files=FASHION_FILES):
 
 
 def load_source(data, download_dir="data/downloads"):
-    """Return (arrays, class names, provenance) for data.source."""
+    """Return (arrays, provenance) for data.source; arrays["class_names"] holds the K names in label order."""
     if data.source == "folder":
         arrays, names, provenance = load_folder(data.path, data.image_size)
     elif data.source == "npz":
@@ -249,7 +249,7 @@ def load_source(data, download_dir="data/downloads"):
                   "image_shape": list(arrays["x_train"].shape[1:]),
                   "images_per_class": {part: np.bincount(arrays[f"y_{part}"], minlength=len(names)).tolist()
                                        for part in ("train", "test")}}
-    return arrays, names, provenance
+    return {**arrays, "class_names": np.array(names)}, provenance
 
 
 # ---- your own data: shared checks ------------------------------------------------------------

@@ -1,7 +1,5 @@
 """fetch: the chosen source as uint8 arrays and class names (data/raw.npz) and where they came from.
 The only stage that decodes images: the later ones read these arrays."""
-import numpy as np
-
 from classweights.cli import run_stage
 from classweights.datasets import load_source
 from classweights.files import write_arrays, write_json
@@ -11,11 +9,11 @@ from classweights.paths import DOWNLOADS, PROVENANCE, RAW
 
 def main():
     params = load_params()
-    arrays, class_names, provenance = load_source(params.data, DOWNLOADS)
-    write_arrays(RAW, **arrays, class_names=np.array(class_names))
+    arrays, provenance = load_source(params.data, DOWNLOADS)
+    write_arrays(RAW, **arrays)
     write_json(PROVENANCE, provenance)
     test = f"{len(arrays['y_test'])} test images" if len(arrays["y_test"]) else "no test half"
-    print(f"fetch: {params.data.source}: {len(class_names)} classes, {len(arrays['y_train'])} training images and "
+    print(f"fetch: {params.data.source}: {len(arrays['class_names'])} classes, {len(arrays['y_train'])} training images and "
           f"{test}, {'x'.join(map(str, arrays['x_train'].shape[1:]))} each, from {provenance['origin']}")
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from classweights.evaluation import (confusion, flatten, headline_metrics, seed_metrics, summarise_seeds,
-                                     unflatten)
+from classweights.evaluation import (confusion, headline_metrics, in_class_order, over_seeds, seed_metrics,
+                                     summarise_seeds)
 
 # 26 test images: two of each class 0-8, eight of class 9. Six class-9 images are predicted as 0,
 # and both class-8 images as 7, so class 8 is never predicted.
@@ -38,7 +38,7 @@ def test_seed_metrics_by_hand():
     assert m["per_class"]["8"]["precision"] == 0  # never predicted: 0, not undefined or 1
     assert m["per_class"]["9"]["recall"] == 0.25
     assert m["loss"] == pytest.approx(-(18 * np.log(0.91) + 8 * np.log(0.01)) / 26)
-    assert all(type(v) is float for v in flatten(m).values())
+    assert all(type(v) is float for v in [m["accuracy"], m["loss"], *m["per_class"]["3"].values()])
 
 
 def test_the_averages_differ_on_this_data_as_scikit_learn_says():
@@ -73,11 +73,27 @@ def test_no_minority_classes_no_minority_recall():
     assert "minority_recall" not in headline_metrics(summarise_seeds({"0": m}))["mean"]
 
 
-def test_flatten_and_unflatten_are_inverse():
-    tree = {"accuracy": 0.5, "per_class": {"3": {"recall": 0.25, "f1": 0.1}}}
-    flat = flatten(tree)
-    assert flat == {"accuracy": 0.5, "per_class.3.recall": 0.25, "per_class.3.f1": 0.1}
-    assert unflatten(flat) == tree
+def test_per_class_results_are_keyed_by_class_name_in_class_order():
+    names = ["T-shirt/top", "Trouser", "a.b", "3", "dog", "cat", "x y", "é", "0", "last"]
+    m = seed_metrics(Y_TRUE, one_hot_proba(Y_PRED), minority=[0, 9], class_names=names)
+    assert list(m["per_class"]) == names
+    assert m["per_class"]["last"]["recall"] == 0.25 and m["per_class"]["T-shirt/top"]["precision"] == pytest.approx(2 / 8)
+    # a name with a dot survives the mean over seeds (no dotted keys are joined and split)
+    summary = summarise_seeds({"0": m, "1": m})
+    assert summary["mean"]["per_class"]["a.b"] == m["per_class"]["a.b"]
+
+
+def test_over_seeds_reduces_leaf_by_leaf():
+    trees = [{"a": 1.0, "b": {"c.d": 2.0}}, {"a": 3.0, "b": {"c.d": 6.0}}]
+    assert over_seeds(trees, np.max) == {"a": 3.0, "b": {"c.d": 6.0}}
+
+
+def test_class_counts_are_put_in_class_order_from_their_alphabetical_file_order():
+    on_disk = {"class_names": ["zebra", "ant"], "minority_classes": ["ant"], "train": {"ant": 3, "zebra": 9},
+               "test": {"ant": 1, "zebra": 2}}
+    ordered = in_class_order(on_disk)
+    assert list(ordered["train"].items()) == [("zebra", 9), ("ant", 3)] and list(ordered["test"]) == ["zebra", "ant"]
+    assert ordered["minority_classes"] == ["ant"]
 
 
 def test_summarise_seeds_mean_and_sample_sd():

@@ -89,7 +89,8 @@ def test_stratified_split_that_cannot_cover_every_class_is_a_user_error():
 def raw_arrays(y):
     rng = np.random.default_rng(0)
     return {"x_train": rng.integers(0, 255, (len(y), 28, 28), dtype=np.uint8), "y_train": y,
-            "x_test": rng.integers(0, 255, (50, 28, 28), dtype=np.uint8), "y_test": y[::20]}
+            "x_test": rng.integers(0, 255, (50, 28, 28), dtype=np.uint8), "y_test": y[::20],
+            "class_names": np.array([str(c) for c in range(10)])}
 
 
 def test_make_splits_unbalances_train_only_and_leaves_test_as_shipped():
@@ -129,13 +130,44 @@ def test_make_splits_with_a_class_missing_from_training_names_it():
         make_splits(raw, params.imbalance, params.split)
 
 
-def test_minority_classes_per_profile():
-    assert minority_classes(imbalance(profile="step", minority_classes=[7, 2])) == [2, 7]
-    assert minority_classes(imbalance(profile="longtail", class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0])) == [0, 1, 2, 3, 4]
-    assert minority_classes(imbalance(profile="none")) == []
+NAMES = [f"c{c}" for c in range(10)]
 
 
-def test_class_counts_lists_every_class_including_empty_ones():
+def test_minority_classes_per_profile_are_named():
+    counts = [100] * 10
+    assert minority_classes(imbalance(profile="step", minority_classes=[7, 2]), counts, NAMES)[0] == ["c2", "c7"]
+    assert minority_classes(imbalance(profile="longtail", class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]), counts,
+                            NAMES)[0] == ["c0", "c1", "c2", "c3", "c4"]
+    assert minority_classes(imbalance(profile="none"), counts, NAMES)[0] == []
+
+
+def test_with_the_data_s_own_counts_a_minority_class_has_at_most_half_the_largest_class_s_images():
+    # 50 is exactly half of 100 (minority), 51 is not; the rule is written into the report
+    counts = [100, 51, 50, 10, 100, 99, 60, 2, 100, 100]
+    names, rule = minority_classes(imbalance(profile="none"), counts, NAMES)
+    assert names == ["c2", "c3", "c7"] and "at most 50% of the largest class" in rule
+
+
+def test_class_counts_lists_every_class_including_empty_ones_by_name():
     from classweights.imbalance import class_counts
 
-    assert class_counts(np.array([3, 3, 7], dtype=np.uint8)) == {str(c): {3: 2, 7: 1}.get(c, 0) for c in range(10)}
+    assert class_counts(np.array([2, 2, 0], dtype=np.uint8), ["cat", "dog", "owl"]) == {"cat": 1, "dog": 0, "owl": 2}
+
+
+def test_data_without_a_test_half_gets_a_stratified_held_out_split_with_its_own_imbalance():
+    y = np.repeat(np.arange(3), [200, 60, 20]).astype(np.uint8)
+    raw = {**raw_arrays(y), "class_names": np.array(["a", "b", "c"])}
+    raw["x_test"], raw["y_test"] = raw["x_train"][:0], raw["y_train"][:0]
+    params = shipped_params({"imbalance": {"profile": "none"}, "split": {"test_fraction": 0.25, "val_fraction": 0.1}})
+    splits = make_splits(raw, params.imbalance, params.split)
+    assert np.bincount(splits["y_test"]).tolist() == [50, 15, 5]  # a quarter of each class
+    assert np.bincount(np.concatenate([splits["y_train"], splits["y_val"]])).tolist() == [150, 45, 15]
+    test_rows = {img.tobytes() for img in splits["x_test"]}
+    assert not test_rows & {img.tobytes() for img in np.concatenate([splits["x_train"], splits["x_val"]])}
+
+
+def test_the_profile_s_class_ids_are_checked_against_the_data_before_splitting():
+    raw = {**raw_arrays(np.repeat(np.arange(3), 20).astype(np.uint8)), "class_names": np.array(["a", "b", "c"])}
+    params = shipped_params({"imbalance": {"profile": "step", "minority_classes": [0, 4]}})
+    with pytest.raises(UserError, match=r"imbalance.minority_classes = \[0, 4\]: the data has classes 0..2"):
+        make_splits(raw, params.imbalance, params.split)

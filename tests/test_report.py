@@ -10,6 +10,7 @@ from classweights.statistics import compare_arms, headline_comparison
 from tools.sandbox import shipped_params
 
 MINORITY = [0, 1, 2, 3, 4]
+NAMES = [str(c) for c in range(10)]  # MNIST's class names
 
 
 def test_the_run_description_names_source_imbalance_weights_how_applied_epochs_and_seeds():
@@ -45,9 +46,10 @@ def three_arms():
                 for arm, by_seed in predictions.items()}
     comparisons = {f"{a}_vs_{b}": compare_arms(per_seed, predictions, y, 0.05, a, b)
                    for a, b in comparison_pairs(predictions)}
-    counts = {"train": {str(c): 8 if c < 5 else 40 for c in range(10)}, "minority_classes": MINORITY}
+    counts = {"train": {str(c): 8 if c < 5 else 40 for c in range(10)}, "test": {str(c): 10 for c in range(10)},
+              "class_names": NAMES, "minority_classes": NAMES[:5], "minority_rule": "imbalance.minority_classes"}
     return {"summaries": {arm: summarise_seeds(per_seed[arm]) for arm in per_seed}, "comparisons": comparisons,
-            "headline": headline_comparison(comparisons, MINORITY), "class_counts": counts,
+            "headline": headline_comparison(comparisons, NAMES[:5]), "class_counts": counts,
             "confusions": {arm: sum(confusion(y, p) for p in predictions[arm].values()) for arm in predictions}}
 
 

@@ -341,10 +341,11 @@ def test_summary_prints_the_exact_interval_level_and_undefined_p_values():
     per_seed, predictions, y = constructed_run(seeds=3)
     comparison = compare_arms(per_seed, predictions, y, alpha=0.025)
     summaries = {arm: summarise_seeds(per_seed[arm]) for arm in ("unweighted", "weighted")}
-    class_counts = {"minority_classes": [0, 1, 2, 3, 4], "train": {str(c): 10 for c in range(10)}}
+    class_counts = {"minority_classes": ["0", "1", "2", "3", "4"], "minority_rule": "imbalance.minority_classes",
+                    "train": {str(c): 10 for c in range(10)}, "test": {str(c): 10 for c in range(10)}}
     comparisons = {"weighted_vs_unweighted": comparison}
     params = shipped_params({"train": {"seeds": [0, 1, 2]}, "evaluate": {"alpha": 0.025}})
-    text = summary_markdown(params, summaries, comparisons, headline_comparison(comparisons, [0, 1, 2, 3, 4]),
+    text = summary_markdown(params, summaries, comparisons, headline_comparison(comparisons, ["0", "1", "2", "3", "4"]),
                             class_counts)
     assert "Student-t 97.5% interval" in text
     # class 7: zero spread, so the t-test cell is a dash, the sign-flip p 1
@@ -398,6 +399,7 @@ def _recall_difference(mean, p_holm):
 
 def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
     # Class 2 (a minority class) dropped most, but the majority class that dropped most is 7.
+    # Classes are named by their keys (here the ids as strings, as MNIST's names are).
     recall = {str(c): _recall_difference(0.01 * c, 0.5) for c in range(10)}
     recall["2"] = _recall_difference(-0.30, 0.001)
     recall["7"] = _recall_difference(-0.10, 0.004)
@@ -411,18 +413,18 @@ def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
         "logit_adjusted_vs_unweighted": {"alpha": 0.05, "difference": {"accuracy": one_seed},
                                          "per_class_recall_difference": {"0": one_seed, "5": one_seed}},
     }
-    headline = headline_comparison(comparisons, minority=[0, 1, 2, 3, 4])
+    headline = headline_comparison(comparisons, minority=["0", "1", "2", "3", "4"])
     assert set(headline) == {"alpha", "weighted_vs_unweighted", "logit_adjusted_vs_unweighted"}
     block = headline["weighted_vs_unweighted"]
     assert block["accuracy"] == {"mean": 0.05, "ci_low": 0.03, "ci_high": 0.07, "p": 0.01, "verdict": "better"}
     seven = recall["7"]
-    assert block["worst_majority_recall"] == {"class": 7, "mean": -0.10, "ci_low": seven["ci_low"],
+    assert block["worst_majority_recall"] == {"class": "7", "mean": -0.10, "ci_low": seven["ci_low"],
                                               "ci_high": seven["ci_high"], "p": 0.004,  # the Holm p the verdict used
                                               "verdict": "worse"}
     # a majority class whose difference is not computable (mean None) is never the worst
     recall["9"] = {"n_seeds": 3, "mean": None, "differences": [None] * 3, "verdict": NOT_COMPUTABLE}
-    assert headline_comparison(comparisons, minority=[0, 1, 2, 3, 4])["weighted_vs_unweighted"][
-        "worst_majority_recall"]["class"] == 7
+    assert headline_comparison(comparisons, minority=["0", "1", "2", "3", "4"])["weighted_vs_unweighted"][
+        "worst_majority_recall"]["class"] == "7"
     single = headline["logit_adjusted_vs_unweighted"]
     assert single["accuracy"] == {"mean": -0.2, "ci_low": None, "ci_high": None, "p": None, "verdict": NO_TEST}
-    assert single["worst_majority_recall"]["class"] == 5
+    assert single["worst_majority_recall"]["class"] == "5"
