@@ -441,14 +441,14 @@ def load_npz(path, image_size):
 
 
 def _npz_class_names(arrays, labels, path):
-    """class_names as stored (strings, one per class), or '0'..'K-1' from the largest label."""
+    """class_names as stored (strings, one per class), or '0'..'K-1' from the largest label K-1."""
     if "class_names" in arrays:
         names = arrays["class_names"]
         if names.ndim != 1 or names.dtype.kind != "U" or len(set(names.tolist())) != len(names):
             raise UserError(f"{path}: class_names is {names.dtype} {names.shape}; expected distinct strings, one per class")
         names = names.tolist()
-    elif labels.size and np.issubdtype(labels.dtype, np.integer) and labels.min() >= 0:
-        names = [str(c) for c in range(int(labels.max()) + 1)]
+    elif labels.size and np.issubdtype(labels.dtype, np.integer):
+        names = [str(c) for c in range(max(int(labels.max()) + 1, 2))]
     else:
         return ["0", "1"]  # check_arrays names the bad labels
     if len(names) < 2:

@@ -1,0 +1,277 @@
+"""Your own data: a folder of images (one sub-folder a class) or an .npz file, any size, colour,
+class count and imbalance, through the same pipeline. Fashion-MNIST exported to PNGs gives the
+same splits and the same trained bytes as the fashion-mnist source; a generated colour data set
+with a long tail runs end to end under real `dvc repro`; every bad input is one line."""
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classweights import datasets
+from classweights.datasets import FASHION_NAMES, load_fashion_mnist, load_folder
+from classweights.errors import UserError
+from classweights.imbalance import make_splits
+from tools.sandbox import TINY, commit, dvc, make_project, ran_stages, run, set_params, shipped_params
+
+ALL_STAGES = sorted(["fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
+                     "train_weighted@0", "train_weighted@1", "evaluate"])
+
+
+def export_folder(arrays, names, folder):
+    """Write arrays as PNGs, train/ and test/ halves, a sub-folder per class named by the class
+    name, files numbered by their position (so the folder source reads them back in order)."""
+    for part in ("train", "test"):
+        for i, (image, label) in enumerate(zip(arrays[f"x_{part}"], arrays[f"y_{part}"])):
+            where = folder / part / names[label]
+            where.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(where / f"{i:05d}.png")
+
+
+def folder_names():
+    """Fashion-MNIST's names as folder names: '/' cannot be in one, and the label's number in
+    front keeps the sorted folders in Fashion-MNIST's label order."""
+    return [f"{label} {name.replace('/', '-')}" for label, name in enumerate(FASHION_NAMES)]
+
+
+def test_fashion_mnist_through_a_folder_of_pngs_gives_the_same_splits_and_the_same_trained_bytes(
+        fashion_dir, tmp_path):
+    from classweights.model import predict_proba, train_model
+
+    folder, files, _ = fashion_dir
+    data = shipped_params({"data": {"source": "fashion-mnist", "path": str(folder)}}).data
+    fashion, _ = load_fashion_mnist(data, tmp_path, files=files)
+    export_folder(fashion, folder_names(), tmp_path / "exported")
+    exported, _ = load_folder(tmp_path / "exported", None)
+    assert exported["class_names"].tolist() == folder_names()
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert exported[key].dtype == fashion[key].dtype and np.array_equal(exported[key], fashion[key]), key
+
+    params = shipped_params(TINY)
+    outputs = []
+    for raw in ({**fashion, "class_names": np.array(FASHION_NAMES)}, exported):
+        splits = make_splits(raw, params.imbalance, params.split)
+        model, history = train_model({**splits, "class_names": raw["class_names"]}, params.train, seed=0)
+        outputs.append((splits, predict_proba(model, splits["x_test"]).tobytes(), json.dumps(history)))
+    (splits_a, proba_a, history_a), (splits_b, proba_b, history_b) = outputs
+    for key in splits_a:
+        assert np.array_equal(splits_a[key], splits_b[key]), key
+    assert proba_a == proba_b and history_a == history_b
+
+
+def write_image(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+COLOURS = {"sky": (40, 90, 230), "grass": (40, 200, 60), "sand": (230, 210, 120), "lava": (240, 60, 20)}
+TAIL = {"sky": 48, "grass": 24, "sand": 12, "lava": 6}  # a natural long tail, ratio 8
+
+
+def long_tail_folder(folder, rng):
+    """Colour images of 40 x 32 with a long tail of class counts; two of them grey (PNG mode L),
+    one 44 x 30 (resized to data.image_size)."""
+    number = 0
+    for name, count in TAIL.items():
+        for _ in range(count):
+            image = np.clip(np.array(COLOURS[name]) + rng.integers(-30, 30, (40, 32, 3)), 0, 255).astype(np.uint8)
+            if number in (3, 50):
+                image = image.mean(axis=2).astype(np.uint8)
+            if number == 7:
+                image = np.ascontiguousarray(np.resize(image, (44, 30, 3)))
+            write_image(folder / name / f"img{number:03d}.png", image)
+            number += 1
+
+
+@pytest.fixture(scope="module")
+def long_tail_project(tmp_path_factory):
+    """A tiny project whose data is a generated colour long-tail folder under data/input, tracked by
+    `dvc add`, after its first `dvc repro`."""
+    project = make_project(tmp_path_factory.mktemp("long_tail"), {
+        **TINY, "data": {"source": "folder", "path": "data/input/tail", "image_size": [40, 32]},
+        "imbalance": {"profile": "none"}, "split": {"test_fraction": 0.25}})
+    long_tail_folder(project / "data/input/tail", np.random.default_rng(0))
+    dvc(project, "add", "data/input/tail")
+    commit(project, "data")
+    first = dvc(project, "repro")
+    commit(project, "first run")
+    return project, first
+
+
+def test_a_colour_long_tail_folder_runs_end_to_end_with_its_class_names(long_tail_project):
+    project, first = long_tail_project
+    assert ran_stages(first) == ALL_STAGES
+    provenance = json.loads((project / "data/provenance.json").read_text())
+    assert provenance["class_names"] == ["grass", "lava", "sand", "sky"]  # the folder names, sorted
+    assert provenance["image_shape"] == [40, 32, 3] and provenance["images_resized"] == 1
+    assert provenance["colour"] == "colour (2 of 90 grey images converted to RGB)"
+    assert provenance["images_per_class"] == {"train": [24, 6, 12, 48], "test": [0, 0, 0, 0]}
+    counts = json.loads((project / "data/class_counts.json").read_text())
+    assert counts["test"] == {"grass": 6, "lava": 2, "sand": 3, "sky": 12}  # a stratified quarter of each
+    total = {name: counts["train"][name] + counts["val"][name] for name in counts["train"]}
+    assert total == {"grass": 18, "lava": 4, "sand": 9, "sky": 36}  # profile none: the data's own counts
+    assert counts["minority_classes"] == ["lava", "sand"]  # at most half of sky's training images
+    details = json.loads((project / "metrics/details/weighted.json").read_text())
+    assert list(details["mean"]["per_class"]) == ["grass", "lava", "sand", "sky"]
+    summary = (project / "reports/summary.md").read_text()
+    assert summary.startswith("# folder data/input/tail, no imbalance;")
+    assert "minority classes: lava, sand (chosen by the data's own counts: classes with at most 50%" in summary
+    assert "**The test set is imbalanced** (2 to 12 images a class" in summary
+    assert "| recall of class lava |" in summary and "Training images per class: grass: " in summary
+    assert (project / "reports/per_class_recall.csv").read_text().splitlines()[1].startswith("grass,")
+    comparison = json.loads((project / "metrics/comparison.json").read_text())
+    assert comparison["weighted_vs_unweighted"]["worst_majority_recall"]["class"] in ("grass", "sky")
+    proba = np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"]
+    assert proba.shape == (23, 4)
+
+
+def test_editing_one_image_re_runs_fetch_and_everything_after_it_and_nothing_else(long_tail_project, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(long_tail_project[0], project, symlinks=True)
+    assert ran_stages(dvc(project, "repro")) == []
+    # a file beside the data set under data/input: fetch runs, decodes the same arrays, nothing else runs
+    (project / "data/input/README.md").write_text("notes\n")
+    assert ran_stages(dvc(project, "repro")) == ["fetch"]
+    # one image's pixels change: fetch and everything downstream
+    edited = next((project / "data/input/tail/lava").iterdir())
+    write_image(edited, np.full((40, 32, 3), 7, np.uint8))
+    assert ran_stages(dvc(project, "repro")) == ALL_STAGES
+    # one image added to a class: the same
+    write_image(project / "data/input/tail/lava/new.png", np.full((40, 32, 3), 200, np.uint8))
+    assert ran_stages(dvc(project, "repro")) == ALL_STAGES
+    assert json.loads((project / "data/provenance.json").read_text())["images_per_class"]["train"][1] == 7
+
+
+# ---- bad input: one line on stderr, exit 2, nothing written --------------------------------------
+
+@pytest.fixture(scope="module")
+def bare_project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("bad_input"))
+
+
+def grey(value=100, shape=(20, 20)):
+    return np.full(shape, value, np.uint8)
+
+
+def two_classes(root, per_class=3, shape=(20, 20)):
+    for name in ("a", "b"):
+        for i in range(per_class):
+            write_image(root / name / f"{i}.png", grey(shape=shape))
+
+
+def not_an_image(root):
+    two_classes(root)
+    (root / "a" / "3.png").write_bytes(b"this is text, not a PNG\n")
+
+
+def truncated(root):
+    two_classes(root)
+    write_image(root / "b" / "0.png", np.random.default_rng(0).integers(0, 255, (20, 20), dtype=np.uint8))
+    data = (root / "b" / "0.png").read_bytes()
+    (root / "b" / "0.png").write_bytes(data[: len(data) // 2])  # the header is whole, the pixels cut off
+
+
+def empty_class(root):
+    two_classes(root)
+    (root / "c").mkdir()
+
+
+def one_class(root):
+    for i in range(3):
+        write_image(root / "only" / f"{i}.png", grey())
+
+
+def too_few(root):
+    two_classes(root)
+    for path in list((root / "b").iterdir())[1:]:
+        path.unlink()
+
+
+def halves_differ(root):
+    two_classes(root / "train")
+    two_classes(root / "test")
+    (root / "test" / "b").rename(root / "test" / "c")
+
+
+def mixed_sizes(root):
+    two_classes(root)
+    write_image(root / "b" / "9.png", grey(shape=(24, 20)))
+
+
+def save_npz(name, **arrays):
+    def write(root):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(root.parent / name, **arrays)
+    return write
+
+
+X = np.zeros((6, 20, 20), np.uint8)
+ABC = np.array(["a", "b", "c"])
+BAD_INPUTS = [
+    ("folder", "bad", not_an_image, ["data/input/bad/a/3.png: not a readable image"]),
+    ("folder", "bad", truncated, ["data/input/bad/b/0.png: not a readable image", "truncated"]),
+    ("folder", "bad", empty_class, ["data/input/bad/c: empty class folder"]),
+    ("folder", "bad", one_class, ["data/input/bad: only 1 class folder(s) (only)", "at least 2 classes"]),
+    ("folder", "bad", too_few, ["data/input/bad: class 'b' has 1 image(s); each class needs at least 3"]),
+    ("folder", "bad", halves_differ, ["data/input/bad: train/ holds class folders ['a', 'b'] but test/ holds ['a', 'c']"]),
+    ("folder", "bad", mixed_sizes, ["is 20 x 20 but", "is 20 x 24", "set data.image_size"]),
+    ("folder", "missing", lambda root: None, ["data.path data/input/missing: not found"]),
+    ("npz", "bad.npz", save_npz("bad.npz", x=X, y=np.array([0, 1, 2, 0, 1, 3]), class_names=ABC),
+     ["data/input/bad.npz (x, y): label 3 is outside the classes 0..2"]),
+    ("npz", "bad.npz", save_npz("bad.npz", x=X, y=np.array([0, 1, 0, 1, 0, -1])),
+     ["data/input/bad.npz (x, y): label -1 is outside the classes 0..1"]),
+    ("npz", "bad.npz", save_npz("bad.npz", x=X, y=np.array([0, 0, 0, 0, 0, 0]), class_names=np.array(["p"])),
+     ["data/input/bad.npz: 1 class; the question needs at least 2 classes"]),
+    ("npz", "bad.npz", save_npz("bad.npz", x=X, y=np.array([0, 1, 0, 1, 0, 0])),
+     ["data/input/bad.npz: class '1' has 2 image(s); each class needs at least 3"]),
+    ("npz", "bad.npz", save_npz("bad.npz", x=X, y=np.array([0, 1, 0, 1, 0, 1.5])),
+     ["data/input/bad.npz (x, y): labels are float64; expected integers"]),
+    ("npz", "bad.npz", save_npz("bad.npz", x=X, y=np.array([0, 1, 0, 1, 0])),
+     ["data/input/bad.npz (x, y): labels have shape (5,); expected (6,), one per image"]),
+    ("npz", "bad.npz", save_npz("bad.npz", x=X, y=np.array([{"a": 1}] * 6, dtype=object)),
+     ["data/input/bad.npz: holds pickled objects, which are refused"]),
+    ("npz", "bad.npz", save_npz("bad.npz", images=X), ["data/input/bad.npz: has arrays ['images']; expected x and y"]),
+]
+
+
+@pytest.mark.parametrize("source, name, make, words", BAD_INPUTS, ids=[words[0][:60] for *_, words in BAD_INPUTS])
+def test_a_bad_input_is_one_line_naming_the_file_and_nothing_is_written(bare_project, source, name, make, words):
+    _fetch_fails_with(bare_project, source, name, make, words)
+
+
+def test_a_folder_too_large_for_memory_is_refused_before_decoding(bare_project):
+    def large(root):
+        two_classes(root, per_class=40)
+
+    # 80 small files, but resized to 8,000 x 8,000 they would be 80 x 64 MB = 4.8 GiB: refused from
+    # the headers alone (decoding them would take those gigabytes and minutes)
+    words = ["data/input/bad: 80 images x 8000 x 8000 x 1 bytes = 4.8 GiB decoded, above the 4 GiB",
+             "set data.image_size smaller or use fewer images"]
+    _fetch_fails_with(bare_project, "folder", "bad", large, words, image_size=[8000, 8000])
+
+
+def _fetch_fails_with(project, source, name, make, words, image_size=None):
+    """Run the real fetch stage in the project on the data make() writes under data/input."""
+
+    input_dir = project / "data/input"
+    for entry in input_dir.iterdir():
+        if entry.name != "README.md":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    (project / "data/raw.npz").unlink(missing_ok=True)
+    make(input_dir / name)
+    set_params(project, {"data": {"source": source, "path": f"data/input/{name}", "image_size": image_size}})
+    result = run(project, sys.executable, "-m", "stages.fetch", check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert not (project / "data/raw.npz").exists() and not list(project.glob("data/.*partial"))
+
+
+def test_the_memory_estimate_counts_images_height_width_and_channels():
+    datasets.check_memory(4, 2 ** 14, 2 ** 14, 4, "x")  # exactly 4 GiB: allowed
+    with pytest.raises(UserError, match=r"x: 5 images x 16384 x 16384 x 4 bytes = 5.0 GiB decoded"):
+        datasets.check_memory(5, 2 ** 14, 2 ** 14, 4, "x")
