@@ -33,6 +33,8 @@ PARAM_CASES = [
     ("fetch", {"data": {"source": "cifar"}}, ["data.source = 'cifar'", "'mnist-sample'"]),
     ("preprocess", {"imbalance": {"ratio": "10"}}, ["imbalance.ratio = '10'", "valid number"]),
     ("preprocess", {"imbalance": {"minority_classes": [1, 1]}}, ["class id 1 is listed twice"]),
+    ("preprocess", {"imbalance": {"minority_classes": [0, 10]}},
+     ["imbalance.minority_classes = [0, 10]: the data has classes 0..9"]),
     ("preprocess", {"imbalance": {"ratio": 1000, "n_max": None}},
      ["imbalance.ratio = 1000.0", "leaves class 0 with 0 training image", "at most 200"]),
     ("compute_weights", {"weights": {"strategy": "inverse"}}, ["weights.strategy = 'inverse'", "'balanced'"]),
