@@ -11,6 +11,7 @@ import struct
 import time
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -327,7 +328,7 @@ def _headers(files):
         try:
             with Image.open(path) as image:
                 headers.append((image.size, image.mode in GREY_MODES))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
             raise UserError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
     return headers
 
@@ -341,7 +342,7 @@ def _decode(path, mode, size):
             if image.size != size:
                 image = image.resize(size, Image.Resampling.BILINEAR)
             return np.asarray(image)
-    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:  # truncated or corrupt
         raise UserError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
 
 
@@ -405,6 +406,9 @@ def load_npz(path, image_size):
     if not path.is_file():
         raise UserError(f"data.path {path}: {'is a directory' if path.is_dir() else 'not found'}; "
                         "expected an .npz file with arrays x and y")
+    if not zipfile.is_zipfile(path):  # np.load would take it for a pickle
+        raise UserError(f"{path}: not an .npz file (not a zip archive); save one with np.savez(path, x=..., y=...)")
+    _check_npz_memory(path, image_size)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -438,6 +442,26 @@ def load_npz(path, image_size):
     _check_side(out["x_train"].shape[1:], path)
     return out, names, {"origin": str(path), "sha256": sha256_file(path),
                         "colour": "colour" if out["x_train"].ndim == 4 else "grey"}
+
+
+def _check_npz_memory(path, image_size):
+    """check_memory from the .npy headers of x and x_test, before anything is loaded."""
+    shapes = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in ("x", "x_test"):
+                if f"{name}.npy" in archive.namelist():
+                    with archive.open(f"{name}.npy") as member:
+                        version = np.lib.format.read_magic(member)
+                        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                            np.lib.format.read_array_header_2_0
+                        shapes[name] = read(member)[0]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # np.load names what is wrong with the file
+    if "x" in shapes and len(shapes["x"]) in (3, 4):
+        count = sum(shape[0] for shape in shapes.values())
+        height, width = image_size or shapes["x"][1:3]
+        check_memory(count, height, width, shapes["x"][3] if len(shapes["x"]) == 4 else 1, path)
 
 
 def _npz_class_names(arrays, labels, path):

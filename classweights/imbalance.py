@@ -93,10 +93,10 @@ def minority_classes(imbalance, train_counts, names):
     minority classes, longtail's tail half, or with the data's own counts (profile none) every
     class with at most MINORITY_SHARE of the largest class's training images."""
     if imbalance.profile == "step":
-        return [names[c] for c in sorted(imbalance.minority_classes)], "imbalance.minority_classes (step profile)"
+        return [names[c] for c in sorted(imbalance.minority_classes)], "imbalance.minority_classes, the step profile's"
     if imbalance.profile == "longtail":
         tail = sorted(imbalance.class_order[len(names) // 2:])
-        return [names[c] for c in tail], "the tail half of imbalance.class_order (longtail profile)"
+        return [names[c] for c in tail], "the tail half of imbalance.class_order"
     largest = max(train_counts)
     return ([name for name, n in zip(names, train_counts) if n <= MINORITY_SHARE * largest],
-            f"the data's own counts: classes with at most {MINORITY_SHARE:.0%} of the largest class's training images")
+            f"every class with at most {MINORITY_SHARE:.0%} of the largest class's training images")

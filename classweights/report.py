@@ -203,7 +203,7 @@ def _run_paragraph(params, class_counts, alpha):
     adjustment = (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
                   else "logit adjustment off (τ = 0)")
     return [f"Data: {_source(params.data)}, imbalance profile {params.imbalance.profile} with ratio "
-            f"{params.imbalance.ratio:g}; minority classes: {minority} (chosen by {class_counts['minority_rule']}). "
+            f"{params.imbalance.ratio:g}; minority classes: {minority} ({class_counts['minority_rule']}). "
             f"Class weights: {_strategy(params.weights)}, "
             f"{APPLIED[params.weights.apply]}; {adjustment}. Training: {_plural(params.train.epochs, 'epoch')}, seeds "
             f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",

@@ -118,7 +118,7 @@ def test_a_colour_long_tail_folder_runs_end_to_end_with_its_class_names(long_tai
     assert list(details["mean"]["per_class"]) == ["grass", "lava", "sand", "sky"]
     summary = (project / "reports/summary.md").read_text()
     assert summary.startswith("# folder data/input/tail, no imbalance;")
-    assert "minority classes: lava, sand (chosen by the data's own counts: classes with at most 50%" in summary
+    assert "minority classes: lava, sand (every class with at most 50% of the largest class's training" in summary
     assert "**The test set is imbalanced** (2 to 12 images a class" in summary
     assert "| recall of class lava |" in summary and "Training images per class: grass: " in summary
     assert (project / "reports/per_class_recall.csv").read_text().splitlines()[1].startswith("grass,")
@@ -231,6 +231,9 @@ BAD_INPUTS = [
     ("npz", "bad.npz", save_npz("bad.npz", x=X, y=np.array([{"a": 1}] * 6, dtype=object)),
      ["data/input/bad.npz: holds pickled objects, which are refused"]),
     ("npz", "bad.npz", save_npz("bad.npz", images=X), ["data/input/bad.npz: has arrays ['images']; expected x and y"]),
+    ("npz", "bad.npz", lambda root: (root.parent.mkdir(parents=True, exist_ok=True), root.write_bytes(b"x = 1\n")),
+     ["data/input/bad.npz: not an .npz file (not a zip archive)"]),
+    ("npz", "missing.npz", lambda root: None, ["data.path data/input/missing.npz: not found"]),
 ]
 
 
@@ -248,6 +251,14 @@ def test_a_folder_too_large_for_memory_is_refused_before_decoding(bare_project):
     words = ["data/input/bad: 80 images x 8000 x 8000 x 1 bytes = 4.8 GiB decoded, above the 4 GiB",
              "set data.image_size smaller or use fewer images"]
     _fetch_fails_with(bare_project, "folder", "bad", large, words, image_size=[8000, 8000])
+
+
+def test_an_npz_too_large_for_memory_is_refused_from_its_array_headers(bare_project):
+    # 9 small images, but resized to 25,000 x 25,000 they would be 5.2 GiB: refused before loading
+    x = np.zeros((9, 20, 20), np.uint8)
+    words = ["data/input/big.npz: 9 images x 25000 x 25000 x 1 bytes = 5.2 GiB decoded, above the 4 GiB"]
+    _fetch_fails_with(bare_project, "npz", "big.npz", save_npz("big.npz", x=x, y=np.arange(9) % 3), words,
+                      image_size=[25000, 25000])
 
 
 def _fetch_fails_with(project, source, name, make, words, image_size=None):
