@@ -284,3 +284,20 @@ def test_the_memory_estimate_counts_images_height_width_and_channels():
     datasets.check_memory(4, 2 ** 14, 2 ** 14, 4, "x")  # exactly 4 GiB: allowed
     with pytest.raises(UserError, match=r"x: 5 images x 16384 x 16384 x 4 bytes = 5.0 GiB decoded"):
         datasets.check_memory(5, 2 ** 14, 2 ** 14, 4, "x")
+
+
+def test_the_network_is_the_seed_s_at_28_by_28_grey_and_its_head_does_not_grow_with_the_image():
+    from classweights.model import build_model
+
+    def kinds(model):
+        return [type(layer).__name__ for layer in model.layers]
+
+    seed = build_model()
+    # by hand: convolutions 320 + 18,496 + 36,928, Dense 3·3·64·128 + 128 = 73,856, softmax 1,290
+    assert seed.count_params() == 130_890 and kinds(seed)[8:10] == ["Conv2D", "Flatten"]
+    # colour 224 x 224, 4 classes: first convolution 3·3·3·32 + 32 = 896, Dense 64·128 + 128 = 8,320
+    # after global average pooling, softmax 516: 65,156 at any size above 28 x 28
+    for shape in [(224, 224, 3), (40, 32, 3)]:
+        model = build_model(input_shape=shape, num_classes=4)
+        assert model.count_params() == 65_156 and "GlobalAveragePooling2D" in kinds(model), shape
+        assert model.output_shape == (None, 4)
