@@ -1,4 +1,7 @@
 """fetch: the chosen source as uint8 arrays (data/raw.npz) and where they came from."""
+if not __package__:  # run by path, Python would not find the project's packages
+    raise SystemExit("error: run stages as `python -m stages.fetch` from the project root, or `dvc repro`")
+
 from classweights.cli import run_stage
 from classweights.datasets import load_source
 from classweights.files import write_arrays, write_json
