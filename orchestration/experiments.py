@@ -205,6 +205,14 @@ def changed_stages():
     return json.loads(dvc("status", "--json"))
 
 
+def lock_outputs(lock=Path("dvc.lock")):
+    """Every output path dvc.lock records (its documented YAML: stages → outs → path)."""
+    import yaml
+
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.exists() else {}
+    return [out["path"] for stage in stages.values() for out in stage.get("outs", [])]
+
+
 def stage_names():
     """Every stage, foreach items expanded, in dvc.yaml's order (`dvc stage list`)."""
     return dvc("stage", "list", "--name-only").split()

@@ -126,13 +126,23 @@ def parallel_repro(jobs):
     return code
 
 
+def git(*args):
+    result = subprocess.run(["git", *args], capture_output=True, text=True)
+    if result.returncode:
+        raise UserError(f"`git {' '.join(args[:2])} …` failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
 def restore_committed_run():
-    """`make restore`: back to the committed run after any experiment. params.yaml and dvc.lock
-    as committed, then `dvc repro` puts every output back from DVC's caches: on the machine
-    that made the committed run nothing is trained, and git status is clean."""
-    if subprocess.run(["git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock"]).returncode:
-        raise UserError("`git checkout HEAD -- params.yaml dvc.lock` failed (above); run from the project root")
-    print("params.yaml and dvc.lock: as committed; restoring the committed run's outputs", flush=True)
+    """`make restore`: back to the committed run after any experiment. params.yaml, dvc.lock and
+    the outputs git tracks (metrics, reports, the small JSON files) as committed; then `dvc repro`
+    puts the rest back from DVC's caches (the models: cache and run cache). On the machine that
+    made the committed run nothing runs and git status is clean."""
+    git("checkout", "HEAD", "--", "params.yaml", "dvc.lock")
+    tracked = git("ls-files", "--", *experiments.lock_outputs()).split()
+    if tracked:
+        git("checkout", "HEAD", "--", *tracked)
+    print("params.yaml, dvc.lock and the outputs git tracks: as committed; restoring the rest", flush=True)
     return serial_repro()
 
 

@@ -181,7 +181,7 @@ def shared(tmp_path_factory):
     project = link_venv(make_project(tmp / "owner", ONE_SEED))
     run(tmp, "git", "init", "-q", "--bare", "origin.git")
     run(project, "git", "remote", "add", "origin", str(tmp / "origin.git"))
-    run(project, "git", "push", "-q", "-u", "origin", "HEAD:main")
+    run(project, "git", "push", "-q", "-u", "origin", "HEAD")
     lines = readme_block("sharing")
     owner, colleague = lines[:-1], lines[-1]
     script = "set -e\n" + "\n".join(owner).replace("/mnt/team/classweights-dvc", str(tmp / "dvc-remote"))
