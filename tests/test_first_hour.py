@@ -73,8 +73,9 @@ def test_seeds_that_dvc_cannot_expand_stop_before_anything_runs_and_make_names_t
 def test_a_valid_edit_passes_the_check_without_re_running_what_it_does_not_touch(project):
     set_params(project, {"evaluate": {"alpha": 0.1}})
     assert ran_stages(dvc(project, "repro")) == ["check_params", "evaluate"]
-    assert git_status(project) == "".join(f" M {p}\n" for p in (
-        "dvc.lock", "metrics/comparison.json", "metrics/details/comparison.json", "params.yaml", "reports/summary.md"))
+    changed = [line.split()[-1] for line in git_status(project).splitlines()]
+    assert "params.yaml" in changed and "metrics/comparison.json" in changed
+    assert not [path for path in changed if path.startswith("data/")]  # the check's own file: the same bytes
 
 
 def test_a_stage_script_run_by_path_says_how_to_run_it():
