@@ -96,6 +96,8 @@ def test_a_failing_stage_under_make_repro_is_its_own_line_never_a_traceback(proj
     assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
     assert first_error(result.stderr).startswith("error: data.path nowhere/mnist.npz: not found")
     assert "ERROR: failed to reproduce 'fetch'" in result.stderr  # DVC's line names the stage
+    # fetch's tracked output is kept (persist); dvc.lock records the check that passed
+    assert git_status(project) == " M dvc.lock\n M params.yaml\n"
 
 
 def test_make_repro_warns_of_too_few_seeds_first_and_keeps_dvc_s_push_advice_for_a_remote(project):
