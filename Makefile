@@ -2,6 +2,7 @@
 # `make bench`: the speed / memory benchmark (full-size Fashion-MNIST; see README).
 # `make mutate`: mutation testing of the statistics and metrics code (docs/mutation.md).
 # `make repro JOBS=N`: trainings on N queue workers (default: every core; JOBS=1: one after another).
+# `make restore`: back to the committed run after any experiment (outputs from DVC's caches).
 # `make sweep [SWEEP=path] [SHARD=k/N]`: one experiment per grid point (docs/scale-out.md).
 # `make sweep-report`: fetch every experiment of the sweep from the remotes and draw the map.
 VENV := .venv
@@ -14,7 +15,7 @@ JOBS ?=
 SWEEP ?= sweep.yaml
 SHARD ?=
 
-.PHONY: setup repro sweep sweep-report test bench mutate clean
+.PHONY: setup repro restore sweep sweep-report test bench mutate clean
 
 setup: $(STAMP)
 
@@ -26,6 +27,9 @@ $(STAMP): requirements.txt
 repro: setup
 	$(BIN)/python -m classweights.params
 	$(BIN)/python -m orchestration.scaleout repro --jobs '$(JOBS)'
+
+restore: setup
+	$(BIN)/python -m orchestration.scaleout restore
 
 sweep: setup
 	$(BIN)/python -m orchestration.scaleout sweep '$(SWEEP)' --jobs '$(JOBS)' --shard '$(SHARD)'

@@ -155,8 +155,10 @@ class Params(_Section):
 
 
 def _describe(error, section_fields):
-    """One line for pydantic's first error: key, bad value, what is allowed."""
-    first = error.errors()[0]
+    """One line for pydantic's first error: key, bad value, what is allowed. An unknown key
+    comes first: a misspelled key is also a missing one, and its spelling is the clue."""
+    errors = error.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
         parent = key.rpartition(".")[0]

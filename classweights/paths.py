@@ -1,6 +1,7 @@
 """Where each stage reads and writes; dvc.yaml names the same paths."""
 from pathlib import Path
 
+PARAMS_CHECKED = Path("data/params_checked.json")
 RAW = Path("data/raw.npz")
 PROVENANCE = Path("data/provenance.json")
 DOWNLOADS = Path("data/downloads")

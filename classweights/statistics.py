@@ -56,6 +56,15 @@ def sign_flip_p(differences):
     return float((reached.sum() + extra) / (len(signs) + extra))
 
 
+def fewest_seeds_for_a_verdict(alpha):
+    """The fewest seeds whose smallest possible sign-flip p, 2 / 2^n, lies below alpha: with
+    fewer, no paired comparison can be called better or worse."""
+    n = 1
+    while 2 / 2 ** n >= alpha:
+        n += 1
+    return n
+
+
 def paired_difference(weighted, unweighted, alpha):
     """Mean, sd, (1 − alpha) Student-t interval, paired t-test p and sign-flip p of weighted −
     unweighted, the differences rounded to DECIMALS first.

@@ -1,15 +1,25 @@
-"""DVC's experiment queue, run cache and remotes, driven through DVC's own commands and API:
-queue experiments, start workers, wait, report failures, share and fetch experiments."""
+"""The one place that talks to DVC: its command line (with --json where it has one) and
+dvc.api, plus two internals where DVC has no public way, named and tested below (the queue's
+task statuses, and editing dvc.lock). Queue experiments, start workers, wait with progress,
+report failures, reproduce, share and fetch experiments."""
+import json
 import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from classweights.errors import UserError
 
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of the venv this runs in
 ACTIVE = ("Queued", "Running")
+PUSH_HINT = "Use `dvc push` to send your updates to remote storage."
+LOG_INTERVAL = 10  # seconds between reads of the running experiments' logs (each read starts a dvc)
+# What a queue log says about one (arm, seed) training: the stage's own last line, or DVC's
+# line for a stage it restored from the run cache instead of running it.
+TRAINED = re.compile(r"^(train_\w+@\d+): saved", re.MULTILINE)
+RESTORED = re.compile(r"Stage '(train_\w+@\d+)' (?:is cached|didn't change)")
 
 
 def dvc(*args, fix=None):
@@ -29,15 +39,19 @@ def queue_experiment(name, set_options=(), targets=()):
     return name
 
 
-def run_queued(names, jobs):
+def run_queued(names, jobs, trainings=0):
     """Start `jobs` workers (`dvc queue start -j`), wait until every named experiment has
-    finished; return {name: "Success" | "Failed"}. Ctrl-C stops the waiting, not the workers."""
+    finished; return {name: "Success" | "Failed"}. With `trainings` (how many (arm, seed)
+    trainings the experiments hold) a line per finished training shows the progress.
+    Ctrl-C stops the waiting, not the workers."""
     if not names:
         return {}
     dvc("queue", "start", "--jobs", str(jobs))
+    progress = TrainingProgress(trainings)
     try:
         while True:
             states = queue_states(names)
+            progress.update(states)
             if not any(state in ACTIVE for state in states.values()):
                 return states
             time.sleep(2)
@@ -47,11 +61,53 @@ def run_queued(names, jobs):
                         "and queue only what is missing") from None
 
 
+class TrainingProgress:
+    """`  3 of 20 trainings done, 95 s: train_weighted@1 trained`, one line per training that
+    finished, read from `dvc queue logs NAME` of the running experiments every LOG_INTERVAL
+    seconds (and once more when an experiment ends)."""
+
+    def __init__(self, total):
+        self.total, self.started, self.last_read = total, time.monotonic(), 0.0
+        self.done, self.closed = set(), set()
+
+    def update(self, states):
+        if not self.total:
+            return
+        ended = [n for n, s in states.items() if s not in ACTIVE and s is not None and n not in self.closed]
+        if not ended and time.monotonic() - self.last_read < LOG_INTERVAL:
+            return
+        self.last_read = time.monotonic()
+        for name in [n for n, s in states.items() if s == "Running"] + ended:
+            self.report(name, queue_log(name))
+        self.closed.update(ended)
+
+    def report(self, name, log):
+        finished = [(stage, "trained") for stage in TRAINED.findall(log)]
+        finished += [(stage, "restored from the run cache") for stage in RESTORED.findall(log)]
+        for stage, how in finished:
+            if (name, stage) not in self.done:
+                self.done.add((name, stage))
+                print(f"  {len(self.done)} of {self.total} trainings done, {time.monotonic() - self.started:.0f} s: "
+                      f"{stage} {how}", flush=True)
+
+
+@contextmanager
+def dvc_errors(what):
+    """DVC's Python API raises DvcException: one line naming what failed, no traceback."""
+    from dvc.exceptions import DvcException
+
+    try:
+        yield
+    except DvcException as error:
+        raise UserError(f"{what}: {error}") from None
+
+
 def _queue_statuses():
-    """{experiment name: status} of every task DVC's queue holds (`dvc queue status`)."""
+    """{experiment name: status} of every task DVC's queue holds. DVC internals:
+    `dvc queue status` has no --json, so this reads the same table through its queue object."""
     from dvc.repo import Repo
 
-    with Repo() as repo:
+    with dvc_errors("reading DVC's experiment queue"), Repo() as repo:
         return {task["name"]: task["status"] for task in repo.experiments.celery_queue.status()}
 
 
@@ -106,7 +162,7 @@ def training_counts(names):
     own log lines: "Running stage 'train_…'" versus "Stage 'train_…' is cached"."""
     logs = "\n".join(queue_log(name) for name in names)
     trained = len(re.findall(r"Running stage 'train_", logs))
-    restored = len(re.findall(r"Stage 'train_[^']*' (?:is cached|didn't change)", logs))
+    restored = len(RESTORED.findall(logs))
     return trained, restored
 
 
@@ -126,3 +182,86 @@ def fetch_all(git_remote="origin"):
     """Fetch every experiment of this commit that others pushed, and the run records."""
     fix = "check `git remote -v` and `dvc remote list` (a default DVC remote: dvc remote add -d NAME URL)"
     return dvc("exp", "pull", "--run-cache", git_remote, fix=fix)
+
+
+def has_default_remote():
+    return subprocess.run([DVC, "remote", "default"], capture_output=True).returncode == 0
+
+
+def repro(*targets):
+    """`dvc repro targets` with its output passed through as it comes (DVC's advice to
+    `dvc push` only when a default remote is set); return its exit code."""
+    keep_hint = has_default_remote()
+    with subprocess.Popen([DVC, "repro", *targets], stdout=subprocess.PIPE, text=True) as process:
+        for line in process.stdout:
+            if keep_hint or line.strip() != PUSH_HINT:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+    return process.returncode
+
+
+def changed_stages():
+    """`dvc status --json`: {stage: [changes]} for every stage that would run."""
+    return json.loads(dvc("status", "--json"))
+
+
+def lock_outputs(lock=Path("dvc.lock")):
+    """Every output path dvc.lock records (its documented YAML: stages → outs → path)."""
+    import yaml
+
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.exists() else {}
+    return [out["path"] for stage in stages.values() for out in stage.get("outs", [])]
+
+
+def stage_names():
+    """Every stage, foreach items expanded, in dvc.yaml's order (`dvc stage list`)."""
+    return dvc("stage", "list", "--name-only").split()
+
+
+def finished_experiments(metric_stems):
+    """Every finished experiment of the current commit, read through dvc.api:
+    [{"name", "params": params.yaml as a dict, "metrics": {stem: metrics/<stem>.json parsed}}]."""
+    import dvc.api
+    import yaml
+
+    records = []
+    with dvc_errors("reading the experiments"):
+        for row in dvc.api.exp_show():
+            if row["typ"] == "baseline" or not row["Experiment"] or row["State"] not in (None, "Success"):
+                continue
+            fs = dvc.api.DVCFileSystem(repo=".", rev=row["rev"])
+            metrics = {stem: json.loads(fs.read_text(f"metrics/{stem}.json")) for stem in metric_stems
+                       if fs.exists(f"metrics/{stem}.json")}
+            records.append({"name": row["Experiment"], "params": yaml.safe_load(fs.read_text("params.yaml")),
+                            "metrics": metrics})
+    return records
+
+
+# DVC internals: DVC has no command that drops a stage's entry from dvc.lock or orders the
+# file; dvc.utils.serialize.modify_yaml is DVC's own reader and writer of it.
+
+def forget_lock_entries(names, lock=Path("dvc.lock")):
+    """Remove stages from dvc.lock. A stage whose lock entry matches its deps but names outputs
+    missing from the cache is re-run by `dvc repro` even when the run cache holds the same
+    run; without the entry, `dvc repro` restores it from the run cache."""
+    from dvc.utils.serialize import modify_yaml
+
+    if not names or not lock.exists():
+        return
+    with modify_yaml(lock) as data:
+        for name in names:
+            data["stages"].pop(name, None)
+
+
+def order_lock(order, lock=Path("dvc.lock")):
+    """Put dvc.lock's stages in the given order (stages not listed last)."""
+    from dvc.utils.serialize import modify_yaml
+
+    if not lock.exists():
+        return
+    rank = {name: i for i, name in enumerate(order)}
+    with modify_yaml(lock) as data:
+        stages = data["stages"]
+        entries = sorted(stages.items(), key=lambda item: rank.get(item[0], len(rank)))
+        stages.clear()
+        stages.update(entries)

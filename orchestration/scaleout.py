@@ -1,9 +1,8 @@
-"""`make repro JOBS=N` and `make sweep [SWEEP=…] [SHARD=k/N]`: trainings side by side on
+"""`make repro JOBS=N`, `make restore` and `make sweep [SWEEP=…] [SHARD=k/N]`: trainings side by side on
 DVC's experiment queue, finished trainings shared through DVC's run cache and remotes.
 
 Every argument is checked here, before anything is queued (one line on a bad value)."""
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,8 @@ from pathlib import Path
 
 from orchestration import experiments, sweep
 from classweights.errors import UserError
-from classweights.params import load_params
+from classweights.params import load_params, parse_params
+from classweights.statistics import fewest_seeds_for_a_verdict
 
 TRAINING_STAGES = ("train_unweighted@", "train_weighted@")
 HELPER_PREFIX = "repro-"  # the experiments make repro JOBS=N queues and removes again
@@ -51,7 +51,7 @@ def oversubscription_warning(jobs, threads):
 def trainings_to_run():
     """Training stages `dvc status` reports as changed, and those among them whose recorded
     outputs are in no local cache (`dvc.lock` names outputs made elsewhere)."""
-    status = json.loads(experiments.dvc("status", "--json"))
+    status = experiments.changed_stages()
     changed = sorted(name for name in status if name.startswith(TRAINING_STAGES))
     unrestorable = [name for name in changed
                     if any(isinstance(change, dict) and "not in cache" in change.get("changed outs", {}).values()
@@ -59,35 +59,31 @@ def trainings_to_run():
     return changed, unrestorable
 
 
-def forget_lock_entries(names, lock=Path("dvc.lock")):
-    """Remove stages from dvc.lock. A stage whose lock entry matches its deps but names outputs
-    missing from the cache is re-run by `dvc repro` even when the run cache holds the same
-    run; without the entry, `dvc repro` restores it from the run cache."""
-    from dvc.utils.serialize import modify_yaml  # DVC's own reader and writer of dvc.lock
-
-    if not names or not lock.exists():
-        return
-    with modify_yaml(lock) as data:
-        for name in names:
-            data["stages"].pop(name, None)
+def few_seeds_warning(params, where="params.yaml"):
+    """A line when train.seeds are too few for any paired verdict to reach evaluate.alpha."""
+    needed = fewest_seeds_for_a_verdict(params.evaluate.alpha)
+    seeds = len(params.train.seeds)
+    if seeds < needed:
+        return (f"warning: {where}: {seeds} seed{'s' if seeds > 1 else ''} can never give a significant verdict "
+                f"at alpha {params.evaluate.alpha} (the sign-flip test needs at least {needed}); the intervals "
+                "still show the size of each difference")
+    return None
 
 
-def order_lock_as_pipeline(lock=Path("dvc.lock")):
-    """Put dvc.lock's stages in dvc.yaml's order. DVC appends a stage it restores to the end of
-    the lock, so without this the same run would give a dvc.lock that differs in order only,
-    and a fresh clone's `make repro` would leave git status dirty."""
-    from dvc.utils.serialize import modify_yaml
+def warn(*lines):
+    for line in filter(None, lines):
+        print(line, file=sys.stderr, flush=True)
 
-    if not lock.exists():
-        return
-    listed = subprocess.run([experiments.DVC, "stage", "list", "--name-only"], capture_output=True, text=True,
-                            check=True).stdout.split()
-    rank = {name: i for i, name in enumerate(listed)}
-    with modify_yaml(lock) as data:
-        stages = data["stages"]
-        entries = sorted(stages.items(), key=lambda item: rank.get(item[0], len(rank)))
-        stages.clear()
-        stages.update(entries)
+
+def serial_repro():
+    """`dvc repro`, after dropping the lock entries of trainings that no cache here holds (so
+    that those the run cache knows are restored, not re-trained); dvc.lock in pipeline order."""
+    experiments.forget_lock_entries(trainings_to_run()[1])
+    code = experiments.repro()
+    # DVC appends a stage it restores to the end of the lock: without this the same run gives a
+    # dvc.lock that differs in order only, and a fresh clone's `make repro` leaves git status dirty.
+    experiments.order_lock(experiments.stage_names())
+    return code
 
 
 def parallel_repro(jobs):
@@ -96,18 +92,17 @@ def parallel_repro(jobs):
     The cheap upstream stages run here first; each worker's experiment then runs a
     round-robin share of the (arm, seed) trainings; a final `dvc repro` restores every
     training from the run cache and runs evaluate, so dvc.lock and the metrics are those a
-    serial `dvc repro` writes."""
+    serial `dvc repro` writes. A failing stage shows its own error line and DVC's."""
+    params = load_params()
+    warn(few_seeds_warning(params), oversubscription_warning(jobs, params.train.threads))
     if jobs == 1:
-        code = subprocess.run([experiments.DVC, "repro"]).returncode
-        order_lock_as_pipeline()
+        return serial_repro()
+    code = experiments.repro("compute_weights")
+    if code:
         return code
-    warning = oversubscription_warning(jobs, load_params().train.threads)
-    if warning:
-        print(warning, file=sys.stderr)
-    subprocess.run([experiments.DVC, "repro", "compute_weights"], check=True)
     experiments.forget_failed(HELPER_PREFIX)
     changed, unrestorable = trainings_to_run()
-    forget_lock_entries(unrestorable)
+    experiments.forget_lock_entries(unrestorable)
     shares = [changed[k::jobs] for k in range(min(jobs, len(changed)))]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     names = [experiments.queue_experiment(f"{HELPER_PREFIX}{stamp}-{k + 1}", targets=share)
@@ -115,7 +110,7 @@ def parallel_repro(jobs):
     if names:
         print(f"training {len(changed)} (arm, seed) pairs on {len(names)} queue workers", flush=True)
     started = time.perf_counter()
-    states = experiments.run_queued(names, len(names))
+    states = experiments.run_queued(names, len(names), trainings=len(changed))
     finished = experiments.succeeded(states)
     if names:  # a re-run after a failure restores what the failed run finished (run cache)
         trained, restored = experiments.training_counts(finished)
@@ -126,10 +121,29 @@ def parallel_repro(jobs):
         raise UserError("a training failed (above); finished trainings are kept: run `make repro` again")
     if names:
         print(f"trainings done in {time.perf_counter() - started:.0f} s; restoring them", flush=True)
-    code = subprocess.run([experiments.DVC, "repro"]).returncode
+    code = serial_repro()
     experiments.clear_queue_records(names)
-    order_lock_as_pipeline()
     return code
+
+
+def git(*args):
+    result = subprocess.run(["git", *args], capture_output=True, text=True)
+    if result.returncode:
+        raise UserError(f"`git {' '.join(args[:2])} …` failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def restore_committed_run():
+    """`make restore`: back to the committed run after any experiment. params.yaml, dvc.lock and
+    the outputs git tracks (metrics, reports, the small JSON files) as committed; then `dvc repro`
+    puts the rest back from DVC's caches (the models: cache and run cache). On the machine that
+    made the committed run nothing runs and git status is clean."""
+    git("checkout", "HEAD", "--", "params.yaml", "dvc.lock")
+    tracked = git("ls-files", "--", *experiments.lock_outputs()).split()
+    if tracked:
+        git("checkout", "HEAD", "--", *tracked)
+    print("params.yaml, dvc.lock and the outputs git tracks: as committed; restoring the rest", flush=True)
+    return serial_repro()
 
 
 def run_sweep(path, jobs, shard_spec):
@@ -140,7 +154,11 @@ def run_sweep(path, jobs, shard_spec):
     points = sweep.queue_order(points)
     if count > 1:
         points = sweep.shard(points, index, count)
-    matched = sweep.match_points(sweep.read_base(), fixed, points, sweep.finished_experiments())
+    base = sweep.read_base()
+    point_params = [parse_params(sweep.apply_overrides(base, {**fixed, **p})) for p in points]
+    warn(next(filter(None, (few_seeds_warning(params, str(path)) for params in point_params)), None))
+    trainings = {sweep.point_name(p): 2 * len(params.train.seeds) for p, params in zip(points, point_params)}
+    matched = sweep.match_points(base, fixed, points, sweep.finished_experiments())
     done = {sweep.point_label(record["point"]) for record in matched}
     states = experiments.queue_states([sweep.point_name(p) for p in points])
     in_flight = [name for name, state in states.items() if state in experiments.ACTIVE]  # from an interrupted run
@@ -150,7 +168,8 @@ def run_sweep(path, jobs, shard_spec):
     states = {}
     for batch in sweep.batches(missing, jobs):
         queued = [experiments.queue_experiment(sweep.point_name(p), sweep.set_options({**fixed, **p})) for p in batch]
-        states.update(experiments.run_queued(queued + in_flight, jobs))
+        states.update(experiments.run_queued(queued + in_flight, jobs,
+                                             trainings=sum(trainings[name] for name in queued + in_flight)))
         in_flight = []
     failed = experiments.report_failures(states)
     finished = experiments.succeeded(states)
@@ -171,14 +190,17 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     repro = sub.add_parser("repro", help="dvc repro with the trainings on JOBS queue workers")
     repro.add_argument("--jobs", default="")
+    sub.add_parser("restore", help="back to the committed run, outputs restored from DVC's caches")
     run = sub.add_parser("sweep", help="run a sweep file's grid on the experiment queue")
     run.add_argument("sweep", nargs="?", default="sweep.yaml")
     run.add_argument("--jobs", default="")
     run.add_argument("--shard", default="")
     args = parser.parse_args()
-    jobs = parse_jobs(args.jobs)
+    jobs = parse_jobs(getattr(args, "jobs", "1"))
     if args.command == "repro":
         sys.exit(parallel_repro(jobs))
+    if args.command == "restore":
+        sys.exit(restore_committed_run())
     run_sweep(args.sweep, jobs, parse_shard(args.shard))
 
 

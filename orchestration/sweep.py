@@ -10,8 +10,6 @@ import json
 import re
 from pathlib import Path
 
-import yaml
-
 from classweights.errors import UserError
 from orchestration import sweep_report
 from classweights.params import parse_params, read_yaml
@@ -149,22 +147,10 @@ def point_name(point):
 
 
 def finished_experiments():
-    """Every finished experiment of the current commit, read through DVC's API:
-    [{"name", "params": params.yaml as a dict, "metrics": {file stem: JSON}}]."""
-    import dvc.api
+    """Every finished experiment of the current commit with its params and headline metrics."""
+    from orchestration.experiments import finished_experiments as finished
 
-    records = []
-    for row in dvc.api.exp_show():
-        if row["typ"] == "baseline" or not row["Experiment"] or row["State"] not in (None, "Success"):
-            continue
-        fs = dvc.api.DVCFileSystem(repo=".", rev=row["rev"])
-        metrics = {}
-        for stem in ("comparison", *sweep_report.ARMS):
-            if fs.exists(f"metrics/{stem}.json"):
-                metrics[stem] = json.loads(fs.read_text(f"metrics/{stem}.json"))
-        records.append({"name": row["Experiment"], "params": yaml.safe_load(fs.read_text("params.yaml")),
-                        "metrics": metrics})
-    return records
+    return finished(("comparison", *sweep_report.ARMS))
 
 
 def match_points(base, fixed, points, experiments):

@@ -95,7 +95,7 @@ def draw(rows, varied, path):
             ratios = [float(r["imbalance.ratio"]) for r in line]
             mean, low, high = ([_number(r[f"{column}.{s}"]) for r in line] for s in ("mean", "ci_low", "ci_high"))
             axis.plot(ratios, mean, marker="o", label=label)
-            axis.fill_between(ratios, low, high, alpha=0.2)
+            axis.fill_between(ratios, *clip_to_difference_range(low, high), alpha=0.2)
         axis.axhline(0, color="black", linestyle="--", linewidth=1)
         axis.set_xscale("log")
         axis.set_xticks(sorted({float(r["imbalance.ratio"]) for r in rows}), minor=False)
@@ -109,6 +109,17 @@ def draw(rows, varied, path):
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100, metadata={"Software": None})
     plt.close(figure)
+
+
+def clip_to_difference_range(low, high):
+    """Interval bounds cut to [-1, 1], where every difference of two recalls or accuracies lies:
+    a t interval over few seeds can reach beyond it (sweep.md says so and shows it uncut)."""
+    return [max(v, -1.0) for v in low], [min(v, 1.0) for v in high]
+
+
+def _beyond_range(rows):
+    return any(abs(_number(row.get(f"weighted_vs_unweighted.{metric}.{bound}")) or 0) > 1
+               for row in rows for metric, _ in PANELS for bound in ("ci_low", "ci_high"))
 
 
 def _number(value):
@@ -134,6 +145,9 @@ def markdown(rows, varied):
                  worst, row["experiment"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Intervals are 95% confidence intervals of the paired difference over seeds.", ""]
+    if _beyond_range(rows):
+        lines[-1:-1] = ["An interval beyond ±1 (too few seeds) is shown as computed; the map cuts its band at ±1, "
+                        "the range of a difference of two recalls.", ""]
     lines += [significance_sentence(label, line) for label, line in _lines(rows, varied).items()]
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,7 @@
 """compute_weights: one loss weight per class from the training counts."""
+if not __package__:  # run by path, Python would not find the project's packages
+    raise SystemExit("error: run stages as `python -m stages.compute_weights` from the project root, or `dvc repro`")
+
 from classweights.cli import run_stage
 from classweights.files import read_arrays, write_json
 from classweights.params import load_params

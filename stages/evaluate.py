@@ -4,6 +4,9 @@ The arms: unweighted and weighted (trained), and logit-adjusted (the unweighted 
 probabilities adjusted by the training prior; off when evaluate.logit_adjustment_tau is 0).
 metrics/<arm>.json and metrics/comparison.json hold the headline numbers (`dvc metrics show`);
 metrics/details/ holds every seed, every class and every test."""
+if not __package__:  # run by path, Python would not find the project's packages
+    raise SystemExit("error: run stages as `python -m stages.evaluate` from the project root, or `dvc repro`")
+
 from classweights.cli import run_stage
 from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, arm_probabilities, comparison_name, comparison_pairs, confusion,
                                      headline_metrics, in_class_order, seed_metrics, summarise_seeds)

@@ -1,5 +1,8 @@
 """fetch: the chosen source as uint8 arrays and class names (data/raw.npz) and where they came from.
 The only stage that decodes images: the later ones read these arrays."""
+if not __package__:  # run by path, Python would not find the project's packages
+    raise SystemExit("error: run stages as `python -m stages.fetch` from the project root, or `dvc repro`")
+
 from classweights.cli import run_stage
 from classweights.datasets import load_source
 from classweights.files import write_arrays, write_json

@@ -1,5 +1,8 @@
 """preprocess: hold out a test split if the data has none, unbalance the training data, split off
 validation, count each split's classes and name the minority classes."""
+if not __package__:  # run by path, Python would not find the project's packages
+    raise SystemExit("error: run stages as `python -m stages.preprocess` from the project root, or `dvc repro`")
+
 from classweights.cli import run_stage
 from classweights.files import read_arrays, write_arrays, write_json
 from classweights.imbalance import class_counts, make_splits, minority_classes

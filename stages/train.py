@@ -1,4 +1,7 @@
 """train_<arm>@<seed>: train the CNN for one arm and one seed (see dvc.yaml)."""
+if not __package__:  # run by path, Python would not find the project's packages
+    raise SystemExit("error: run stages as `python -m stages.train` from the project root, or `dvc repro`")
+
 import argparse
 
 from classweights.cli import run_stage

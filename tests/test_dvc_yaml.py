@@ -54,7 +54,7 @@ def declared_params(body):
     """A stage's params as plain keys: `- key` entries and `- params.yaml: [keys]` entries alike."""
     keys = []
     for entry in body.get("params", []):
-        keys.extend(entry.get("params.yaml", []) if isinstance(entry, dict) else [entry])
+        keys.extend((entry.get("params.yaml") or []) if isinstance(entry, dict) else [entry])  # null: the whole file
     return keys
 
 

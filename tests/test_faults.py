@@ -158,7 +158,7 @@ def test_training_killed_mid_epoch_leaves_nothing_and_repro_recovers(project, si
     assert not partial.exists() and not (project / "models/weighted/seed_1").exists()
     assert no_partials(project) == []
     set_params(project, {"train": {"epochs": 2}})  # a setting never run: the stage must really train
-    assert ran_stages(dvc(project, "repro", "train_weighted@1")) == ["train_weighted@1"]
+    assert ran_stages(dvc(project, "repro", "train_weighted@1")) == ["check_params", "train_weighted@1"]
     assert (project / "models/weighted/seed_1/model.keras").is_file()
     assert "up to date" in dvc(project, "status", "train_weighted@1").stdout
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from tools.sandbox import dvc, ran_stages, set_params
 
-ALL_STAGES = sorted(["fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
+ALL_STAGES = sorted(["check_params", "fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
                      "train_weighted@0", "train_weighted@1", "evaluate"])
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DESCRIPTION = "mnist-sample, step imbalance, ratio 5; balanced class weights applied to the loss; 1 epoch, 2 seeds"
@@ -100,7 +100,7 @@ def test_weights_edit_reruns_only_weights_the_weighted_arm_and_evaluate(project)
               ("metrics/weighted.json", "metrics/unweighted.json", "reports/summary.md", "reports/per_class_recall.png")}
     set_params(project, {"weights": {"strategy": "sqrt_inverse"}})
     edited = dvc(project, "repro")
-    assert ran_stages(edited) == ["compute_weights", "evaluate", "train_weighted@0", "train_weighted@1"]
+    assert ran_stages(edited) == ["check_params", "compute_weights", "evaluate", "train_weighted@0", "train_weighted@1"]
     assert (project / "metrics/weighted.json").read_bytes() != before["metrics/weighted.json"]
     assert (project / "metrics/unweighted.json").read_bytes() == before["metrics/unweighted.json"]
     assert (project / "reports/summary.md").read_bytes() != before["reports/summary.md"]
@@ -109,7 +109,7 @@ def test_weights_edit_reruns_only_weights_the_weighted_arm_and_evaluate(project)
 
 def test_evaluate_edit_reruns_only_evaluate_and_tau_zero_turns_the_logit_adjusted_arm_off(project):
     set_params(project, {"evaluate": {"alpha": 0.1, "logit_adjustment_tau": 0}})
-    assert ran_stages(dvc(project, "repro")) == ["evaluate"]
+    assert ran_stages(dvc(project, "repro")) == ["check_params", "evaluate"]  # the check: on every params edit
     comparison = json.loads((project / "metrics/comparison.json").read_text())
     assert comparison["alpha"] == 0.1 and set(comparison) == {"alpha", "weighted_vs_unweighted"}
     assert json.loads((project / "metrics/logit_adjusted.json").read_text()) == {}
@@ -129,10 +129,10 @@ def test_plots_show_renders_the_figures_offline_as_images(finished, tmp_path):
 
 def test_adding_a_seed_trains_only_that_seed(project):
     set_params(project, {"train": {"seeds": [0, 1, 2]}})
-    assert ran_stages(dvc(project, "repro")) == ["evaluate", "train_unweighted@2", "train_weighted@2"]
+    assert ran_stages(dvc(project, "repro")) == ["check_params", "evaluate", "train_unweighted@2", "train_weighted@2"]
     metrics = json.loads((project / "metrics/details/weighted.json").read_text())
     assert set(metrics["seeds"]) == {"0", "1", "2"}
     seeds = metrics["seeds"]
     assert len({seeds[s]["loss"] for s in seeds}) == 3  # different seeds, different models
     set_params(project, {"train": {"seeds": [0, 1]}})  # back to the seeds that ran: all restored
-    assert ran_stages(dvc(project, "repro")) == ["evaluate"]
+    assert ran_stages(dvc(project, "repro")) == ["check_params", "evaluate"]

@@ -69,7 +69,7 @@ def test_a_training_killed_outright_leaves_nothing_git_or_dvc_can_see(project):
 def test_a_weights_apply_edit_retrains_only_the_weighted_arm_deterministically(project):
     set_params(project, {"weights": {"apply": "sampling"}})
     edited = dvc(project, "repro")
-    assert ran_stages(edited) == ["evaluate", "train_weighted@0", "train_weighted@1"]
+    assert ran_stages(edited) == ["check_params", "evaluate", "train_weighted@0", "train_weighted@1"]
     lock = (project / "dvc.lock").read_text()
     forced = dvc(project, "repro", "-f", "-s", "train_weighted@0")
     assert ran_stages(forced) == ["train_weighted@0"]

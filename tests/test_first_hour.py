@@ -1,0 +1,241 @@
+"""A new user's first hour, through the commands the README shows: a bad params.yaml changes no
+tracked file whichever command ran and the project's line comes first, a failing stage under
+`make repro` is no traceback, `make restore` goes back to the committed run, the README's
+sharing lines work as written, and the README stays short and readable."""
+import ast
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from orchestration import experiments, scaleout, sweep_report
+from tools.sandbox import ROOT, dvc, env, link_venv, make_project, ran_stages, run, set_params, shipped_params
+
+ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
+MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
+README = (ROOT / "README.md").read_text()
+
+
+def make(project, *args, check=True):
+    result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=900)
+    assert not check or result.returncode == 0, f"make {args}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def git_status(project):
+    return run(project, "git", "status", "--porcelain", "--untracked-files=all").stdout
+
+
+def first_error(stderr):
+    return next(line for line in stderr.splitlines() if line.startswith(("error: ", "ERROR: ")))
+
+
+# --- a bad params.yaml ------------------------------------------------------------------------
+
+TYPO = "error: params.yaml: unknown key 'weights.stratgy'; allowed keys in weights: strategy, beta, apply"
+BETA = "error: params.yaml: weights.beta = 1.5: Input should be less than 1"
+
+
+def misspell_strategy(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["weights"]["stratgy"] = params["weights"].pop("strategy")
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.parametrize("command", ["dvc repro", "dvc exp run", "make repro"])
+@pytest.mark.parametrize("edit, line", [(misspell_strategy, TYPO),
+                                        (lambda p: set_params(p, {"weights": {"beta": 1.5}}), BETA)],
+                         ids=["misspelled key", "value out of range"])
+def test_a_bad_params_file_changes_no_tracked_file_and_our_line_comes_first(project, command, edit, line):
+    link_venv(project)
+    edit(project)
+    program, *args = command.split()
+    result = (dvc(project, *args, check=False) if program == "dvc" else make(project, *args, check=False))
+    assert result.returncode != 0
+    assert first_error(result.stderr) == line and "Traceback" not in result.stderr
+    assert git_status(project) == " M params.yaml\n"  # the user's own edit, nothing else
+
+
+def test_seeds_that_dvc_cannot_expand_stop_before_anything_runs_and_make_names_the_key(project):
+    link_venv(project)
+    set_params(project, {"train": {"seeds": 3}})
+    plain = dvc(project, "repro", check=False)
+    # DVC expands train.seeds itself before any stage runs: its own line, then nothing changed
+    assert plain.returncode != 0 and "'stages.train_unweighted.foreach'" in plain.stderr
+    assert "expected list/dictionary, got int" in plain.stderr
+    assert git_status(project) == " M params.yaml\n"
+    ours = make(project, "repro", check=False)
+    assert first_error(ours.stderr) == "error: params.yaml: train.seeds = 3: Input should be a valid list"
+
+
+def test_a_valid_edit_passes_the_check_without_re_running_what_it_does_not_touch(project):
+    set_params(project, {"evaluate": {"alpha": 0.1}})
+    assert ran_stages(dvc(project, "repro")) == ["check_params", "evaluate"]
+    changed = [line.split()[-1] for line in git_status(project).splitlines()]
+    assert "params.yaml" in changed and "metrics/comparison.json" in changed
+    assert not [path for path in changed if path.startswith("data/")]  # the check's own file: the same bytes
+
+
+def test_a_stage_script_run_by_path_says_how_to_run_it():
+    for script in sorted((ROOT / "stages").glob("[a-z]*.py")):
+        result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode != 0 and result.stdout == ""
+        assert result.stderr == (f"error: run stages as `python -m stages.{script.stem}` from the project root, "
+                                 "or `dvc repro`\n")
+
+
+# --- make repro: failures, progress, warnings -------------------------------------------------
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_failing_stage_under_make_repro_is_its_own_line_never_a_traceback(project, jobs):
+    link_venv(project)
+    set_params(project, {"data": {"source": "mnist", "path": "nowhere/mnist.npz"}})
+    result = make(project, "repro", f"JOBS={jobs}", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert first_error(result.stderr).startswith("error: data.path nowhere/mnist.npz: not found")
+    assert "ERROR: failed to reproduce 'fetch'" in result.stderr  # DVC's line names the stage
+    # fetch's tracked output is kept (persist); dvc.lock records the check that passed
+    assert git_status(project) == " M dvc.lock\n M params.yaml\n"
+
+
+def test_make_repro_warns_of_too_few_seeds_first_and_keeps_dvc_s_push_advice_for_a_remote(project):
+    link_venv(project)
+    set_params(project, {"evaluate": {"alpha": 0.1}})
+    result = make(project, "repro", "JOBS=1")
+    assert result.stderr.splitlines()[0] == (
+        "warning: params.yaml: 2 seeds can never give a significant verdict at alpha 0.1 (the sign-flip test "
+        "needs at least 5); the intervals still show the size of each difference")
+    assert "Running stage 'evaluate'" in result.stdout and "dvc push" not in result.stdout  # no remote here
+
+
+def test_one_training_line_per_finished_training_from_the_queue_log(capsys):
+    progress = experiments.TrainingProgress(total=3)
+    log = ("Running stage 'train_unweighted@0':\n> python -m stages.train --arm unweighted --seed 0\n"
+           "train_unweighted@0  epoch 1/1  loss 2.20  val_acc 0.30  1.0 s\n"
+           "train_unweighted@0: saved models/unweighted/seed_0\n"
+           "Stage 'train_weighted@0' is cached - skipping run, checking out outputs\n")
+    progress.report("exp-1", log)
+    progress.report("exp-1", log)  # read again: nothing new
+    lines = capsys.readouterr().out.splitlines()
+    assert [re.sub(r", \d+ s:", ",", line) for line in lines] == [
+        "  1 of 3 trainings done, train_unweighted@0 trained",
+        "  2 of 3 trainings done, train_weighted@0 restored from the run cache"]
+
+
+def test_few_seeds_are_named_before_anything_is_queued():
+    params = shipped_params()
+    assert scaleout.few_seeds_warning(params) is None  # the shipped 10 seeds
+    few = params.model_copy(update={"train": params.train.model_copy(update={"seeds": [0, 1, 2, 3, 4]})})
+    assert "5 seeds can never give a significant verdict at alpha 0.05" in scaleout.few_seeds_warning(few, "s.yaml")
+    assert "(the sign-flip test needs at least 6)" in scaleout.few_seeds_warning(few)
+
+
+def test_the_map_cuts_a_band_at_the_range_of_a_difference_and_the_table_says_so():
+    assert sweep_report.clip_to_difference_range([-2.186, -0.5], [1.626, 0.2]) == ([-1.0, -0.5], [1.0, 0.2])
+    row = {"imbalance.ratio": 5, "experiment": "e", "weighted_vs_unweighted.worst_majority_recall.class": 6}
+    for metric, _ in sweep_report.PANELS:
+        row.update({f"weighted_vs_unweighted.{metric}.{k}": v for k, v in
+                    (("mean", -0.28), ("ci_low", -0.5), ("ci_high", 0.1), ("p", 0.5), ("verdict", "x"))})
+    assert "cuts its band" not in sweep_report.markdown([row], ["imbalance.ratio"])
+    row["weighted_vs_unweighted.minority_recall.ci_low"] = -2.186
+    assert "cuts its band at ±1" in sweep_report.markdown([row], ["imbalance.ratio"])
+
+
+def test_orchestration_reaches_dvc_only_through_the_adapter():
+    """experiments.py is the one module that imports DVC or runs its command line."""
+    for path in sorted((ROOT / "orchestration").glob("*.py")):
+        if path.name == "experiments.py":
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        assert "dvc" not in imported, path.name
+        assert "experiments.DVC" not in path.read_text() and '"dvc"' not in path.read_text(), path.name
+
+
+def test_the_lock_editing_internals_drop_and_order_entries(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  evaluate:\n    cmd: e\n  train_b@0:\n    cmd: b\n  fetch:\n    cmd: f\n")
+    experiments.forget_lock_entries(["train_b@0"], lock)
+    experiments.order_lock(["fetch", "train_b@0", "evaluate"], lock)
+    assert yaml.safe_load(lock.read_text()) == {"schema": "2.0", "stages": {"fetch": {"cmd": "f"},
+                                                                            "evaluate": {"cmd": "e"}}}
+    assert list(yaml.safe_load(lock.read_text())["stages"]) == ["fetch", "evaluate"]
+
+
+# --- the README's sharing lines, and the way back ----------------------------------------------
+
+def readme_block(name):
+    """The shell lines between `<!-- name -->` and `<!-- /name -->` in the README, comments cut."""
+    block = README.split(f"<!-- {name} -->", 1)[1].split(f"<!-- /{name} -->", 1)[0]
+    lines = block.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    return [line.split("  #")[0].strip() for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """A tiny project whose owner followed the README's sharing lines, word for word: the
+    remote path and the colleague's clone are this test's, `make` is the venv's."""
+    tmp = tmp_path_factory.mktemp("sharing")
+    project = link_venv(make_project(tmp / "owner", ONE_SEED))
+    run(tmp, "git", "init", "-q", "--bare", "origin.git")
+    run(project, "git", "remote", "add", "origin", str(tmp / "origin.git"))
+    run(project, "git", "push", "-q", "-u", "origin", "HEAD")
+    lines = readme_block("sharing")
+    owner, colleague = lines[:-1], lines[-1]
+    script = "set -e\n" + "\n".join(owner).replace("/mnt/team/classweights-dvc", str(tmp / "dvc-remote"))
+    script = script.replace("make ", " ".join(MAKE) + " ")
+    script = script.replace("git commit", "git -c user.name=t -c user.email=t@localhost commit")
+    result = subprocess.run(["bash", "-c", script], cwd=project, env=env(), capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return tmp, project, result, colleague
+
+
+def test_the_owner_s_run_shows_each_training_and_dvc_s_push_advice_with_a_remote(shared):
+    _, project, result, _ = shared
+    assert "training 2 (arm, seed) pairs on 2 queue workers" in result.stdout
+    done = re.findall(r"^  (\d) of 2 trainings done, \d+ s: (train_\w+@0) trained$", result.stdout, re.MULTILINE)
+    assert [count for count, _ in done] == ["1", "2"]
+    assert sorted(stage for _, stage in done) == ["train_unweighted@0", "train_weighted@0"]
+    assert "Use `dvc push` to send your updates to remote storage." in result.stdout
+    assert git_status(project) == ""
+
+
+def test_a_colleague_s_fresh_clone_following_the_readme_trains_nothing(shared):
+    tmp, project, _, colleague = shared
+    run(tmp, "git", "clone", "-q", str(tmp / "origin.git"), "colleague")
+    clone = link_venv(tmp / "colleague")
+    result = subprocess.run(["bash", "-c", f"set -e\n{colleague}"], cwd=clone, env=env(), capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ran_stages(result) == [] and "No remote provided" not in result.stderr
+    assert git_status(clone) == ""
+    assert (clone / "metrics/comparison.json").read_bytes() == (project / "metrics/comparison.json").read_bytes()
+
+
+def test_make_restore_goes_back_to_the_committed_run_from_the_run_cache(shared):
+    _, project, _, _ = shared
+    committed = (project / "dvc.lock").read_text()
+    experiment = dvc(project, "exp", "run", "-S", "weights.strategy=sqrt_inverse")  # applied to the workspace
+    assert "train_weighted@0" in ran_stages(experiment) and git_status(project) != ""
+    restored = make(project, "restore")
+    assert ran_stages(restored) == []  # every stage: from DVC's caches
+    assert (project / "dvc.lock").read_text() == committed
+    assert git_status(project) == ""
+
+
+# --- the README itself -------------------------------------------------------------------------
+
+def test_the_readme_stays_short():
+    assert len(README.splitlines()) <= 250
+
+
+def test_every_command_line_in_the_readme_fits_120_columns():
+    blocks = re.findall(r"```(?:bash)?\n(.*?)```", README, re.S)
+    wide = [line for block in blocks for line in block.splitlines() if len(line) > 120]
+    assert wide == []
