@@ -192,7 +192,9 @@ def run_repro(address):
     them from the run cache and evaluate here, as `make repro JOBS=N` does."""
     origin, commit = pushed_commit()
     with connect(address) as client:
-        subprocess.run([experiments.DVC, "repro", "compute_weights"], check=True)
+        code = subprocess.run([experiments.DVC, "repro", "compute_weights"]).returncode
+        if code:  # the failing stage has said why
+            return code
         changed, unrestorable = scaleout.trainings_to_run()
         print(f"training {len(changed)} (arm, seed) pairs on the cluster", flush=True)
         jobs = [(name, [["dvc", "repro", "--pull", name], ["dvc", "push", "--run-cache", name]], []) for name in changed]

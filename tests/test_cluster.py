@@ -1,72 +1,20 @@
 """Runs on a real Dask cluster at tiny size: a `dask scheduler` and two `dask worker` processes
 (one thread each, their own scratch directories) on 127.0.0.1, a bare git origin and a
 local-directory DVC remote, driven through `make sweep CLUSTER=…` and `make repro CLUSTER=…`."""
-import json
-import os
-import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.test_scaleout import MAKE, ONE_SEED, TINY_SWEEP, clone, make, metrics_files, shared_origin, training
-from tools.sandbox import commit, env, make_project, run, set_params
-
-DASK = str(Path(sys.executable).parent / "dask")
-
-
-class Cluster:
-    """A scheduler and named workers, each in its own process group (so that killing one takes
-    its trainings with it, as a machine going down would)."""
-
-    def __init__(self, tmp):
-        self.tmp, self.workers = tmp, {}
-        file = tmp / "scheduler.json"
-        self.scheduler = self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                     "--no-dashboard", "--scheduler-file", str(file))
-        deadline = time.monotonic() + 60
-        while not file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        self.address = json.loads(file.read_text())["address"]
-
-    def _start(self, log, *args):
-        with open(self.tmp / f"{log}.log", "a") as out:
-            return subprocess.Popen([DASK, *args], cwd=self.tmp, env=env(), stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-
-    def start_worker(self, name):
-        scratch = self.tmp / name
-        scratch.mkdir(exist_ok=True)
-        self.workers[name] = self._start(name, "worker", self.address, "--nthreads", "1", "--local-directory",
-                                         str(scratch), "--memory-limit", "0", "--no-dashboard")
-        return scratch
-
-    def wait_for_workers(self, count):
-        from distributed import Client
-
-        with Client(self.address, timeout="30s") as client:
-            client.wait_for_workers(count, timeout=120)
-
-    def kill(self, name):
-        os.killpg(self.workers.pop(name).pid, signal.SIGKILL)
-
-    def stop(self):
-        for process in [*self.workers.values(), self.scheduler]:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+from tests.test_scaleout import MAKE, ONE_SEED, TINY_SWEEP, make, metrics_files, training
+from tools.sandbox import LocalCluster, clone, commit, dvc, env, make_project, run, set_params, shared_origin
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    cluster = Cluster(tmp_path_factory.mktemp("dask"))
-    cluster.start_worker("worker-1")
-    cluster.start_worker("worker-2")
-    cluster.wait_for_workers(2)
+    cluster = LocalCluster(tmp_path_factory.mktemp("dask"), workers=2)
     yield cluster
-    cluster.stop()
+    cluster.close()
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +78,7 @@ def test_repro_on_the_cluster_gives_the_local_run_s_dvc_lock_and_metrics(origin,
     assert "Running stage 'train_" not in final  # every training restored from the run cache
     assert (driver / "dvc.lock").read_text() == (local / "dvc.lock").read_text()
     assert metrics_files(driver) == metrics_files(local)
-    assert "Data and pipelines are up to date" in run(driver, str(Path(sys.executable).parent / "dvc"), "status").stdout
+    assert "Data and pipelines are up to date" in dvc(driver, "status").stdout
 
 
 def test_a_failing_grid_point_is_one_line_and_is_not_run_again(origin, cluster):

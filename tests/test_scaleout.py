@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from orchestration import experiments
-from tools.sandbox import commit, dvc, env, link_venv, make_project, ran_stages, run
+from tools.sandbox import clone, commit, dvc, env, link_venv, make_project, ran_stages, run, shared_origin
 
 ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
@@ -22,20 +22,6 @@ def make(project, *args):
     result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"make {args}:\n{result.stdout}\n{result.stderr}"
     return result
-
-
-def shared_origin(tmp, project):
-    """A bare git origin and a local-directory DVC remote (the default), as a team would set up."""
-    run(tmp, "git", "init", "-q", "--bare", "origin.git")
-    dvc(project, "remote", "add", "-d", "shared", str(tmp / "dvc-remote"))
-    commit(project, "shared DVC remote")
-    run(project, "git", "remote", "add", "origin", str(tmp / "origin.git"))
-    run(project, "git", "push", "-q", "origin", "HEAD:main")
-
-
-def clone(tmp, name):
-    run(tmp, "git", "clone", "-q", "-b", "main", str(tmp / "origin.git"), name)
-    return link_venv(tmp / name)
 
 
 def training(project, arm, process, seconds=300):
