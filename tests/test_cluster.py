@@ -2,7 +2,9 @@
 (one thread each, their own scratch directories) on 127.0.0.1, a bare git origin and a
 local-directory DVC remote, driven through `make sweep CLUSTER=…` and `make repro CLUSTER=…`."""
 import subprocess
+import time
 
+import psutil
 import pytest
 import yaml
 
@@ -102,3 +104,26 @@ def test_no_scheduler_or_no_origin_is_one_line(origin, tmp_path):
     _, err = failing_make(driver, "repro", "CLUSTER=tcp://127.0.0.1:9")
     assert len(err) == 1 and err[0].startswith("error: `git fetch --quiet origin` failed: fatal: "), err
     assert err[0].endswith("a cluster run needs a git remote 'origin' that the workers can clone"), err
+
+
+def test_a_point_whose_every_worker_dies_is_one_line(origin, tmp_path):
+    (tmp_path / "dask").mkdir()
+    lone = LocalCluster(tmp_path / "dask", workers=1, scheduler_config={"distributed.scheduler.allowed-failures": 0})
+    try:
+        driver = clone(origin, "doomed")
+        (driver / "one-point.yaml").write_text(yaml.safe_dump({"grid": {"imbalance.ratio": [3]}}))
+        sweep = subprocess.Popen([*MAKE, "sweep", "SWEEP=one-point.yaml", f"CLUSTER={lone.address}"], cwd=driver,
+                                 env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        scratch = str(lone.tmp / "worker-1")
+        while not any(scratch in (p.info["cwd"] or "") for p in psutil.process_iter(["cwd"])):  # the task runs
+            assert sweep.poll() is None, sweep.communicate()
+            time.sleep(0.1)
+        lone.kill("worker-1")
+        out, err = sweep.communicate(timeout=600)
+    finally:
+        lone.close()
+    assert sweep.returncode != 0
+    lines = [line for line in err.splitlines() if not line.startswith("make: *** ")]
+    assert lines == ["FAILED sweep-3-581dd3: every worker that ran it died (distributed.scheduler.allowed-failures); "
+                     "look for a worker killed by the out-of-memory killer or its machine going down",
+                     "error: 1 grid point(s) failed (above); run `make sweep CLUSTER=…` again to retry only those"], err

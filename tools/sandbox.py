@@ -149,11 +149,14 @@ class LocalCluster:
     in its own process group, so that killing a worker takes its trainings with it, as a
     machine going down would."""
 
-    def __init__(self, tmp, workers=2):
+    def __init__(self, tmp, workers=2, scheduler_config=None):
+        """scheduler_config: Dask settings for the scheduler, e.g. {"distributed.scheduler.allowed-failures": 0}."""
         self.tmp, self.workers = Path(tmp), {}
         file = self.tmp / "scheduler.json"
+        config = {f"DASK_{key.upper().replace('.', '__').replace('-', '_')}": str(value)
+                  for key, value in (scheduler_config or {}).items()}
         self.scheduler = self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                     "--no-dashboard", "--scheduler-file", str(file))
+                                     "--no-dashboard", "--scheduler-file", str(file), config=config)
         deadline = time.monotonic() + 60
         while not file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -162,9 +165,9 @@ class LocalCluster:
             self.start_worker(f"worker-{k}")
         self.wait_for_workers(workers)
 
-    def _start(self, log, *args):
+    def _start(self, log, *args, config=None):
         with open(self.tmp / f"{log}.log", "a") as out:
-            return subprocess.Popen([str(BIN / "dask"), *args], cwd=self.tmp, env=env(), stdout=out,
+            return subprocess.Popen([str(BIN / "dask"), *args], cwd=self.tmp, env={**env(), **(config or {})}, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_worker(self, name):
