@@ -8,8 +8,8 @@ import psutil
 import pytest
 import yaml
 
-from tests.test_scaleout import MAKE, ONE_SEED, TINY_SWEEP, make, metrics_files, training
-from tools.sandbox import LocalCluster, clone, commit, dvc, env, make_project, run, set_params, shared_origin
+from tests.test_scaleout import MAKE, make, metrics_files, tiny_sweep_origin, training
+from tools.sandbox import LocalCluster, clone, commit, dvc, env, run, set_params
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +21,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cluster-origin")
-    project = make_project(tmp / "seed", ONE_SEED)
-    (project / "tiny-sweep.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
-    commit(project, "tiny sweep")
-    shared_origin(tmp, project)
-    return tmp
+    return tiny_sweep_origin(tmp_path_factory.mktemp("cluster-origin"))
 
 
 def failing_make(project, *args):

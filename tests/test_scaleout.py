@@ -116,14 +116,18 @@ def test_a_colleague_s_clone_pulls_and_reproduces_nothing(serial):
     assert metrics_files(colleague) == metrics_files(project)
 
 
-@pytest.fixture(scope="module")
-def sweep_origin(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep")
+def tiny_sweep_origin(tmp):
+    """A one-seed project with tiny-sweep.yaml, shared through a bare origin and a DVC remote in tmp."""
     project = make_project(tmp / "seed", ONE_SEED)
     (project / "tiny-sweep.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
     commit(project, "tiny sweep")
     shared_origin(tmp, project)
     return tmp
+
+
+@pytest.fixture(scope="module")
+def sweep_origin(tmp_path_factory):
+    return tiny_sweep_origin(tmp_path_factory.mktemp("sweep"))
 
 
 def test_two_machines_each_run_a_shard_and_a_third_draws_the_map_without_training(sweep_origin):
