@@ -4,10 +4,10 @@ One Dask task per grid point (or per (arm, seed) training): a clean clone of the
 `origin` at this checkout's commit in the worker's scratch directory, `dvc exp run -S …` (or
 `dvc repro TRAINING`), then `dvc exp push` / `dvc push --run-cache` to the shared remotes.
 This checkout then pulls what finished and draws the map, or restores the trainings from the
-run cache exactly as a local `make repro` does. Dask's scheduler does the rest: it balances
-the tasks over the workers and re-runs the task of a worker that died on another one
-(`distributed.scheduler.allowed-failures` times); a task whose own run fails is reported with
-its one-line error and not retried.
+shared run cache (`dvc repro --pull`) as a local `make repro` does from its own. Dask's
+scheduler does the rest: it balances the tasks over the workers and re-runs the task of a
+worker that died on another one (`distributed.scheduler.allowed-failures` times); a task whose
+own run fails is reported with its one-line error and not retried.
 
 Workers are started with this project's venv (`.venv/bin/dask worker tcp://HOST:8786`), so
 that the task's `dvc` and `python` are the pinned ones; they need to reach `origin` and the
@@ -91,7 +91,7 @@ def pushed_commit():
     def git(*args):
         result = subprocess.run(["git", *args], capture_output=True, text=True)
         if result.returncode != 0:
-            raise UserError(f"`git {' '.join(args)}` failed: {(result.stderr.strip() or 'no output').splitlines()[-1]}; "
+            raise UserError(f"`git {' '.join(args)}` failed: {(result.stderr.strip() or 'no output').splitlines()[0]}; "
                             "a cluster run needs a git remote 'origin' that the workers can clone")
         return result.stdout.strip()
 
@@ -199,13 +199,12 @@ def run_repro(address):
         print(f"training {len(changed)} (arm, seed) pairs on the cluster", flush=True)
         jobs = [(name, [["dvc", "repro", "--pull", name], ["dvc", "push", "--run-cache", name]], []) for name in changed]
         failed = run_all(client, origin, commit, jobs)
-    if changed:
-        experiments.dvc("pull", "--run-cache", "--allow-missing", *changed,
-                        fix="check `dvc remote list` (a default DVC remote: dvc remote add -d NAME URL)")
     if failed:
         raise UserError("a training failed (above); finished trainings are kept on the remote: "
                         "run `make repro CLUSTER=…` again")
     scaleout.forget_lock_entries(unrestorable)
-    code = subprocess.run([experiments.DVC, "repro"]).returncode
+    # --pull: DVC fetches the run records from the remote and, for each training it restores,
+    # that run's outputs (`dvc pull --run-cache` alone would fetch the records only)
+    code = subprocess.run([experiments.DVC, "repro", "--pull"]).returncode
     scaleout.order_lock_as_pipeline()
     return code
