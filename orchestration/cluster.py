@@ -80,7 +80,7 @@ def connect(address):
         raise UserError(f"CLUSTER={address}: no Dask scheduler answers there ({str(error).splitlines()[0]}); "
                         "start one with `dask scheduler` and workers with `.venv/bin/dask worker ADDRESS` "
                         "(docs/scale-out.md)") from None
-    workers = len(client.scheduler_info()["workers"])
+    workers = len(client.nthreads())
     print(f"cluster {address}: {workers} worker(s){'; waiting for one to join' if not workers else ''}", flush=True)
     return client
 
