@@ -96,6 +96,8 @@ def pushed_commit():
         return result.stdout.strip()
 
     origin = git("remote", "get-url", "origin")
+    if Path(origin).exists():  # a path: the workers clone from their own working directory
+        origin = str(Path(origin).resolve())
     commit = git("rev-parse", "HEAD")
     edited = git("status", "--porcelain", "--", *RUN_INPUTS)
     if edited:
