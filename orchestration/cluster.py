@@ -109,11 +109,14 @@ def pushed_commit():
     return origin, commit
 
 
-def failure_line(error):
+def failure_line(future):
     """One line for a task Dask gave up on: how its workers were lost (after
     distributed.scheduler.allowed-failures lost workers), or the error."""
     from distributed import KilledWorker
 
+    if future.status == "cancelled":
+        return "cancelled by the scheduler (was it restarted?); run the same make command again"
+    error = future.exception()
     if isinstance(error, KilledWorker):
         return ("every worker that ran it died (distributed.scheduler.allowed-failures); look for a worker "
                 "killed by the out-of-memory killer or its machine going down")
@@ -146,13 +149,13 @@ def run_all(client, origin, commit, jobs):
     for done, future in enumerate(running, start=1):
         result = future.result() if future.status == "finished" else None
         name = result["name"] if result else next(n for n in waiting if future.key.startswith(f"{n}-"))
-        future.release()
         if result and not result["failed"]:
             print(f"[{done}/{total}] done {name}", flush=True)
         else:
             failed += 1
-            why = experiments.last_line(result["log"]) if result else failure_line(future.exception())
+            why = experiments.last_line(result["log"]) if result else failure_line(future)
             print(f"FAILED {name}: {why}", file=sys.stderr, flush=True)
+        future.release()
         for later_name, commands in waiting.pop(name):  # started even if this one failed
             running.add(submit(client, origin, commit, later_name, commands))
             waiting[later_name] = []
