@@ -31,8 +31,8 @@ CONNECT_TIMEOUT = "15s"
 RUN_INPUTS = ("params.yaml", "dvc.yaml", "*.py", ".dvc/config")
 
 
-# --- on the worker: these run in a Dask worker process, shipped by value (a worker needs
-# --- the venv's packages, not this checkout; see register_pickle_by_value below)
+# --- on the worker: these run in a Dask worker process, sent by value (a worker needs the
+# --- venv's packages, not this checkout; see submit())
 
 def _worker_env():
     """The worker's venv first on PATH: dvc.yaml's `python -m stages.…` must run there."""
@@ -71,9 +71,7 @@ def connect(address):
     """A Dask client of the scheduler at address; one line if none answers."""
     from distributed import Client
 
-    import orchestration.cluster
-
-    cloudpickle.register_pickle_by_value(orchestration.cluster)  # see submit()
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # see submit()
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as error:
