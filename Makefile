@@ -4,6 +4,7 @@
 # `make repro JOBS=N`: trainings on N queue workers (default: every core; JOBS=1: one after another).
 # `make restore`: back to the committed run after any experiment (outputs from DVC's caches).
 # `make sweep [SWEEP=path] [SHARD=k/N]`: one experiment per grid point (docs/scale-out.md).
+# `make sweep CLUSTER=tcp://HOST:8786`, `make repro CLUSTER=…`: the same on a Dask cluster (docs/scale-out.md).
 # `make sweep-report`: fetch every experiment of the sweep from the remotes and draw the map.
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,6 +15,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 JOBS ?=
 SWEEP ?= sweep.yaml
 SHARD ?=
+CLUSTER ?=
 
 .PHONY: setup repro restore sweep sweep-report test bench mutate clean
 
@@ -26,13 +28,13 @@ $(STAMP): requirements.txt
 
 repro: setup
 	$(BIN)/python -m classweights.params
-	$(BIN)/python -m orchestration.scaleout repro --jobs '$(JOBS)'
+	$(BIN)/python -m orchestration.scaleout repro --jobs '$(JOBS)' --cluster '$(CLUSTER)'
 
 restore: setup
 	$(BIN)/python -m orchestration.scaleout restore
 
 sweep: setup
-	$(BIN)/python -m orchestration.scaleout sweep '$(SWEEP)' --jobs '$(JOBS)' --shard '$(SHARD)'
+	$(BIN)/python -m orchestration.scaleout sweep '$(SWEEP)' --jobs '$(JOBS)' --shard '$(SHARD)' --cluster '$(CLUSTER)'
 
 sweep-report: setup
 	$(BIN)/python -m orchestration.sweep '$(SWEEP)' --pull

@@ -190,12 +190,18 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     repro = sub.add_parser("repro", help="dvc repro with the trainings on JOBS queue workers")
     repro.add_argument("--jobs", default="")
+    repro.add_argument("--cluster", default="")
     sub.add_parser("restore", help="back to the committed run, outputs restored from DVC's caches")
     run = sub.add_parser("sweep", help="run a sweep file's grid on the experiment queue")
     run.add_argument("sweep", nargs="?", default="sweep.yaml")
     run.add_argument("--jobs", default="")
     run.add_argument("--shard", default="")
+    run.add_argument("--cluster", default="")
     args = parser.parse_args()
+    if getattr(args, "cluster", "").strip():  # CLUSTER=tcp://HOST:8786: the tasks go to a Dask scheduler instead
+        from orchestration import cluster
+
+        sys.exit(cluster.run_repro(args.cluster) if args.command == "repro" else cluster.run_sweep(args.sweep, args.cluster))
     jobs = parse_jobs(getattr(args, "jobs", "1"))
     if args.command == "repro":
         sys.exit(parallel_repro(jobs))

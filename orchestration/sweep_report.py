@@ -104,7 +104,8 @@ def draw(rows, varied, path):
         axis.set_xlabel("imbalance ratio n_max / n_min (log scale)")
         axis.set_title(title)
     axes[0].set_ylabel("weighted − unweighted (mean over seeds, 95% CI band)")
-    axes[0].legend(title="strategy", fontsize="small")
+    if rows:  # an empty map (every point failed) has no lines to name
+        axes[0].legend(title="strategy", fontsize="small")
     figure.suptitle("When does class weighting pay off? Paired difference weighted − unweighted by imbalance ratio")
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100, metadata={"Software": None})

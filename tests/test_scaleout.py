@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from orchestration import experiments
-from tools.sandbox import commit, dvc, env, link_venv, make_project, ran_stages, run
+from tools.sandbox import clone, commit, dvc, env, link_venv, make_project, ran_stages, run, shared_origin
 
 ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
@@ -22,20 +22,6 @@ def make(project, *args):
     result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"make {args}:\n{result.stdout}\n{result.stderr}"
     return result
-
-
-def shared_origin(tmp, project):
-    """A bare git origin and a local-directory DVC remote (the default), as a team would set up."""
-    run(tmp, "git", "init", "-q", "--bare", "origin.git")
-    dvc(project, "remote", "add", "-d", "shared", str(tmp / "dvc-remote"))
-    commit(project, "shared DVC remote")
-    run(project, "git", "remote", "add", "origin", str(tmp / "origin.git"))
-    run(project, "git", "push", "-q", "origin", "HEAD:main")
-
-
-def clone(tmp, name):
-    run(tmp, "git", "clone", "-q", "-b", "main", str(tmp / "origin.git"), name)
-    return link_venv(tmp / name)
 
 
 def training(project, arm, process, seconds=300):
@@ -130,14 +116,18 @@ def test_a_colleague_s_clone_pulls_and_reproduces_nothing(serial):
     assert metrics_files(colleague) == metrics_files(project)
 
 
-@pytest.fixture(scope="module")
-def sweep_origin(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep")
+def tiny_sweep_origin(tmp):
+    """A one-seed project with tiny-sweep.yaml, shared through a bare origin and a DVC remote in tmp."""
     project = make_project(tmp / "seed", ONE_SEED)
     (project / "tiny-sweep.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
     commit(project, "tiny sweep")
     shared_origin(tmp, project)
     return tmp
+
+
+@pytest.fixture(scope="module")
+def sweep_origin(tmp_path_factory):
+    return tiny_sweep_origin(tmp_path_factory.mktemp("sweep"))
 
 
 def test_two_machines_each_run_a_shard_and_a_third_draws_the_map_without_training(sweep_origin):

@@ -4,11 +4,14 @@ A copy holds the project's sources (never the pipeline's outputs) and the *commi
 params.yaml with the caller's overrides, so an experiment applied to the working tree
 (`dvc exp run` writes its params there) cannot change what a test or benchmark runs.
 """
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -123,3 +126,69 @@ def link_venv(project):
     with open(project / ".git/info/exclude", "a") as exclude:
         exclude.write("/.venv\n")
     return project
+
+
+def shared_origin(tmp, project):
+    """A bare git origin and a local-directory DVC remote (the default), as a team would set up."""
+    run(tmp, "git", "init", "-q", "--bare", "origin.git")
+    dvc(project, "remote", "add", "-d", "shared", str(tmp / "dvc-remote"))
+    commit(project, "shared DVC remote")
+    run(project, "git", "remote", "add", "origin", str(tmp / "origin.git"))
+    run(project, "git", "push", "-q", "origin", "HEAD:main")
+
+
+def clone(tmp, name):
+    """A clone of tmp/origin.git (see shared_origin) that runs `make` in this venv."""
+    run(tmp, "git", "clone", "-q", "-b", "main", str(tmp / "origin.git"), name)
+    return link_venv(tmp / name)
+
+
+class LocalCluster:
+    """A real Dask cluster on 127.0.0.1: `dask scheduler` and `dask worker` processes of this
+    venv, each worker one thread with its own scratch directory under tmp. Each process is
+    in its own process group, so that killing a worker takes its trainings with it, as a
+    machine going down would."""
+
+    def __init__(self, tmp, workers=2, scheduler_config=None):
+        """scheduler_config: Dask settings for the scheduler, e.g. {"distributed.scheduler.allowed-failures": 0}."""
+        self.tmp, self.workers = Path(tmp), {}
+        file = self.tmp / "scheduler.json"
+        config = {f"DASK_{key.upper().replace('.', '__').replace('-', '_')}": str(value)
+                  for key, value in (scheduler_config or {}).items()}
+        self.scheduler = self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                     "--no-dashboard", "--scheduler-file", str(file), config=config)
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.address = json.loads(file.read_text())["address"]
+        for k in range(1, workers + 1):
+            self.start_worker(f"worker-{k}")
+        self.wait_for_workers(workers)
+
+    def _start(self, log, *args, config=None):
+        with open(self.tmp / f"{log}.log", "a") as out:
+            return subprocess.Popen([str(BIN / "dask"), *args], cwd=self.tmp, env={**env(), **(config or {})}, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_worker(self, name):
+        """Start a worker whose scratch directory is tmp/name; return that directory."""
+        scratch = self.tmp / name
+        scratch.mkdir(exist_ok=True)
+        self.workers[name] = self._start(name, "worker", self.address, "--nthreads", "1", "--local-directory",
+                                         str(scratch), "--memory-limit", "0", "--no-dashboard")
+        return scratch
+
+    def wait_for_workers(self, count):
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(count, timeout=120)
+
+    def kill(self, name):
+        """SIGKILL a worker and everything it started."""
+        os.killpg(self.workers.pop(name).pid, signal.SIGKILL)
+
+    def close(self):
+        for process in [*self.workers.values(), self.scheduler]:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

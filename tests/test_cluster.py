@@ -1,0 +1,124 @@
+"""Runs on a real Dask cluster at tiny size: a `dask scheduler` and two `dask worker` processes
+(one thread each, their own scratch directories) on 127.0.0.1, a bare git origin and a
+local-directory DVC remote, driven through `make sweep CLUSTER=…` and `make repro CLUSTER=…`."""
+import subprocess
+import time
+
+import psutil
+import pytest
+import yaml
+
+from tests.test_scaleout import MAKE, make, metrics_files, tiny_sweep_origin, training
+from tools.sandbox import LocalCluster, clone, commit, dvc, env, run, set_params
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = LocalCluster(tmp_path_factory.mktemp("dask"), workers=2)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory):
+    return tiny_sweep_origin(tmp_path_factory.mktemp("cluster-origin"))
+
+
+def failing_make(project, *args):
+    result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0, result.stdout
+    return result.stdout, [line for line in result.stderr.splitlines() if not line.startswith("make: *** ")]
+
+
+def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_for_byte(origin, cluster):
+    local = clone(origin, "local")
+    make(local, "sweep", "SWEEP=tiny-sweep.yaml", "JOBS=2")
+
+    driver = clone(origin, "driver")
+    sweep = subprocess.Popen([*MAKE, "sweep", "SWEEP=tiny-sweep.yaml", f"CLUSTER={cluster.address}"], cwd=driver,
+                             env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    training(cluster.tmp / "worker-1", "--arm", sweep)  # a training in worker 1's scratch space
+    cluster.kill("worker-1")
+    out, err = sweep.communicate(timeout=900)
+    assert sweep.returncode == 0, out + err
+    assert "4 grid points, 0 already done; sending 4 to the cluster" in out
+    assert sorted(line.split()[-1] for line in out.splitlines() if " done sweep-" in line) == sorted(
+        line.split(",")[2] for line in (local / "sweep/sweep.csv").read_text().splitlines()[1:])
+    assert "FAILED" not in err
+    for name in ("sweep.csv", "sweep.md"):
+        assert (driver / "sweep" / name).read_bytes() == (local / "sweep" / name).read_bytes(), name
+
+    # Any clone: every point is found on the remotes, nothing is sent, the same map is drawn.
+    cluster.start_worker("worker-1")
+    third = clone(origin, "third")
+    again = make(third, "sweep", "SWEEP=tiny-sweep.yaml", f"CLUSTER={cluster.address}")
+    assert "4 grid points, 4 already done; sending 0 to the cluster" in again.stdout
+    assert (third / "sweep/sweep.csv").read_bytes() == (local / "sweep/sweep.csv").read_bytes()
+
+
+def test_repro_on_the_cluster_gives_the_local_run_s_dvc_lock_and_metrics(origin, cluster):
+    cluster.wait_for_workers(2)
+    # seed 1: trainings no sweep has run, so the cluster trains them
+    author = clone(origin, "author")
+    set_params(author, {"train": {"seeds": [1]}})
+    commit(author, "seed 1")
+    run(author, "git", "push", "-q", "origin", "HEAD:main")
+
+    local = clone(origin, "repro-local")
+    make(local, "repro", "JOBS=1")
+    driver = clone(origin, "repro-driver")
+    result = make(driver, "repro", f"CLUSTER={cluster.address}")
+    assert "training 2 (arm, seed) pairs on the cluster" in result.stdout
+    assert sorted(line.split()[-1] for line in result.stdout.splitlines() if " done train_" in line) == [
+        "train_unweighted@1", "train_weighted@1"]
+    final = result.stdout.split("on the cluster", 1)[1]
+    assert "Running stage 'train_" not in final  # every training restored from the run cache
+    assert (driver / "dvc.lock").read_text() == (local / "dvc.lock").read_text()
+    assert metrics_files(driver) == metrics_files(local)
+    assert "Data and pipelines are up to date" in dvc(driver, "status").stdout
+
+
+def test_a_failing_grid_point_is_one_line_and_is_not_run_again(origin, cluster):
+    driver = clone(origin, "failing")
+    missing = {"fixed": {"data.source": "fashion-mnist"}, "grid": {"data.path": ["/nowhere/a", "/nowhere/b"]}}
+    (driver / "failing.yaml").write_text(yaml.safe_dump(missing))
+    out, err = failing_make(driver, "sweep", "SWEEP=failing.yaml", f"CLUSTER={cluster.address}")
+    failed = [line for line in err if line.startswith("FAILED ")]
+    assert len(failed) == 2 and all(": error: data.path" in line and "/nowhere/" in line for line in failed), err
+    assert err[-1] == "error: 2 grid point(s) failed (above); run `make sweep CLUSTER=…` again to retry only those"
+    assert len(err) == 3, err
+    logs = "".join((cluster.tmp / f"{name}.log").read_text() for name in cluster.workers)
+    assert "Compute Failed" not in logs  # the task ended with the run's error; Dask had nothing to retry
+
+
+def test_no_scheduler_or_no_origin_is_one_line(origin, tmp_path):
+    driver = clone(origin, "unreachable")
+    _, err = failing_make(driver, "sweep", "SWEEP=tiny-sweep.yaml", "CLUSTER=tcp://127.0.0.1:9")
+    assert len(err) == 1 and err[0].startswith("error: CLUSTER=tcp://127.0.0.1:9: no Dask scheduler answers there"), err
+    run(driver, "git", "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    _, err = failing_make(driver, "repro", "CLUSTER=tcp://127.0.0.1:9")
+    assert len(err) == 1 and err[0].startswith("error: `git fetch --quiet origin` failed: fatal: "), err
+    assert err[0].endswith("a cluster run needs a git remote 'origin' that the workers can clone"), err
+
+
+def test_a_point_whose_every_worker_dies_is_one_line(origin, tmp_path):
+    (tmp_path / "dask").mkdir()
+    lone = LocalCluster(tmp_path / "dask", workers=1, scheduler_config={"distributed.scheduler.allowed-failures": 0})
+    try:
+        driver = clone(origin, "doomed")
+        (driver / "one-point.yaml").write_text(yaml.safe_dump({"grid": {"imbalance.ratio": [3]}}))
+        sweep = subprocess.Popen([*MAKE, "sweep", "SWEEP=one-point.yaml", f"CLUSTER={lone.address}"], cwd=driver,
+                                 env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        scratch = str(lone.tmp / "worker-1")
+        while not any(scratch in (p.info["cwd"] or "") for p in psutil.process_iter(["cwd"])):  # the task runs
+            assert sweep.poll() is None, sweep.communicate()
+            time.sleep(0.1)
+        lone.kill("worker-1")
+        out, err = sweep.communicate(timeout=600)
+    finally:
+        lone.close()
+    assert sweep.returncode != 0
+    lines = [line for line in err.splitlines() if not line.startswith("make: *** ")]
+    assert lines == ["FAILED sweep-3-581dd3: every worker that ran it died (distributed.scheduler.allowed-failures); "
+                     "look for a worker killed by the out-of-memory killer or its machine going down",
+                     "error: 1 grid point(s) failed (above); run `make sweep CLUSTER=…` again to retry only those"], err
