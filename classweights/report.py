@@ -1,16 +1,13 @@
 """The report a person reads: summary.md and PNG figures, every one saying what was run."""
 import csv
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from classweights.evaluation import CLASSES, HEADLINE_METRICS, LOGIT_ADJUSTED  # noqa: E402
-from classweights.files import atomic_path  # noqa: E402
-from classweights.statistics import confidence_label  # noqa: E402
+from classweights.evaluation import CLASSES, HEADLINE_METRICS, LOGIT_ADJUSTED
+from classweights.files import atomic_path
+from classweights.statistics import confidence_label
 
 ARM_COLOURS = {"unweighted": "tab:blue", "weighted": "tab:orange", LOGIT_ADJUSTED: "tab:green"}
 SPARE_COLOURS = ("tab:purple", "tab:brown", "tab:pink")  # for arms added later
@@ -112,12 +109,12 @@ def _title(description, comparisons, labels):
 def _save(fig, path, title):
     """The PNG also carries its title as text (a PNG 'Title' field), for tools and tests."""
     fig.savefig(path, dpi=100, metadata={**PNG_METADATA, "Title": title})
-    plt.close(fig)
 
 
 def plot_recall(path, summaries, train_counts, minority, labels, title):
     """Per-class test recall of every arm (± sd over seeds) beside the training class counts."""
-    fig, (ax_recall, ax_counts) = plt.subplots(1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [2.4, 1]})
+    fig = Figure(figsize=(12, 5.2))
+    ax_recall, ax_counts = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.4, 1]})
     colours = _colours(summaries)
     width = 0.8 / len(summaries)
     for i, arm in enumerate(summaries):
@@ -141,8 +138,8 @@ def plot_recall(path, summaries, train_counts, minority, labels, title):
 
 def plot_confusions(path, confusions, labels, title):
     """Row-normalised confusion matrices (summed over seeds) of every arm side by side."""
-    fig, axes = plt.subplots(1, len(confusions), figsize=(3.7 * len(confusions) + 1, 4.6), squeeze=False,
-                             layout="constrained")
+    fig = Figure(figsize=(3.7 * len(confusions) + 1, 4.6), layout="constrained")
+    axes = fig.subplots(1, len(confusions), squeeze=False)
     for ax, (arm, matrix) in zip(axes[0], confusions.items()):
         rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
@@ -160,7 +157,8 @@ def plot_confusions(path, confusions, labels, title):
 
 def plot_curves(path, curves_by_arm, labels, title):
     """Loss and accuracy per epoch, train and validation, mean over seeds, trained arms."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    fig = Figure(figsize=(11, 4.8))
+    axes = fig.subplots(1, 2)
     colours = _colours(curves_by_arm)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for arm, curves in curves_by_arm.items():
