@@ -168,7 +168,7 @@ def _top_level_imports(path):
 @pytest.mark.parametrize("package", ["classweights", "stages"])
 def test_the_science_and_the_stages_never_reach_up_into_orchestration_or_dvc(package):
     """Orchestration stands above the science: classweights and the stages import neither the
-    orchestration package nor DVC itself (dvclive, the training-curve logger, is a library of its own)."""
+    orchestration package nor DVC itself."""
     reaching_up = {str(path.relative_to(ROOT)): sorted(_top_level_imports(path) & {"orchestration", "dvc"})
                    for path in sorted((ROOT / package).glob("*.py"))}
     assert {path: names for path, names in reaching_up.items() if names} == {}
