@@ -15,7 +15,7 @@ from pathlib import Path
 CPUINFO = Path("/proc/cpuinfo")
 # The cpuinfo flags of the instruction-set extensions oneDNN chooses kernels by (SSE4.1 up to
 # AVX2, AVX-512 and its VNNI/BF16/FP16 parts, AVX-VNNI, AMX, FMA, F16C).
-DISPATCH_PREFIXES = ("sse4", "avx", "amx", "fma", "f16c")
+DISPATCH_PREFIXES = ("sse4_", "avx", "amx", "fma", "f16c")
 PACKAGES = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-intel"), "keras": ("keras",),
             "numpy": ("numpy",), "dvc": ("dvc",)}
 KIND_KEYS = ("cpu", "isa", "tensorflow")

@@ -128,17 +128,17 @@ def borderline_reasons(difference, p, alpha):
     return reasons
 
 
-def seeds_to_settle(mean, sd, alpha, family_size=1):
-    """Estimated seeds after which, if the mean and sd stayed as observed, the verdict would no
-    longer be borderline: the t-test p (Bonferroni over the family) below alpha / 2, the interval
-    at level 1 − alpha / family_size ending more than BORDERLINE_WIDTH_SHARE of its width from 0,
-    and the sign-flip test able to reach p below alpha / 2 (2 · family / 2^n < alpha / 2).
-    None when the mean is 0 (more seeds then only confirm "no difference") or beyond
-    MAX_SEEDS_ESTIMATE."""
+def seeds_to_settle(mean, sd, seeds_run, alpha, family_size=1):
+    """Estimated seeds (more than seeds_run) after which, if the mean and sd stayed as observed,
+    the verdict would no longer be borderline: the t-test p (Bonferroni over the family) below
+    alpha / 2, the interval at level 1 − alpha / family_size ending more than
+    BORDERLINE_WIDTH_SHARE of its width from 0, and the sign-flip test able to reach p below
+    alpha / 2 (2 · family / 2^n < alpha / 2). None when the mean is 0 (more seeds then only
+    confirm "no difference") or beyond MAX_SEEDS_ESTIMATE."""
     if mean == 0:
         return None
-    n = np.arange(2, MAX_SEEDS_ESTIMATE + 1)
-    sign_flip_reachable = 2.0 * family_size / 2.0 ** np.minimum(n, 1000) < alpha / 2
+    n = np.arange(seeds_run + 1, MAX_SEEDS_ESTIMATE + 1)
+    sign_flip_reachable = 2 * family_size * 0.5 ** n < alpha / 2
     if sd == 0:
         settled = sign_flip_reachable
     else:
@@ -153,9 +153,8 @@ def _mark_firmness(result, p, alpha, family_size):
     """Add 'borderline' (the reasons, [] when firm) and 'seeds_to_settle' to a tested result."""
     reasons = borderline_reasons(result, p, alpha)
     result["borderline"] = reasons
-    estimate = seeds_to_settle(result["mean"], result["sd"], alpha, family_size) if reasons else None
-    # never fewer than one seed more than now: the current seeds did not settle it
-    result["seeds_to_settle"] = None if estimate is None else max(estimate, result["n_seeds"] + 1)
+    result["seeds_to_settle"] = (seeds_to_settle(result["mean"], result["sd"], result["n_seeds"], alpha, family_size)
+                                 if reasons else None)
 
 
 def compare_metrics(arm_by_metric, baseline_by_metric, alpha, family=()):

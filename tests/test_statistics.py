@@ -140,7 +140,7 @@ def test_sign_flip_above_sixteen_seeds_draws_patterns_and_stays_close_to_exact()
     exact = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf).pvalue
     p = sign_flip_p(d)
     assert p == pytest.approx(exact, abs=0.01) and p != exact  # drawn, within Monte Carlo error
-    assert sign_flip_p(d) == p  # drawn with a fixed seed: the same p every run
+    assert sign_flip_p(d) == p == 3444 / (2 ** 16 + 1)  # drawn with a fixed seed: the same p every run
     assert sign_flip_p(np.full(20, 0.01)) == 1 / (2 ** 16 + 1)  # never 0: the observed pattern counts
     assert sign_flip_p(np.full(16, 0.01)) == 2 / 2 ** 16  # 16 seeds are still enumerated
 
@@ -455,33 +455,52 @@ def test_a_verdict_that_flips_between_machines_is_borderline(differences, shown,
     assert d["seeds_to_settle"] == seeds  # more than the 10 run, so the summary can say what settles it
 
 
+def test_a_firm_verdict_has_no_reasons_and_nothing_to_settle():
+    d = compare_metrics({"m": [0.05, 0.06, 0.04, 0.05, 0.07, 0.05, 0.06, 0.04, 0.05, 0.06]}, {"m": [0.0] * 10},
+                        0.05)["m"]
+    assert d["verdict"] == "better" and d["borderline"] == [] and d["seeds_to_settle"] is None
+
+
 def test_each_borderline_reason_on_its_own_and_at_its_edges():
     firm = {"ci_low": 0.02, "ci_high": 0.06}
     assert borderline_reasons(firm, 0.0249, 0.05) == []
     assert borderline_reasons(firm, 0.025, 0.05) == ["p within a factor 2 of α"]  # alpha / 2 counts
     assert borderline_reasons(firm, 0.0999, 0.05) == ["the interval excludes 0 but the sign-flip test does not confirm it",
                                                       "p within a factor 2 of α"]
-    # near end 0.004 of width 0.04: 10% exactly is not near; just below is
-    assert borderline_reasons({"ci_low": 0.004, "ci_high": 0.044}, 0.001, 0.05) == []
+    assert borderline_reasons(firm, 0.05, 0.05) == ["the interval excludes 0 but the sign-flip test does not confirm it",
+                                                    "p within a factor 2 of α"]  # p = alpha does not reach it
+    # near end 0.125 of width 1.25: 10% exactly is not near; just below is
+    assert borderline_reasons({"ci_low": 0.125, "ci_high": 1.375}, 0.001, 0.05) == []
+    assert borderline_reasons({"ci_low": 0.124, "ci_high": 1.375}, 0.001, 0.05) == ["the interval ends near 0"]
     assert borderline_reasons({"ci_low": 0.0039, "ci_high": 0.044}, 0.001, 0.05) == ["the interval ends near 0"]
     assert borderline_reasons({"ci_low": -0.044, "ci_high": -0.0039}, 0.001, 0.05) == ["the interval ends near 0"]
     # straddling 0 with the near end just across it is borderline too; well across it is not
     assert borderline_reasons({"ci_low": -0.003, "ci_high": 0.04}, 0.5, 0.05) == ["the interval ends near 0"]
     assert borderline_reasons({"ci_low": -0.02, "ci_high": 0.02}, 0.5, 0.05) == []
-    assert borderline_reasons({"ci_low": -0.02, "ci_high": 0.02}, 0.2, 0.05) == []  # 2 alpha is not near
+    assert borderline_reasons({"ci_low": -0.02, "ci_high": 0.02}, 0.1, 0.05) == []  # 2 alpha is not near
 
 
 def test_seeds_to_settle_by_hand():
     # zero spread: only the sign-flip floor counts, 2m / 2^n < alpha / 2: 2^n > 80 (n = 7) for one
     # metric, 2^n > 800 (n = 10) in a family of ten
-    assert seeds_to_settle(0.01, 0.0, 0.05) == 7
-    assert seeds_to_settle(-0.01, 0.0, 0.05, family_size=10) == 10
-    # mean = sd: t = sqrt(n); the margin needs t(0.975, n − 1) / sqrt(n) <= 1 / 1.2: n = 8 gives
-    # 2.365 / 2.828 = 0.836 (no), n = 9 gives 2.306 / 3 = 0.769 (yes, and p = 0.017 < 0.025)
-    assert seeds_to_settle(0.01, 0.01, 0.05) == 9
-    assert seeds_to_settle(-0.01, 0.01, 0.05) == 9
-    assert seeds_to_settle(0.0, 0.01, 0.05) is None  # more seeds cannot make a zero mean differ
-    assert seeds_to_settle(1e-6, 1.0, 0.05) is None  # beyond any number worth naming
+    assert seeds_to_settle(0.01, 0.0, 5, 0.05) == 7
+    assert seeds_to_settle(-0.01, 0.0, 5, 0.05, family_size=10) == 10
+    assert seeds_to_settle(0.01, 0.0, 7, 0.05) == 8  # always more seeds than were run
+    # mean = sd: t = sqrt(n); the margin needs 1.2 t(0.975, n − 1) / sqrt(n) <= 1: n = 8 gives
+    # 1.2 * 2.365 / 2.828 = 1.003 (no), n = 9 gives 1.2 * 2.306 / 3 = 0.922 (yes, and p = 0.017 < 0.025)
+    assert seeds_to_settle(0.01, 0.01, 3, 0.05) == 9
+    assert seeds_to_settle(-0.01, 0.01, 3, 0.05) == 9
+    # mean / sd = 2.95 / sqrt 7: at 7 seeds the margin holds (t = 2.95 > 1.2 * 2.447 = 2.936) but the
+    # t-test p does not reach alpha / 2 (t(0.9875, 6) = 2.969); at 8 seeds both hold
+    assert seeds_to_settle(2.95 / np.sqrt(7), 1.0, 3, 0.05) == 8
+    # in a family of ten the interval is at level 1 − 0.05 / 10: 1.2 t(0.9975, n − 1) / sqrt(n) is
+    # 1.030 at 15 seeds and 0.986 at 16 (the p condition, 10 * p < 0.025, holds from 14 on)
+    assert seeds_to_settle(0.01, 0.01, 3, 0.05, family_size=10) == 16
+    assert seeds_to_settle(0.0, 0.01, 3, 0.05) is None  # more seeds cannot make a zero mean differ
+    assert seeds_to_settle(0.0, 0.0, 3, 0.05) is None
+    # the search ends at 1000 seeds: a need of exactly 1000 is named, one of 1001 is not
+    assert seeds_to_settle(0.0744842984260258, 1.0, 3, 0.05) == 1000
+    assert seeds_to_settle(0.07444697517437446, 1.0, 3, 0.05) is None
 
 
 def test_tests_that_disagree_are_borderline_not_a_contradiction():
