@@ -280,8 +280,7 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     lines += ["", "## Paired differences side by side", "",
               f"Mean difference over seeds [Student-t {confidence_label(alpha)} interval] → verdict; the worst majority class "
               "is the one whose recall changed least favourably (picked after looking, so even its simultaneous "
-              "interval flatters it). A borderline verdict says what would settle it (docs/statistics.md)."
-              + _class_interval_note(comparisons), ""]
+              "interval flatters it). A borderline verdict says what would settle it (docs/statistics.md).", ""]
     lines += _side_by_side(comparisons, headline, labels)
     lines += ["", "## Each comparison in full", "",
               f"Student-t {confidence_label(alpha)} interval over seeds, paired t-test p, exact sign-flip p, "
