@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from classweights.evaluation import COMPARED_METRICS
@@ -30,6 +29,7 @@ SIGN_FLIP_DRAWS = 2 ** 16
 BORDERLINE_P_FACTOR = 2
 BORDERLINE_WIDTH_SHARE = 0.1
 MAX_SEEDS_ESTIMATE = 1000  # seeds_to_settle looks no further
+FAMILY_METHOD = "holm"  # statsmodels' name for Holm's step-down adjustment of the per-class p-values
 NO_TEST = "no paired test possible with one seed"
 NOT_COMPUTABLE = "not computable: a difference is NaN or infinite"
 
@@ -53,9 +53,10 @@ def sign_flip_p(differences):
     SIGN_FLIP_DRAWS patterns and counts the observed one too (p never 0).
     """
     # whole numbers of rounding steps: their float sums are exact, so equal sums compare equal
-    steps = np.rint(np.asarray(differences, dtype=float) * 10 ** DECIMALS)
-    test = stats.permutation_test((steps,), _abs_sum, permutation_type="samples", vectorized=True,
-                                  n_resamples=SIGN_FLIP_DRAWS, alternative="greater", rng=np.random.default_rng(0))
+    steps = np.rint(np.asarray(differences) * 10 ** DECIMALS)
+    # _abs_sum takes `axis`, so scipy evaluates all patterns in one vectorised call
+    test = stats.permutation_test((steps,), _abs_sum, permutation_type="samples", n_resamples=SIGN_FLIP_DRAWS,
+                                  alternative="greater", rng=np.random.default_rng(0))
     return float(test.pvalue)
 
 
@@ -105,8 +106,11 @@ def verdict(difference, alpha, p_key="p_verdict"):
         return NOT_COMPUTABLE
     if difference["n_seeds"] < 2:
         return NO_TEST
-    if difference[p_key] < alpha and excludes_zero(difference):
-        return "better" if difference["mean"] > 0 else "worse"
+    if difference[p_key] < alpha:
+        if difference["ci_low"] > 0:
+            return "better"
+        if difference["ci_high"] < 0:
+            return "worse"
     return "no significant difference"
 
 
@@ -142,10 +146,11 @@ def seeds_to_settle(mean, sd, seeds_run, alpha, family_size=1):
     if sd == 0:
         settled = sign_flip_reachable
     else:
-        t = abs(mean) * np.sqrt(n) / sd
-        p_t = 2 * stats.t.sf(t, n - 1) * family_size
-        half = stats.t.ppf(1 - alpha / family_size / 2, n - 1) * sd / np.sqrt(n)
-        settled = sign_flip_reachable & (p_t < alpha / 2) & (abs(mean) - half > BORDERLINE_WIDTH_SHARE * 2 * half)
+        # the t statistic must pass both: p · family < alpha / 2, and |mean| − half-width above
+        # BORDERLINE_WIDTH_SHARE of the width, i.e. |mean| > (1 + 2 · share) · half-width
+        p_needs = stats.t.ppf(1 - alpha / family_size / 4, n - 1)
+        margin_needs = (1 + 2 * BORDERLINE_WIDTH_SHARE) * stats.t.ppf(1 - alpha / family_size / 2, n - 1)
+        settled = sign_flip_reachable & (abs(mean) * np.sqrt(n) / sd > np.maximum(p_needs, margin_needs))
     return int(n[settled][0]) if settled.any() else None
 
 
@@ -169,7 +174,7 @@ def compare_metrics(arm_by_metric, baseline_by_metric, alpha, family=()):
                for name in arm_by_metric}
     tested = [name for name in family if "p_verdict" in results[name]]
     if tested:
-        adjusted = multipletests([results[name]["p_verdict"] for name in tested], method="holm")[1]
+        adjusted = multipletests([results[name]["p_verdict"] for name in tested], method=FAMILY_METHOD)[1]
         family_alpha = alpha / len(tested)
         for name, p in zip(tested, adjusted):
             result = results[name]
@@ -188,13 +193,15 @@ def compare_metrics(arm_by_metric, baseline_by_metric, alpha, family=()):
 def mcnemar_exact(y_true, pred_arm, pred_baseline):
     """McNemar's exact test on one seed's pair of classifiers over the same test images.
 
-    It uses only the discordant images (right for one arm only), so the table's diagonal is
-    left 0; with no discordant image p = 1 (statsmodels' binomial gives that itself)."""
+    It uses only the discordant images (right for one arm only): under "the arms are equally good"
+    each is as likely to favour either arm, so p is the two-sided exact binomial p of only_arm in
+    only_arm + only_baseline draws at 1/2; with no discordant image p = 1."""
     right_arm = pred_arm == y_true
     right_baseline = pred_baseline == y_true
     only_arm = int(np.sum(right_arm & ~right_baseline))
     only_baseline = int(np.sum(right_baseline & ~right_arm))
-    p = float(mcnemar([[0, only_baseline], [only_arm, 0]], exact=True).pvalue)
+    discordant = only_arm + only_baseline
+    p = float(stats.binomtest(only_arm, discordant).pvalue) if discordant else 1.0
     return {"only_arm_right": only_arm, "only_baseline_right": only_baseline, "p_value": p}
 
 

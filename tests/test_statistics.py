@@ -264,6 +264,19 @@ def test_mcnemar_counts_the_images_only_one_arm_gets_right():
                for c in (True, False))
 
 
+@pytest.mark.parametrize("only_arm, only_baseline", [(8, 2), (3, 9), (0, 5), (7, 7), (1, 0)])
+def test_mcnemar_agrees_with_statsmodels_exact_test(only_arm, only_baseline):
+    y = np.zeros(only_arm + only_baseline + 3, int)
+    arm, baseline = y.copy(), y.copy()
+    arm[only_arm:only_arm + only_baseline] = 1  # images only the baseline gets right
+    baseline[:only_arm] = 1                     # images only the arm gets right
+    arm[-1] = baseline[-1] = 1                  # one image both get wrong
+    result = mcnemar_exact(y, arm, baseline)
+    table = [[2, only_baseline], [only_arm, 1]]
+    assert (result["only_arm_right"], result["only_baseline_right"]) == (only_arm, only_baseline)
+    assert result["p_value"] == pytest.approx(mcnemar(table, exact=True).pvalue)
+
+
 def test_mcnemar_with_no_discordant_image_is_one():
     # both arms get images 0-7 right and images 8, 9 wrong (in different ways): nothing to compare;
     # the chi-square version would divide 0 by 0
@@ -496,11 +509,40 @@ def test_seeds_to_settle_by_hand():
     # in a family of ten the interval is at level 1 − 0.05 / 10: 1.2 t(0.9975, n − 1) / sqrt(n) is
     # 1.030 at 15 seeds and 0.986 at 16 (the p condition, 10 * p < 0.025, holds from 14 on)
     assert seeds_to_settle(0.01, 0.01, 3, 0.05, family_size=10) == 16
+    assert seeds_to_settle(0.01, 0.0, 2, 0.25) == 5  # 2 / 2^4 = 0.125 is not below 0.25 / 2
     assert seeds_to_settle(0.0, 0.01, 3, 0.05) is None  # more seeds cannot make a zero mean differ
     assert seeds_to_settle(0.0, 0.0, 3, 0.05) is None
     # the search ends at 1000 seeds: a need of exactly 1000 is named, one of 1001 is not
     assert seeds_to_settle(0.0744842984260258, 1.0, 3, 0.05) == 1000
     assert seeds_to_settle(0.07444697517437446, 1.0, 3, 0.05) is None
+
+
+def _settled_by_scipy(n, mean, family_size, alpha=0.05):
+    """The settling rule evaluated on n differences that have exactly this mean and sd 1, through
+    scipy's own t-test and its confidence interval."""
+    z = np.arange(n) - (n - 1) / 2
+    test = stats.ttest_1samp(mean + z / z.std(ddof=1), 0.0)
+    low, high = test.confidence_interval(1 - alpha / family_size)
+    return (2 * family_size / 2 ** n < alpha / 2 and test.pvalue * family_size < alpha / 2
+            and min(abs(low), abs(high)) > 0.1 * (high - low) and (low > 0 or high < 0))
+
+
+@pytest.mark.parametrize("family_size", [1, 4, 10])
+@pytest.mark.parametrize("mean", [0.3, 0.8, 1.5, -2.5])
+def test_seeds_to_settle_agrees_with_scipys_t_test_on_data_of_that_mean_and_sd(mean, family_size):
+    expected = next(n for n in range(3, 1000) if _settled_by_scipy(n, mean, family_size))
+    assert seeds_to_settle(mean, 1.0, 2, 0.05, family_size) == expected
+
+
+def test_a_per_class_estimate_counts_the_whole_family():
+    names = ["recall.0", "recall.1", "recall.2", "recall.3"]
+    results = compare_metrics(dict(zip(names, FAMILY_WEIGHTED)), dict(zip(names, FAMILY_UNWEIGHTED)), 0.05,
+                              family=names)
+    borderline = [r for r in results.values() if r["borderline"]]
+    assert borderline  # Holm p within a factor 2 of alpha for some of the four
+    assert [r["seeds_to_settle"] for r in borderline] == [seeds_to_settle(r["mean"], r["sd"], 10, 0.05, family_size=4)
+                                                          for r in borderline] == [20, 11, 11, 14]
+    assert [seeds_to_settle(r["mean"], r["sd"], 10, 0.05) for r in borderline] == [12, 11, 11, 11]  # one test alone
 
 
 def test_tests_that_disagree_are_borderline_not_a_contradiction():
