@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from classweights.evaluation import COMPARED_METRICS
@@ -193,15 +194,14 @@ def compare_metrics(arm_by_metric, baseline_by_metric, alpha, family=()):
 def mcnemar_exact(y_true, pred_arm, pred_baseline):
     """McNemar's exact test on one seed's pair of classifiers over the same test images.
 
-    It uses only the discordant images (right for one arm only): under "the arms are equally good"
-    each is as likely to favour either arm, so p is the two-sided exact binomial p of only_arm in
-    only_arm + only_baseline draws at 1/2; with no discordant image p = 1."""
+    It uses only the discordant images (right for one arm only), so only they enter the table,
+    off its diagonal; with no discordant image p = 1 (statsmodels' binomial gives that itself)."""
     right_arm = pred_arm == y_true
     right_baseline = pred_baseline == y_true
     only_arm = int(np.sum(right_arm & ~right_baseline))
     only_baseline = int(np.sum(right_baseline & ~right_arm))
-    discordant = only_arm + only_baseline
-    p = float(stats.binomtest(only_arm, discordant).pvalue) if discordant else 1.0
+    table = np.fliplr(np.diag([only_baseline, only_arm]))  # [[0, only_baseline], [only_arm, 0]]
+    p = float(mcnemar(table).pvalue)  # statsmodels' default: the exact binomial test
     return {"only_arm_right": only_arm, "only_baseline_right": only_baseline, "p_value": p}
 
 
