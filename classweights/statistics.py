@@ -25,6 +25,9 @@ MIN_SEEDS_FOR_WILCOXON = 6  # below that its smallest possible p-value exceeds 0
 # that it draws this many at random with a fixed seed, which is reproducible and, with n > 16
 # seeds, resolves p far below any alpha a person would use.
 SIGN_FLIP_DRAWS = 2 ** 16
+# scipy.stats.permutation_test's settings for it: "samples" flips the signs of one sample's
+# values; the statistic is |sum|, so the one-sided "greater" counts both tails of the sum.
+SIGN_FLIP_TEST = {"permutation_type": "samples", "alternative": "greater"}
 # Borderline (docs/statistics.md): the verdict's p within this factor of alpha either way, or
 # the interval's end nearest 0 within this share of the interval's width from 0.
 BORDERLINE_P_FACTOR = 2
@@ -56,8 +59,8 @@ def sign_flip_p(differences):
     # whole numbers of rounding steps: their float sums are exact, so equal sums compare equal
     steps = np.rint(np.asarray(differences) * 10 ** DECIMALS)
     # _abs_sum takes `axis`, so scipy evaluates all patterns in one vectorised call
-    test = stats.permutation_test((steps,), _abs_sum, permutation_type="samples", n_resamples=SIGN_FLIP_DRAWS,
-                                  alternative="greater", rng=np.random.default_rng(0))
+    test = stats.permutation_test((steps,), _abs_sum, **SIGN_FLIP_TEST, n_resamples=SIGN_FLIP_DRAWS,
+                                  rng=np.random.default_rng(0))
     return float(test.pvalue)
 
 

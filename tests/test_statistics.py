@@ -491,6 +491,9 @@ def test_each_borderline_reason_on_its_own_and_at_its_edges():
     assert borderline_reasons({"ci_low": -0.003, "ci_high": 0.04}, 0.5, 0.05) == ["the interval ends near 0"]
     assert borderline_reasons({"ci_low": -0.02, "ci_high": 0.02}, 0.5, 0.05) == []
     assert borderline_reasons({"ci_low": -0.02, "ci_high": 0.02}, 0.1, 0.05) == []  # 2 alpha is not near
+    # an interval that touches 0 does not exclude it: no disagreement, only the near end
+    assert borderline_reasons({"ci_low": 0.0, "ci_high": 0.04}, 0.5, 0.05) == ["the interval ends near 0"]
+    assert borderline_reasons({"ci_low": -0.04, "ci_high": 0.0}, 0.5, 0.05) == ["the interval ends near 0"]
 
 
 def test_seeds_to_settle_by_hand():
@@ -517,7 +520,7 @@ def test_seeds_to_settle_by_hand():
     assert seeds_to_settle(0.07444697517437446, 1.0, 3, 0.05) is None
 
 
-def _settled_by_scipy(n, mean, family_size, alpha=0.05):
+def _settled_by_scipy(n, mean, family_size, alpha):
     """The settling rule evaluated on n differences that have exactly this mean and sd 1, through
     scipy's own t-test and its confidence interval."""
     z = np.arange(n) - (n - 1) / 2
@@ -527,11 +530,13 @@ def _settled_by_scipy(n, mean, family_size, alpha=0.05):
             and min(abs(low), abs(high)) > 0.1 * (high - low) and (low > 0 or high < 0))
 
 
-@pytest.mark.parametrize("family_size", [1, 4, 10])
+# at alpha 0.05 the interval's margin decides; at 0.5 (few seeds) the t-test's p often does
+@pytest.mark.parametrize("alpha", [0.05, 0.5])
+@pytest.mark.parametrize("family_size", [1, 2, 4, 10])
 @pytest.mark.parametrize("mean", [0.3, 0.8, 1.5, -2.5])
-def test_seeds_to_settle_agrees_with_scipys_t_test_on_data_of_that_mean_and_sd(mean, family_size):
-    expected = next(n for n in range(3, 1000) if _settled_by_scipy(n, mean, family_size))
-    assert seeds_to_settle(mean, 1.0, 2, 0.05, family_size) == expected
+def test_seeds_to_settle_agrees_with_scipys_t_test_on_data_of_that_mean_and_sd(mean, family_size, alpha):
+    expected = next(n for n in range(3, 1000) if _settled_by_scipy(n, mean, family_size, alpha))
+    assert seeds_to_settle(mean, 1.0, 2, alpha, family_size) == expected
 
 
 def test_a_per_class_estimate_counts_the_whole_family():
