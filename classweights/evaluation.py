@@ -4,11 +4,13 @@ from scipy.special import softmax
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, log_loss,
                              precision_recall_fscore_support)
 
-ARMS = ("unweighted", "weighted")  # the trained arms, as named in models/<arm>/
+from classweights.paths import ARMS
+
+UNWEIGHTED, WEIGHTED = ARMS  # the trained arms, as named in models/<arm>/
 LOGIT_ADJUSTED = "logit_adjusted"  # an arm evaluate derives from the unweighted arm: no training
 # The paired comparisons, (arm, baseline): each difference is arm − baseline on the same seed.
 # Comparisons with an arm that is off (logit adjustment at tau 0) are left out.
-COMPARISONS = (("weighted", "unweighted"), (LOGIT_ADJUSTED, "unweighted"), ("weighted", LOGIT_ADJUSTED))
+COMPARISONS = ((WEIGHTED, UNWEIGHTED), (LOGIT_ADJUSTED, UNWEIGHTED), (WEIGHTED, LOGIT_ADJUSTED))
 PROBABILITY_FLOOR = 1e-12  # clip before a log: a zero probability or prior stays finite
 # The few numbers `dvc metrics show` lists per arm; every other metric is in metrics/details/.
 HEADLINE_METRICS = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
@@ -68,7 +70,7 @@ def arm_probabilities(trained, train_counts, tau):
     arms = dict(trained)
     if tau > 0:
         prior = training_prior(train_counts)
-        arms[LOGIT_ADJUSTED] = {seed: logit_adjusted_proba(p, prior, tau) for seed, p in trained["unweighted"].items()}
+        arms[LOGIT_ADJUSTED] = {seed: logit_adjusted_proba(p, prior, tau) for seed, p in trained[UNWEIGHTED].items()}
     return arms
 
 

@@ -243,31 +243,18 @@ class EpochLine(keras.callbacks.Callback):
 
 
 def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", label=None):
-    """Train one (arm, seed) and write out_dir atomically: model.keras, test_proba.npz and the
-    dvclive curves in live/. Interrupted, it leaves nothing under out_dir; killed outright, it
-    leaves out_dir/../.<name>.partial, which .gitignore and .dvcignore hide and the next run
-    of the same training removes first. label names the training in the per-epoch lines."""
-    from dvclive import Live
-    from dvclive.keras import DVCLiveCallback
-
-    from classweights.files import atomic_path, write_arrays
+    """Train one (arm, seed) and write out_dir atomically: model.keras, test_proba.npz and
+    history.json (Keras' per-epoch loss and accuracy, training and validation: the curves the
+    report draws). Interrupted, it leaves nothing under out_dir; killed outright, it leaves
+    out_dir/../.<name>.partial, which .gitignore and .dvcignore hide and the next run of the
+    same training removes first. label names the training in the per-epoch lines."""
+    from classweights.files import atomic_path, write_arrays, write_json
+    from classweights.paths import HISTORY
 
     with atomic_path(out_dir) as tmp:
-        live = Live(dir=str(tmp / "live"), save_dvc_exp=False, dvcyaml=None, report=None)
-        callbacks = [DVCLiveCallback(live=live), EpochLine(label or str(out_dir), train.epochs)]
-        started = time.perf_counter()
-        model, _ = train_model(splits, train, seed, class_weight, apply, callbacks=callbacks)
-        trained = time.perf_counter()
-        proba = predict_proba(model, splits["x_test"])
-        _log_compute_seconds(trained - started, time.perf_counter() - trained)
+        tmp.mkdir()
+        callbacks = [EpochLine(label or str(out_dir), train.epochs)]
+        model, history = train_model(splits, train, seed, class_weight, apply, callbacks=callbacks)
         save_model(model, tmp / "model.keras")
-        write_arrays(tmp / "test_proba.npz", proba=proba)
-
-
-def _log_compute_seconds(fit, predict):
-    """For `make bench`: append fit and predict seconds to $CLASSWEIGHTS_TIMINGS when it is set,
-    so the benchmark can tell compute from pipeline overhead. Outputs never hold timings."""
-    path = os.environ.get("CLASSWEIGHTS_TIMINGS")
-    if path:
-        with open(path, "a") as handle:
-            handle.write(json.dumps({"fit_s": fit, "predict_s": predict}) + "\n")
+        write_arrays(tmp / "test_proba.npz", proba=predict_proba(model, splits["x_test"]))
+        write_json(tmp / HISTORY, history)

@@ -11,8 +11,13 @@ WEIGHTS = Path("data/class_weights.json")
 MODELS = Path("models")
 METRICS = Path("metrics")
 REPORTS = Path("reports")
+MACHINE = METRICS / "details" / "machine.json"  # where the run was made (classweights.machine)
+# The trained arms, as named in models/<arm>/, in the train_<arm> stages of dvc.yaml and in
+# `stages.train --arm` (tests/test_dvc_yaml.py checks dvc.yaml against this).
+ARMS = ("unweighted", "weighted")
+HISTORY = "history.json"  # in each model_dir: Keras' per-epoch loss and accuracy, training and validation
 
 
 def model_dir(arm, seed):
-    """models/<arm>/seed_<seed>: one training's model, test probabilities and curves."""
+    """models/<arm>/seed_<seed>: one training's model, test probabilities and history."""
     return MODELS / arm / f"seed_{seed}"

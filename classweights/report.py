@@ -1,20 +1,18 @@
 """The report a person reads: summary.md and PNG figures, every one saying what was run."""
 import csv
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from classweights.evaluation import HEADLINE_METRICS, LOGIT_ADJUSTED  # noqa: E402
-from classweights.files import atomic_path  # noqa: E402
-from classweights.statistics import confidence_label  # noqa: E402
+from classweights.evaluation import HEADLINE_METRICS, LOGIT_ADJUSTED
+from classweights.files import atomic_path, read_json
+from classweights.machine import line as machine_line
+from classweights.statistics import confidence_label
 
 ARM_COLOURS = {"unweighted": "tab:blue", "weighted": "tab:orange", LOGIT_ADJUSTED: "tab:green"}
 SPARE_COLOURS = ("tab:purple", "tab:brown", "tab:pink")  # for arms added later
-CURVE_FILES = {"loss": "train/loss", "accuracy": "train/accuracy", "val_loss": "eval/loss", "val_accuracy": "eval/accuracy"}
+CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")  # Keras' history keys the figure draws
 PNG_METADATA = {"Software": None}  # no version string: same data, same bytes
 APPLIED = {"loss": "applied to the loss", "sampling": "applied by class-balanced sampling"}
 
@@ -64,18 +62,14 @@ def _colours(arms):
     return {arm: ARM_COLOURS.get(arm) or next(spare) for arm in arms}
 
 
-def read_curves(live_dir):
-    """Per-epoch training curves from a dvclive folder: {'loss': array, 'val_loss': array, ...}."""
-    curves = {}
-    for name, relative in CURVE_FILES.items():
-        column = relative.rpartition("/")[2]  # dvclive names the value column after the metric
-        with open(live_dir / "plots" / "metrics" / f"{relative}.tsv") as handle:
-            curves[name] = np.array([float(row[column]) for row in csv.DictReader(handle, delimiter="\t")])
-    return curves
+def read_curves(history_path):
+    """Per-epoch training curves from a training's history.json: {'loss': array, 'val_loss': array, ...}."""
+    history = read_json(history_path)
+    return {name: np.array(history[name]) for name in CURVES}
 
 
 def mean_curves(curves_by_seed):
-    return {name: np.mean([c[name] for c in curves_by_seed], axis=0) for name in CURVE_FILES}
+    return {name: np.mean([c[name] for c in curves_by_seed], axis=0) for name in CURVES}
 
 
 def write_csv(path, header, rows):
@@ -99,13 +93,32 @@ def _key_metric(comparison):
     return "minority_recall" if "minority_recall" in comparison["difference"] else "balanced_accuracy"
 
 
+def _settle(d):
+    settle = d.get("seeds_to_settle")
+    return f"about {settle} seeds would settle it" if settle else "more seeds would not settle it"
+
+
+def _firmness(d):
+    """'' for a firm verdict; ' (borderline: about 12 seeds would settle it)' for one near the line."""
+    return f" (borderline: {_settle(d)})" if d.get("borderline") else ""
+
+
+def _verdict_cell(d):
+    """The verdict, and for a borderline one why and what would settle it."""
+    if not d.get("borderline"):
+        return d["verdict"]
+    return f"{d['verdict']} (borderline: {'; '.join(d['borderline'])}; {_settle(d)})"
+
+
 def _interval(d, digits=3):
-    """'+0.109 [+0.091, +0.126] → better', or the difference alone when one seed allows no test."""
+    """'+0.109 [+0.091, +0.126] → better', or the difference alone when one seed allows no test; a
+    borderline verdict says so (docs/statistics.md)."""
     if d["mean"] is None:
         return d["verdict"]
     if "ci_low" not in d:
         return f"{d['mean']:+.{digits}f} ({d['verdict']})"
-    return f"{d['mean']:+.{digits}f} [{d['ci_low']:+.{digits}f}, {d['ci_high']:+.{digits}f}] → {d['verdict']}"
+    return (f"{d['mean']:+.{digits}f} [{d['ci_low']:+.{digits}f}, {d['ci_high']:+.{digits}f}] → {d['verdict']}"
+            f"{_firmness(d)}")
 
 
 def verdict_lines(comparisons, labels):
@@ -126,7 +139,6 @@ def _title(description, comparisons, labels):
 def _save(fig, path, title):
     """The PNG also carries its title as text (a PNG 'Title' field), for tools and tests."""
     fig.savefig(path, dpi=100, metadata={**PNG_METADATA, "Title": title})
-    plt.close(fig)
 
 
 def plot_recall(path, summaries, train_counts, minority, labels, title):
@@ -134,7 +146,8 @@ def plot_recall(path, summaries, train_counts, minority, labels, title):
     train_counts: {class name: count} in class order; minority: class names."""
     names = list(train_counts)
     positions = np.arange(len(names))
-    fig, (ax_recall, ax_counts) = plt.subplots(1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [2.4, 1]})
+    fig = Figure(figsize=(12, 5.2))
+    ax_recall, ax_counts = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.4, 1]})
     colours = _colours(summaries)
     width = 0.8 / len(summaries)
     for i, arm in enumerate(summaries):
@@ -158,8 +171,8 @@ def plot_recall(path, summaries, train_counts, minority, labels, title):
 
 def plot_confusions(path, confusions, labels, title, class_names):
     """Row-normalised confusion matrices (summed over seeds) of every arm side by side."""
-    fig, axes = plt.subplots(1, len(confusions), figsize=(3.7 * len(confusions) + 1, 4.6), squeeze=False,
-                             layout="constrained")
+    fig = Figure(figsize=(3.7 * len(confusions) + 1, 4.6), layout="constrained")
+    axes = fig.subplots(1, len(confusions), squeeze=False)
     for ax, (arm, matrix) in zip(axes[0], confusions.items()):
         rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
@@ -178,7 +191,8 @@ def plot_confusions(path, confusions, labels, title, class_names):
 
 def plot_curves(path, curves_by_arm, labels, title):
     """Loss and accuracy per epoch, train and validation, mean over seeds, trained arms."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    fig = Figure(figsize=(11, 4.8))
+    axes = fig.subplots(1, 2)
     colours = _colours(curves_by_arm)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for arm, curves in curves_by_arm.items():
@@ -249,7 +263,7 @@ def _difference_table(comparison, labels):
                      _p(d["p_ttest"]), _p(d["p_signflip"]), _p(d["p_wilcoxon"]) if "p_wilcoxon" in d else "–", p]
         else:
             cells = ["–" if d["mean"] is None else f"{d['mean']:+.4f}"] + ["–"] * 6
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {d['verdict']} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_verdict_cell(d)} |")
     return lines + [""]
 
 
@@ -267,8 +281,19 @@ def _mcnemar_table(comparisons, labels):
     return lines
 
 
-def summary_markdown(params, summaries, comparisons, headline, class_counts):
-    """reports/summary.md: what was run, mean ± sd per arm, every paired difference, McNemar per seed."""
+def _class_interval_note(comparisons):
+    """How the per-class rows' intervals are made: simultaneous, at the level Holm's first step implies."""
+    levels = [d["ci_level"] for c in comparisons.values() for d in c["per_class_recall_difference"].values()
+              if "ci_level" in d]
+    if not levels:
+        return ""
+    return (f" Per-class rows (and the worst majority class) show {levels[0]} intervals, so that an interval "
+            "excluding 0 and the Holm-adjusted verdict say the same thing.")
+
+
+def summary_markdown(params, summaries, comparisons, headline, class_counts, machine=None):
+    """reports/summary.md: what was run, mean ± sd per arm, every paired difference, McNemar per
+    seed, and at its foot the machine it was made on (a classweights.machine record)."""
     labels = arm_labels(params)
     arms = list(summaries)
     alpha = next(iter(comparisons.values()))["alpha"]
@@ -283,12 +308,13 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts):
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     lines += ["", "## Paired differences side by side", "",
               f"Mean difference over seeds [Student-t {confidence_label(alpha)} interval] → verdict; the worst majority class "
-              "is the one whose recall changed least favourably.", ""]
+              "is the one whose recall changed least favourably (picked after looking, so even its simultaneous "
+              "interval flatters it). A borderline verdict says what would settle it (docs/statistics.md).", ""]
     lines += _side_by_side(comparisons, headline, labels)
     lines += ["", "## Each comparison in full", "",
               f"Student-t {confidence_label(alpha)} interval over seeds, paired t-test p, exact sign-flip p, "
               "Wilcoxon p with 6 or more seeds. The verdict's p is the larger of the t-test and sign-flip p "
-              "(Holm-adjusted across the per-class recalls).", ""]
+              "(Holm-adjusted across the per-class recalls)." + _class_interval_note(comparisons), ""]
     for comparison in comparisons.values():
         lines += _difference_table(comparison, labels)
     lines += ["## McNemar's exact test per seed", "",
@@ -296,12 +322,16 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts):
     lines += _mcnemar_table(comparisons, labels)
     lines += ["", "Figures: [per-class recall](per_class_recall.png), [confusion matrices](confusion_matrices.png), "
               "[training curves](training_curves.png).", ""]
+    if machine is not None:
+        lines += [machine_line(machine), ""]
     return "\n".join(lines)
 
 
-def write_report(folder, params, summaries, comparisons, headline, class_counts, confusions, curves_by_arm):
+def write_report(folder, params, summaries, comparisons, headline, class_counts, confusions, curves_by_arm,
+                 machine=None):
     """Write every report file into `folder` atomically (all or nothing). class_counts: data/class_counts.json
-    with its counts in class order (evaluation.in_class_order); its minority classes are names."""
+    with its counts in class order (evaluation.in_class_order); its minority classes are names.
+    machine: where the run was made."""
     minority = class_counts["minority_classes"]
     labels = arm_labels(params)
     title = _title(describe_run(params), comparisons, labels)
@@ -310,7 +340,8 @@ def write_report(folder, params, summaries, comparisons, headline, class_counts,
         plot_recall(tmp / "per_class_recall.png", summaries, class_counts["train"], minority, labels, title)
         plot_confusions(tmp / "confusion_matrices.png", confusions, labels, title, class_counts["class_names"])
         plot_curves(tmp / "training_curves.png", curves_by_arm, labels, describe_run(params))
-        (tmp / "summary.md").write_text(summary_markdown(params, summaries, comparisons, headline, class_counts))
+        (tmp / "summary.md").write_text(summary_markdown(params, summaries, comparisons, headline, class_counts,
+                                                         machine))
         write_csv(tmp / "per_class_recall.csv", ["class", "training_images", *summaries],
                   [[c, n] + [f"{summaries[a]['mean']['per_class'][c]['recall']:.6f}" for a in summaries]
                    for c, n in class_counts["train"].items()])

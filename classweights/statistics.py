@@ -1,8 +1,9 @@
-"""Paired comparison of the two arms over seeds: is weighted − unweighted real or noise?
+"""Paired comparison of two arms over seeds: is arm − baseline real or noise, and how firmly?
 
 The verdict needs two tests to agree: the paired t-test, and an exact sign-flip permutation
 test over seeds, which makes no normality assumption and is defined when every seed moves
-by the same amount (where the t statistic is not). README "Reading the verdicts" says why.
+by the same amount (where the t statistic is not). docs/statistics.md says why, and gives
+the rule that marks a verdict as borderline.
 """
 import math
 from decimal import Decimal
@@ -20,11 +21,19 @@ from classweights.evaluation import COMPARED_METRICS
 # to 9 decimals merges the noise (0.01 vs 0.009999999999999998) and never merges real steps.
 DECIMALS = 9
 MIN_SEEDS_FOR_WILCOXON = 6  # below that its smallest possible p-value exceeds 0.05 anyway
-# Up to 16 seeds the sign-flip test enumerates all 2^n sign vectors (65,536 x 16 at most);
-# above that it draws this many at random with a fixed seed, which is reproducible and, with
-# n > 16 seeds, resolves p far below any alpha a person would use.
-MAX_EXACT_SIGN_FLIP_SEEDS = 16
+# Up to 16 seeds the sign-flip test enumerates all 2^n sign patterns (65,536 at most); above
+# that it draws this many at random with a fixed seed, which is reproducible and, with n > 16
+# seeds, resolves p far below any alpha a person would use.
 SIGN_FLIP_DRAWS = 2 ** 16
+# scipy.stats.permutation_test's settings for it: "samples" flips the signs of one sample's
+# values; the statistic is |sum|, so the one-sided "greater" counts both tails of the sum.
+SIGN_FLIP_TEST = {"permutation_type": "samples", "alternative": "greater"}
+# Borderline (docs/statistics.md): the verdict's p within this factor of alpha either way, or
+# the interval's end nearest 0 within this share of the interval's width from 0.
+BORDERLINE_P_FACTOR = 2
+BORDERLINE_WIDTH_SHARE = 0.1
+MAX_SEEDS_ESTIMATE = 1000  # seeds_to_settle looks no further
+FAMILY_METHOD = "holm"  # statsmodels' name for Holm's step-down adjustment of the per-class p-values
 NO_TEST = "no paired test possible with one seed"
 NOT_COMPUTABLE = "not computable: a difference is NaN or infinite"
 
@@ -35,25 +44,24 @@ def confidence_label(alpha):
     return f"{level.normalize():f}%"
 
 
-def sign_flip_p(differences):
-    """Two-sided p of the exact sign-flip permutation test of mean difference = 0.
+def _abs_sum(steps, axis):
+    return np.abs(steps.sum(axis=axis))
 
-    Under "weighting changes nothing" each seed's difference is as likely to have either sign,
-    so p is the share of the 2^n sign patterns whose |sum| reaches the observed |sum|. It is
-    never below 2 / 2^n (the observed pattern and its mirror image) and is 1 when all are 0.
+
+def sign_flip_p(differences):
+    """Two-sided p of the sign-flip permutation test of mean difference = 0 (n >= 2 seeds).
+
+    Under "the arms do not differ" each seed's difference is as likely to have either sign,
+    so p is the share of the 2^n sign patterns whose |sum| reaches the observed |sum|: exact
+    up to 16 seeds, never below 2 / 2^n, 1 when all are 0. Beyond 16 seeds scipy draws
+    SIGN_FLIP_DRAWS patterns and counts the observed one too (p never 0).
     """
     # whole numbers of rounding steps: their float sums are exact, so equal sums compare equal
     steps = np.rint(np.asarray(differences) * 10 ** DECIMALS)
-    n = len(steps)
-    if n <= MAX_EXACT_SIGN_FLIP_SEEDS:
-        # row k holds the signs given by the bits of k: all 2^n patterns
-        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
-        extra = 0
-    else:  # the observed pattern counts as one draw, so p is never 0 (Phipson & Smyth 2010)
-        signs = np.random.default_rng(0).choice((1, -1), size=(SIGN_FLIP_DRAWS, n))
-        extra = 1
-    reached = np.abs(signs @ steps) >= abs(steps.sum())
-    return float((reached.sum() + extra) / (len(signs) + extra))
+    # _abs_sum takes `axis`, so scipy evaluates all patterns in one vectorised call
+    test = stats.permutation_test((steps,), _abs_sum, **SIGN_FLIP_TEST, n_resamples=SIGN_FLIP_DRAWS,
+                                  rng=np.random.default_rng(0))
+    return float(test.pvalue)
 
 
 def fewest_seeds_for_a_verdict(alpha):
@@ -65,16 +73,22 @@ def fewest_seeds_for_a_verdict(alpha):
     return n
 
 
-def paired_difference(weighted, unweighted, alpha):
-    """Mean, sd, (1 − alpha) Student-t interval, paired t-test p and sign-flip p of weighted −
-    unweighted, the differences rounded to DECIMALS first.
+def t_interval(mean, sd, n, alpha):
+    """The (1 − alpha) Student-t interval of a mean of n paired differences."""
+    half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / np.sqrt(n))
+    return mean - half, mean + half
+
+
+def paired_difference(arm, baseline, alpha):
+    """Mean, sd, (1 − alpha) Student-t interval, paired t-test p and sign-flip p of arm −
+    baseline (per-seed scores, paired by position), the differences rounded to DECIMALS first.
 
     With 6 or more seeds also the Wilcoxon signed-rank p. With one seed only the difference.
     With zero spread (every seed moved by the same amount) the t statistic is undefined, so
     p_ttest is None and the sign-flip p alone decides. With a NaN or infinite difference only
     the differences are returned, non-finite ones as None (JSON null).
     """
-    diff = np.round(np.subtract(weighted, unweighted), DECIMALS)
+    diff = np.round(np.subtract(arm, baseline), DECIMALS)
     n = len(diff)
     if not np.isfinite(diff).all():
         return {"n_seeds": n, "mean": None, "differences": [float(d) if np.isfinite(d) else None for d in diff]}
@@ -83,9 +97,9 @@ def paired_difference(weighted, unweighted, alpha):
         return result
     zero_spread = np.ptp(diff) == 0
     sd = 0.0 if zero_spread else float(diff.std(ddof=1))
-    half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / np.sqrt(n))
+    ci_low, ci_high = t_interval(result["mean"], sd, n, alpha)
     p_ttest = None if zero_spread else float(stats.ttest_1samp(diff, 0.0).pvalue)
-    result.update({"sd": sd, "ci_low": result["mean"] - half, "ci_high": result["mean"] + half,
+    result.update({"sd": sd, "ci_low": ci_low, "ci_high": ci_high, "ci_level": confidence_label(alpha),
                    "p_ttest": p_ttest, "p_signflip": sign_flip_p(diff)})
     result["p_verdict"] = max(p for p in (p_ttest, result["p_signflip"]) if p is not None)
     if n >= MIN_SEEDS_FOR_WILCOXON:
@@ -94,46 +108,113 @@ def paired_difference(weighted, unweighted, alpha):
     return result
 
 
+def excludes_zero(difference):
+    return difference["ci_low"] > 0 or difference["ci_high"] < 0
+
+
 def verdict(difference, alpha, p_key="p_verdict"):
-    """'better', 'worse' or 'no significant difference' for weighted vs unweighted: 'better' or
+    """'better', 'worse' or 'no significant difference' for arm vs baseline: 'better' or
     'worse' only when the p-value under p_key is below alpha and the interval excludes 0."""
     if difference["mean"] is None:
         return NOT_COMPUTABLE
     if difference["n_seeds"] < 2:
         return NO_TEST
-    excludes_zero = difference["ci_low"] > 0 or difference["ci_high"] < 0
-    if difference[p_key] < alpha and excludes_zero:
-        return "better" if difference["mean"] > 0 else "worse"
+    if difference[p_key] < alpha:
+        if difference["ci_low"] > 0:
+            return "better"
+        if difference["ci_high"] < 0:
+            return "worse"
     return "no significant difference"
 
 
-def compare_metrics(weighted_by_metric, unweighted_by_metric, alpha, family=()):
-    """paired_difference and verdict for each metric; the verdict p-values of the metrics in
-    `family` (the per-class recalls) are also Holm-adjusted, and their verdict uses the
-    adjusted p. A metric with no test (one seed, or not computable) is not in the family."""
-    results = {name: paired_difference(weighted_by_metric[name], unweighted_by_metric[name], alpha)
-               for name in weighted_by_metric}
+def borderline_reasons(difference, p, alpha):
+    """Why a tested difference's verdict is not firm (docs/statistics.md); [] when it is.
+
+    p: the p the verdict used. The reasons: the interval excludes 0 while the verdict's p does
+    not reach alpha (the t-test and the sign-flip test disagree); p within a factor
+    BORDERLINE_P_FACTOR of alpha; the interval's end nearest 0 within BORDERLINE_WIDTH_SHARE
+    of its width from 0 (on either side)."""
+    reasons = []
+    if excludes_zero(difference) and p >= alpha:
+        reasons.append("the interval excludes 0 but the sign-flip test does not confirm it")
+    if alpha / BORDERLINE_P_FACTOR <= p < alpha * BORDERLINE_P_FACTOR:
+        reasons.append(f"p within a factor {BORDERLINE_P_FACTOR} of α")
+    near_end = min(abs(difference["ci_low"]), abs(difference["ci_high"]))
+    if near_end < BORDERLINE_WIDTH_SHARE * (difference["ci_high"] - difference["ci_low"]):
+        reasons.append("the interval ends near 0")
+    return reasons
+
+
+def seeds_to_settle(mean, sd, seeds_run, alpha, family_size=1):
+    """Estimated seeds (more than seeds_run) after which, if the mean and sd stayed as observed,
+    the verdict would no longer be borderline: the t-test p (Bonferroni over the family) below
+    alpha / 2, the interval at level 1 − alpha / family_size ending more than
+    BORDERLINE_WIDTH_SHARE of its width from 0, and the sign-flip test able to reach p below
+    alpha / 2 (2 · family / 2^n < alpha / 2). None when the mean is 0 (more seeds then only
+    confirm "no difference") or beyond MAX_SEEDS_ESTIMATE."""
+    if mean == 0:
+        return None
+    n = np.arange(seeds_run + 1, MAX_SEEDS_ESTIMATE + 1)
+    sign_flip_reachable = 2 * family_size * 0.5 ** n < alpha / 2
+    if sd == 0:
+        settled = sign_flip_reachable
+    else:
+        # the t statistic must pass both: p · family < alpha / 2, and |mean| − half-width above
+        # BORDERLINE_WIDTH_SHARE of the width, i.e. |mean| > (1 + 2 · share) · half-width
+        p_needs = stats.t.ppf(1 - alpha / family_size / 4, n - 1)
+        margin_needs = (1 + 2 * BORDERLINE_WIDTH_SHARE) * stats.t.ppf(1 - alpha / family_size / 2, n - 1)
+        settled = sign_flip_reachable & (abs(mean) * np.sqrt(n) / sd > np.maximum(p_needs, margin_needs))
+    return int(n[settled][0]) if settled.any() else None
+
+
+def _mark_firmness(result, p, alpha, family_size):
+    """Add 'borderline' (the reasons, [] when firm) and 'seeds_to_settle' to a tested result."""
+    reasons = borderline_reasons(result, p, alpha)
+    result["borderline"] = reasons
+    result["seeds_to_settle"] = (seeds_to_settle(result["mean"], result["sd"], result["n_seeds"], alpha, family_size)
+                                 if reasons else None)
+
+
+def compare_metrics(arm_by_metric, baseline_by_metric, alpha, family=()):
+    """paired_difference, verdict and firmness for each metric.
+
+    The verdict p-values of the metrics in `family` (the per-class recalls) are Holm-adjusted
+    and their verdict uses the adjusted p; their intervals are simultaneous Bonferroni intervals
+    at level 1 − alpha / m (m: the family's tested metrics), the level Holm's first step tests
+    at, so an interval that excludes 0 has a Holm-adjusted t-test p below alpha. A metric with
+    no test (one seed, or not computable) is not in the family."""
+    results = {name: paired_difference(arm_by_metric[name], baseline_by_metric[name], alpha)
+               for name in arm_by_metric}
     tested = [name for name in family if "p_verdict" in results[name]]
     if tested:
-        adjusted = multipletests([results[name]["p_verdict"] for name in tested], method="holm")[1]
+        adjusted = multipletests([results[name]["p_verdict"] for name in tested], method=FAMILY_METHOD)[1]
+        family_alpha = alpha / len(tested)
         for name, p in zip(tested, adjusted):
-            results[name]["p_holm"] = float(p)
-    for name, result in results.items():
-        result["verdict"] = verdict(result, alpha, "p_holm" if "p_holm" in result else "p_verdict")
+            result = results[name]
+            result["p_holm"] = float(p)
+            result["ci_low"], result["ci_high"] = t_interval(result["mean"], result["sd"], result["n_seeds"],
+                                                             family_alpha)
+            result["ci_level"] = f"{confidence_label(family_alpha)} simultaneous (Bonferroni over {len(tested)})"
+    for result in results.values():
+        p_key = "p_holm" if "p_holm" in result else "p_verdict"
+        result["verdict"] = verdict(result, alpha, p_key)
+        if p_key in result:
+            _mark_firmness(result, result[p_key], alpha, len(tested) if p_key == "p_holm" else 1)
     return results
 
 
-def mcnemar_exact(y_true, pred_weighted, pred_unweighted):
+def mcnemar_exact(y_true, pred_arm, pred_baseline):
     """McNemar's exact test on one seed's pair of classifiers over the same test images.
 
-    It uses only the discordant images (right for one arm only), so the table's diagonal is
-    left 0; with no discordant image p = 1 (statsmodels' binomial gives that itself)."""
-    right_w = pred_weighted == y_true
-    right_u = pred_unweighted == y_true
-    only_weighted = int(np.sum(right_w & ~right_u))
-    only_unweighted = int(np.sum(right_u & ~right_w))
-    p = float(mcnemar([[0, only_unweighted], [only_weighted, 0]], exact=True).pvalue)
-    return {"only_weighted_right": only_weighted, "only_unweighted_right": only_unweighted, "p_value": p}
+    It uses only the discordant images (right for one arm only), so only they enter the table,
+    off its diagonal; with no discordant image p = 1 (statsmodels' binomial gives that itself)."""
+    right_arm = pred_arm == y_true
+    right_baseline = pred_baseline == y_true
+    only_arm = int(np.sum(right_arm & ~right_baseline))
+    only_baseline = int(np.sum(right_baseline & ~right_arm))
+    table = np.fliplr(np.diag([only_baseline, only_arm]))  # [[0, only_baseline], [only_arm, 0]]
+    p = float(mcnemar(table).pvalue)  # statsmodels' default: the exact binomial test
+    return {"only_arm_right": only_arm, "only_baseline_right": only_baseline, "p_value": p}
 
 
 def _per_seed_values(per_seed_arm, seeds, name):
@@ -162,8 +243,8 @@ def compare_arms(per_seed, predictions, y_true, alpha, arm="weighted", baseline=
     mcnemar = {}
     for s in seeds:
         test = mcnemar_exact(y_true, predictions[arm][s], predictions[baseline][s])
-        mcnemar[s] = {f"only_{arm}_right": test["only_weighted_right"],
-                      f"only_{baseline}_right": test["only_unweighted_right"], "p_value": test["p_value"]}
+        mcnemar[s] = {f"only_{arm}_right": test["only_arm_right"],
+                      f"only_{baseline}_right": test["only_baseline_right"], "p_value": test["p_value"]}
     return {
         "arm": arm,
         "baseline": baseline,
@@ -176,11 +257,12 @@ def compare_arms(per_seed, predictions, y_true, alpha, arm="weighted", baseline=
 
 
 def _headline_block(difference):
-    """mean, interval, the p the verdict used (Holm-adjusted for a class's recall) and the verdict;
-    null where one seed allows no interval or test."""
+    """mean, interval, the p the verdict used (Holm-adjusted for a class's recall), the verdict and
+    whether it is borderline; null where one seed allows no interval or test."""
     p = difference.get("p_holm", difference.get("p_verdict"))
     return {"mean": difference["mean"], "ci_low": difference.get("ci_low"), "ci_high": difference.get("ci_high"),
-            "p": p, "verdict": difference["verdict"]}
+            "p": p, "verdict": difference["verdict"], "borderline": bool(difference.get("borderline")),
+            "seeds_to_settle": difference.get("seeds_to_settle")}
 
 
 def headline_comparison(comparisons, minority):

@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 from orchestration import experiments, sweep
+from classweights import machine
 from classweights.errors import UserError
 from classweights.params import load_params, parse_params
+from classweights.paths import ARMS, MACHINE
 from classweights.statistics import fewest_seeds_for_a_verdict
 
-TRAINING_STAGES = ("train_unweighted@", "train_weighted@")
+TRAINING_STAGES = tuple(f"train_{arm}@" for arm in ARMS)  # dvc.yaml's foreach stages, one per (arm, seed)
 HELPER_PREFIX = "repro-"  # the experiments make repro JOBS=N queues and removes again
 
 
@@ -46,6 +48,20 @@ def oversubscription_warning(jobs, threads):
         return (f"warning: train.threads is 0 (each training takes every core) and JOBS={jobs}: the {jobs} "
                 "trainings compete for the cores; train.threads: 1 gives each its own core")
     return None
+
+
+def machine_kind_warning(cwd="."):
+    """The line `make repro` prints first when this machine is of another kind than the one
+    that made the committed results (the record committed at HEAD), so that other numbers and a
+    changed dvc.lock come as no surprise; None when of one kind or nothing is committed."""
+    shown = subprocess.run(["git", "show", f"HEAD:{MACHINE.as_posix()}"], cwd=cwd, capture_output=True, text=True)
+    try:
+        committed = json.loads(shown.stdout) if shown.returncode == 0 else None
+    except ValueError:
+        committed = None
+    if not isinstance(committed, dict):
+        return None
+    return machine.kind_warning(committed, machine.describe(load_params(Path(cwd) / "params.yaml").train.threads))
 
 
 def trainings_to_run():
@@ -94,7 +110,7 @@ def parallel_repro(jobs):
     training from the run cache and runs evaluate, so dvc.lock and the metrics are those a
     serial `dvc repro` writes. A failing stage shows its own error line and DVC's."""
     params = load_params()
-    warn(few_seeds_warning(params), oversubscription_warning(jobs, params.train.threads))
+    warn(machine_kind_warning(), few_seeds_warning(params), oversubscription_warning(jobs, params.train.threads))
     if jobs == 1:
         return serial_repro()
     code = experiments.repro("compute_weights")

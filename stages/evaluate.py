@@ -3,7 +3,8 @@
 The arms: unweighted and weighted (trained), and logit-adjusted (the unweighted models'
 probabilities adjusted by the training prior; off when evaluate.logit_adjustment_tau is 0).
 metrics/<arm>.json and metrics/comparison.json hold the headline numbers (`dvc metrics show`);
-metrics/details/ holds every seed, every class and every test."""
+metrics/details/ holds every seed, every class and every test, and machine.json: where the
+run was made (its one-line form ends reports/summary.md)."""
 if not __package__:  # run by path, Python would not find the project's packages
     raise SystemExit("error: run stages as `python -m stages.evaluate` from the project root, or `dvc repro`")
 
@@ -11,8 +12,9 @@ from classweights.cli import run_stage
 from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, arm_probabilities, comparison_name, comparison_pairs, confusion,
                                      headline_metrics, in_class_order, seed_metrics, summarise_seeds)
 from classweights.files import atomic_path, read_arrays, read_json, write_json
+from classweights.machine import describe
 from classweights.params import load_params
-from classweights.paths import CLASS_COUNTS, METRICS, REPORTS, SPLITS, model_dir
+from classweights.paths import CLASS_COUNTS, HISTORY, MACHINE, METRICS, REPORTS, SPLITS, model_dir
 from classweights.report import arm_labels, mean_curves, read_curves, verdict_lines, write_report
 from classweights.statistics import compare_arms, headline_comparison
 
@@ -36,14 +38,16 @@ def main():
                    for arm, baseline in comparison_pairs(proba)}
     headline = headline_comparison(comparisons, minority)
     confusions = {arm: sum(confusion(y_test, p, len(names)) for p in predictions[arm].values()) for arm in proba}
-    curves = {arm: mean_curves([read_curves(model_dir(arm, s) / "live") for s in seeds]) for arm in ARMS}
+    curves = {arm: mean_curves([read_curves(model_dir(arm, s) / HISTORY) for s in seeds]) for arm in ARMS}
+    machine = describe(params.train.threads)
 
-    write_report(REPORTS, params, summaries, comparisons, headline, class_counts, confusions, curves)
+    write_report(REPORTS, params, summaries, comparisons, headline, class_counts, confusions, curves, machine)
     with atomic_path(METRICS / "details") as details:  # one folder, so no arm that is off lingers
         details.mkdir()
         for arm, summary in summaries.items():
             write_json(details / f"{arm}.json", summary)
         write_json(details / "comparison.json", comparisons)
+        write_json(details / MACHINE.name, machine)
     for arm in (*ARMS, LOGIT_ADJUSTED):
         # dvc.yaml declares every arm's file; an arm that is off writes an empty one
         write_json(METRICS / f"{arm}.json", headline_metrics(summaries[arm]) if arm in summaries else {})

@@ -7,9 +7,7 @@ import argparse
 from classweights.cli import run_stage
 from classweights.files import read_arrays, read_json
 from classweights.params import load_params
-from classweights.paths import SPLITS, WEIGHTS, model_dir
-
-ARMS = ("unweighted", "weighted")
+from classweights.paths import ARMS, SPLITS, WEIGHTS, model_dir
 
 
 def main():

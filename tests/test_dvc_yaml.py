@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from classweights.paths import ARMS
+from orchestration import scaleout, sweep
 from tools.sandbox import ROOT
 
 PROJECT_PACKAGES = ("classweights", "stages")
@@ -107,6 +109,51 @@ def test_the_arms_share_their_training_params_and_only_the_weighted_arm_reads_we
     assert declared_params(bodies["compute_weights"]) == ["weights.strategy", "weights.beta"]
 
 
+def test_the_training_stages_are_the_arms_named_once_in_the_code():
+    trained = {name: body for name, body in stage_bodies(DVC_YAML).items() if name.startswith("train_")}
+    assert list(trained) == [f"train_{arm}" for arm in ARMS]
+    for arm in ARMS:
+        body = trained[f"train_{arm}"]
+        assert f"--arm {arm} " in body["cmd"] and body["outs"] == [f"models/{arm}/seed_${{item}}"]
+    assert scaleout.TRAINING_STAGES == tuple(f"{name}@" for name in trained)
+
+
+def _outs(body):
+    return [entry if isinstance(entry, str) else next(iter(entry)) for entry in body.get("outs", [])]
+
+
+def params_read_for(stage, bodies):
+    """The params a stage and every stage it takes outputs from declare, plus the one its foreach
+    iterates over: everything whose change can change that stage's outputs."""
+    params, todo, seen = set(), [stage], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        body = bodies[name]
+        params.update(declared_params(body))
+        foreach = DVC_YAML["stages"][name].get("foreach")
+        if isinstance(foreach, str):
+            params.add(foreach.strip("${}"))
+        todo.extend(other for other, other_body in bodies.items()
+                    if set(_outs(other_body)) & set(body.get("deps", [])))
+    return params
+
+
+def test_the_sweeps_unweighted_groups_follow_what_dvc_yaml_gives_the_unweighted_arm():
+    # points that differ only in keys NOT_READ_BY_UNWEIGHTED share the unweighted arm's trainings:
+    # no key the arm (or a stage upstream of it) reads may be among them, and every other key
+    # dvc.yaml declares must be, or sweeps would train the same unweighted models twice
+    bodies = stage_bodies(DVC_YAML)
+    read = params_read_for("train_unweighted", bodies)
+    assert {"data", "imbalance", "split", "train.epochs", "train.seeds"} <= read
+    assert sorted(p for p in read if f"{p}.".startswith(sweep.NOT_READ_BY_UNWEIGHTED)) == []
+    declared = {p for body in bodies.values() for p in declared_params(body)}
+    unread = sorted(p for p in declared - read if not any(p.startswith(f"{r}.") or p == r for r in read))
+    assert unread and all(f"{p}.".startswith(sweep.NOT_READ_BY_UNWEIGHTED) for p in unread), unread  # a section too
+
+
 def _top_level_imports(path):
     tree = ast.parse(path.read_text())
     names = set()
@@ -121,7 +168,7 @@ def _top_level_imports(path):
 @pytest.mark.parametrize("package", ["classweights", "stages"])
 def test_the_science_and_the_stages_never_reach_up_into_orchestration_or_dvc(package):
     """Orchestration stands above the science: classweights and the stages import neither the
-    orchestration package nor DVC itself (dvclive, the training-curve logger, is a library of its own)."""
+    orchestration package nor DVC itself."""
     reaching_up = {str(path.relative_to(ROOT)): sorted(_top_level_imports(path) & {"orchestration", "dvc"})
                    for path in sorted((ROOT / package).glob("*.py"))}
     assert {path: names for path, names in reaching_up.items() if names} == {}

@@ -1,6 +1,7 @@
 """Bad input and interruption through the real stage processes: one clear line on stderr,
 a non-zero exit, no traceback, and nothing half-written left behind."""
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -144,13 +145,27 @@ def wait_for(path, process, seconds=120):
         time.sleep(0.02)
 
 
+def wait_for_epoch(process, seconds=120):
+    """Read the process's output up to a training's first per-epoch line (`... epoch 1/N ...`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, "no epoch line appeared"
+        if select.select([process.stdout], [], [], remaining)[0]:
+            line = process.stdout.readline()
+            assert line, process.communicate()  # output closed: the process ended
+            if "  epoch 1/" in line:
+                return
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_training_killed_mid_epoch_leaves_nothing_and_repro_recovers(project, sig):
     set_params(project, {"train": {"epochs": 10_000}})  # far longer than the test waits
     # Ctrl-C in a terminal signals the whole process group: dvc and the stage it runs.
     process = start(project, str(BIN / "dvc"), "repro", "train_weighted@1", new_session=True)
     partial = project / "models/weighted/.seed_1.partial"
-    wait_for(partial / "live/plots/metrics/train/loss.tsv", process)  # an epoch is done, the next one runs
+    wait_for_epoch(process)  # an epoch is done, the next one runs
+    assert partial.is_dir()
     os.killpg(process.pid, sig)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
@@ -167,7 +182,8 @@ def test_a_stage_killed_outside_dvc_keeps_the_previous_output_whole(project):
     before = (project / "models/unweighted/seed_0/model.keras").read_bytes()
     set_params(project, {"train": {"epochs": 10_000}})
     process = start(project, "-m", "stages.train", "--arm", "unweighted", "--seed", "0")
-    wait_for(project / "models/unweighted/.seed_0.partial/live/plots/metrics/train/loss.tsv", process)
+    wait_for_epoch(process)
+    assert (project / "models/unweighted/.seed_0.partial").is_dir()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130

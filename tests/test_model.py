@@ -63,16 +63,17 @@ def test_weights_read_back_from_json_with_string_keys_still_weigh(splits):
 
 def test_train_arm_writes_model_predictions_and_curves_that_agree(splits, tmp_path, capsys):
     stale = tmp_path / ".seed_0.partial"  # what a hard kill of an earlier run left
-    (stale / "live").mkdir(parents=True)
-    (stale / "live" / "junk.tsv").write_text("half")
+    stale.mkdir()
+    (stale / "history.json").write_text("half")
     out = tmp_path / "seed_0"
     train_arm(splits, TRAIN, 0, out, class_weight={c: 1.0 for c in range(10)}, label="train_weighted@0")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seed_0"]  # the stale partial is gone, no new one
     proba = read_arrays(out / "test_proba.npz", ["proba"])["proba"]
     reloaded = load_model(out / "model.keras")
     assert np.allclose(predict_proba(reloaded, splits["x_test"]), proba, atol=1e-6)
-    curves = read_curves(out / "live")
+    curves = read_curves(out / "history.json")
     assert len(curves["loss"]) == TRAIN.epochs and len(curves["val_accuracy"]) == TRAIN.epochs
+    assert sorted(p.name for p in out.iterdir()) == ["history.json", "model.keras", "test_proba.npz"]
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("  ")[:2] for line in lines] == [["train_weighted@0", "epoch 1/2"], ["train_weighted@0", "epoch 2/2"]]
     assert lines[-1].split("  ")[2] == f"loss {curves['loss'][-1]:.2f}"

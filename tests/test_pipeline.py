@@ -25,7 +25,10 @@ def test_first_repro_runs_every_stage_and_writes_every_output(finished):
         for seed in (0, 1):
             folder = project / "models" / arm / f"seed_{seed}"
             assert (folder / "model.keras").stat().st_size > 10_000
-            assert (folder / "test_proba.npz").is_file() and (folder / "live" / "metrics.json").is_file()
+            assert sorted(p.name for p in folder.iterdir()) == ["history.json", "model.keras", "test_proba.npz"]
+            history = json.loads((folder / "history.json").read_text())
+            assert sorted(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+            assert all(len(values) == 1 for values in history.values())  # one epoch
     counts = json.loads((project / "data/class_counts.json").read_text())
     total = {c: counts["train"][c] + counts["val"][c] for c in counts["train"]}
     assert total == {str(c): 8 if c < 5 else 40 for c in range(10)}  # step: n_max 40, ratio 5

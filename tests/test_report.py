@@ -5,8 +5,8 @@ from PIL import Image
 
 from classweights.evaluation import (LOGIT_ADJUSTED, comparison_pairs, confusion, seed_metrics,
                                      summarise_seeds)
-from classweights.report import arm_labels, describe_run, summary_markdown, write_report
-from classweights.statistics import compare_arms, headline_comparison
+from classweights.report import arm_labels, describe_run, summary_markdown, verdict_lines, write_report
+from classweights.statistics import compare_arms, compare_metrics, headline_comparison
 from tools.sandbox import shipped_params
 
 MINORITY = [0, 1, 2, 3, 4]
@@ -78,6 +78,31 @@ def test_the_summary_shows_every_arm_and_every_comparison(three_arms):
     # seed 1: unweighted misses 21 minority images, weighted 7 and one of class 6, logit-adjusted 13
     mcnemar = next(line for line in lines if line.startswith("| 1 |"))
     assert mcnemar.startswith("| 1 | 14 vs 1, p ") and "| 8 vs 0, p " in mcnemar and "| 6 vs 1, p " in mcnemar
+    # three seeds: no verdict is possible, and the per-class intervals are simultaneous ones
+    assert "Per-class rows (and the worst majority class) show 99.5% simultaneous (Bonferroni over 10) intervals" in text
+    assert not text.rstrip().splitlines()[-1].startswith("Machine:")  # no record given, no line
+
+
+def test_a_borderline_verdict_says_so_and_what_would_settle_it(three_arms):
+    # five seeds of +0.01: the zero-width interval excludes 0, the sign-flip p (2/32) does not reach 0.05
+    difference = compare_metrics({"minority_recall": [0.01] * 5}, {"minority_recall": [0.0] * 5}, 0.05)
+    comparison = {"arm": "weighted", "baseline": "unweighted", "difference": difference}
+    labels = arm_labels(shipped_params())
+    assert verdict_lines({"weighted_vs_unweighted": comparison}, labels) == [
+        "minority recall: weighted (loss) − unweighted = +0.010 [+0.010, +0.010] → no significant difference "
+        "(borderline: about 7 seeds would settle it)"]
+
+
+def test_the_summary_ends_with_the_machine_it_was_made_on(three_arms):
+    machine = {"cpu": "AMD EPYC (cpu family 25, model 1)", "isa": ["avx", "avx2", "fma"], "cores": 2,
+               "train_threads": 1, "python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1", "numpy": "2.4.6",
+               "dvc": "3.67.1", "os": "Linux-6.1-x86_64"}
+    params = shipped_params({"train": {"seeds": [0, 1, 2]}})
+    text = summary_markdown(params, three_arms["summaries"], three_arms["comparisons"], three_arms["headline"],
+                            three_arms["class_counts"], machine)
+    assert text.rstrip().splitlines()[-1] == (
+        "Machine: AMD EPYC (cpu family 25, model 1) with avx, avx2, fma; 2 cores, train.threads 1; Python 3.11.7, "
+        "TensorFlow 2.21.0, Keras 3.15.1, NumPy 2.4.6, DVC 3.67.1; Linux-6.1-x86_64.")
 
 
 def test_write_report_writes_the_figures_and_summary_and_nothing_else(three_arms, tmp_path):

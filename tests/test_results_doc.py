@@ -1,5 +1,5 @@
 """RESULTS.md: pasted tables, and prose figures that must be found in them."""
-from tools.readme_results import RESULTS, paste, unbacked_figures
+from tools.readme_results import NOT_RECORDED, RESULTS, paste, sections_without_machine, unbacked_figures
 
 SECTION = """## A run
 
@@ -15,6 +15,19 @@ Weighting raises minority recall by {figure} (interval 0.23 to 0.34).
 
 def test_every_prose_figure_of_the_committed_results_file_is_in_its_tables():
     assert unbacked_figures(RESULTS.read_text()) == []
+
+
+def test_every_section_of_the_committed_results_file_says_where_it_was_made():
+    assert sections_without_machine(RESULTS.read_text()) == []
+    assert sections_without_machine("# R\n\n## 1. A\n\nMachine: x\n\n## 2. B\n\ntext\n") == ["## 2. B"]
+
+
+def test_paste_keeps_the_summarys_machine_line_and_marks_a_summary_without_one():
+    text = "<!-- results:x -->\nold\n<!-- /results:x -->\n"
+    summary = "# T\n\n**v**\n\nFigures: [f](f.png)\n\nMachine: AMD EPYC with avx2; 2 cores.\n"
+    assert paste(text, "x", summary) == "<!-- results:x -->\n**v**\n\nMachine: AMD EPYC with avx2; 2 cores.\n<!-- /results:x -->\n"
+    old = "# T\n\n**v**\n\nFigures: [f](f.png)\n"
+    assert paste(text, "x", old) == f"<!-- results:x -->\n**v**\n\n{NOT_RECORDED}\n<!-- /results:x -->\n"
 
 
 def test_a_figure_rounded_from_the_table_passes_and_a_drifted_one_is_named():
@@ -33,7 +46,8 @@ def test_paste_replaces_the_block_and_demotes_the_summary_headings():
     text = "# R\n<!-- results:x -->\nold\n<!-- /results:x -->\nafter\n"
     summary = "# Title of the run\n\n**verdict**\n\n## Test metrics\n\n| a |\n\nFigures: [f](f.png)\n"
     pasted = paste(text, "x", summary)
-    assert pasted == "# R\n<!-- results:x -->\n**verdict**\n\n#### Test metrics\n\n| a |\n<!-- /results:x -->\nafter\n"
+    assert pasted == ("# R\n<!-- results:x -->\n**verdict**\n\n#### Test metrics\n\n| a |\n\n"
+                      f"{NOT_RECORDED}\n<!-- /results:x -->\nafter\n")
 
 
 def test_headline_takes_the_title_and_the_verdict_lines():

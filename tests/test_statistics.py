@@ -11,8 +11,9 @@ from statsmodels.stats.multitest import multipletests
 
 from classweights.evaluation import seed_metrics, summarise_seeds
 from classweights.report import summary_markdown
-from classweights.statistics import (NO_TEST, NOT_COMPUTABLE, compare_arms, compare_metrics, confidence_label,
-                                     headline_comparison, mcnemar_exact, paired_difference, sign_flip_p, verdict)
+from classweights.statistics import (NO_TEST, NOT_COMPUTABLE, borderline_reasons, compare_arms, compare_metrics,
+                                     confidence_label, excludes_zero, headline_comparison, mcnemar_exact,
+                                     paired_difference, seeds_to_settle, sign_flip_p, verdict)
 from tools.sandbox import shipped_params
 
 
@@ -139,7 +140,7 @@ def test_sign_flip_above_sixteen_seeds_draws_patterns_and_stays_close_to_exact()
     exact = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf).pvalue
     p = sign_flip_p(d)
     assert p == pytest.approx(exact, abs=0.01) and p != exact  # drawn, within Monte Carlo error
-    assert sign_flip_p(d) == p  # drawn with a fixed seed: the same p every run
+    assert sign_flip_p(d) == p == 3444 / (2 ** 16 + 1)  # drawn with a fixed seed: the same p every run
     assert sign_flip_p(np.full(20, 0.01)) == 1 / (2 ** 16 + 1)  # never 0: the observed pattern counts
     assert sign_flip_p(np.full(16, 0.01)) == 2 / 2 ** 16  # 16 seeds are still enumerated
 
@@ -254,13 +255,26 @@ def test_mcnemar_counts_the_images_only_one_arm_gets_right():
     both_wrong = 19
     weighted[both_wrong] = unweighted[both_wrong] = 1
     result = mcnemar_exact(y, weighted, unweighted)
-    assert result["only_weighted_right"] == 8 and result["only_unweighted_right"] == 2
+    assert result["only_arm_right"] == 8 and result["only_baseline_right"] == 2
     # exact: 2 * P(X <= 2), X ~ Binomial(10, 1/2) = 2 * 56 / 1024; the chi-square versions give
     # 0.114 (continuity-corrected) and 0.058
     assert result["p_value"] == pytest.approx(112 / 1024)
     table = [[9, 2], [8, 1]]
     assert all(result["p_value"] != pytest.approx(mcnemar(table, exact=False, correction=c).pvalue, abs=1e-3)
                for c in (True, False))
+
+
+@pytest.mark.parametrize("only_arm, only_baseline", [(8, 2), (3, 9), (0, 5), (7, 7), (1, 0)])
+def test_mcnemar_agrees_with_statsmodels_exact_test(only_arm, only_baseline):
+    y = np.zeros(only_arm + only_baseline + 3, int)
+    arm, baseline = y.copy(), y.copy()
+    arm[only_arm:only_arm + only_baseline] = 1  # images only the baseline gets right
+    baseline[:only_arm] = 1                     # images only the arm gets right
+    arm[-1] = baseline[-1] = 1                  # one image both get wrong
+    result = mcnemar_exact(y, arm, baseline)
+    table = [[2, only_baseline], [only_arm, 1]]
+    assert (result["only_arm_right"], result["only_baseline_right"]) == (only_arm, only_baseline)
+    assert result["p_value"] == pytest.approx(mcnemar(table, exact=True).pvalue)
 
 
 def test_mcnemar_with_no_discordant_image_is_one():
@@ -271,7 +285,7 @@ def test_mcnemar_with_no_discordant_image_is_one():
     weighted[8:] = [0, 1]
     unweighted[8:] = [2, 3]
     result = mcnemar_exact(y, weighted, unweighted)
-    assert result == {"only_weighted_right": 0, "only_unweighted_right": 0, "p_value": 1.0}
+    assert result == {"only_arm_right": 0, "only_baseline_right": 0, "p_value": 1.0}
 
 
 def test_confidence_label_is_exact():
@@ -321,7 +335,11 @@ def test_compare_arms_on_constructed_predictions():
     assert headline["alpha"] == 0.05 and set(headline) == {"alpha", "weighted_vs_unweighted"}
     assert headline["weighted_vs_unweighted"]["minority_recall"] == {
         "mean": minority["mean"], "ci_low": minority["ci_low"], "ci_high": minority["ci_high"],
-        "p": minority["p_verdict"], "verdict": minority["verdict"]}
+        "p": minority["p_verdict"], "verdict": minority["verdict"],
+        # p = 2/64 lies within a factor 2 of alpha: one seed going the other way would undo the verdict;
+        # 7 seeds let the sign-flip p reach 2/128 < alpha / 2
+        "borderline": True, "seeds_to_settle": 7}
+    assert minority["borderline"] == ["p within a factor 2 of α"]
     json.dumps(comparison, allow_nan=False)
     summary = summarise_seeds(per_seed["weighted"])
     assert summary["mean"]["per_class"]["9"]["recall"] == 1.0
@@ -416,17 +434,19 @@ def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
     headline = headline_comparison(comparisons, minority=["0", "1", "2", "3", "4"])
     assert set(headline) == {"alpha", "weighted_vs_unweighted", "logit_adjusted_vs_unweighted"}
     block = headline["weighted_vs_unweighted"]
-    assert block["accuracy"] == {"mean": 0.05, "ci_low": 0.03, "ci_high": 0.07, "p": 0.01, "verdict": "better"}
+    assert block["accuracy"] == {"mean": 0.05, "ci_low": 0.03, "ci_high": 0.07, "p": 0.01, "verdict": "better",
+                                 "borderline": False, "seeds_to_settle": None}
     seven = recall["7"]
     assert block["worst_majority_recall"] == {"class": "7", "mean": -0.10, "ci_low": seven["ci_low"],
                                               "ci_high": seven["ci_high"], "p": 0.004,  # the Holm p the verdict used
-                                              "verdict": "worse"}
+                                              "verdict": "worse", "borderline": False, "seeds_to_settle": None}
     # a majority class whose difference is not computable (mean None) is never the worst
     recall["9"] = {"n_seeds": 3, "mean": None, "differences": [None] * 3, "verdict": NOT_COMPUTABLE}
     assert headline_comparison(comparisons, minority=["0", "1", "2", "3", "4"])["weighted_vs_unweighted"][
         "worst_majority_recall"]["class"] == "7"
     single = headline["logit_adjusted_vs_unweighted"]
-    assert single["accuracy"] == {"mean": -0.2, "ci_low": None, "ci_high": None, "p": None, "verdict": NO_TEST}
+    assert single["accuracy"] == {"mean": -0.2, "ci_low": None, "ci_high": None, "p": None, "verdict": NO_TEST,
+                                  "borderline": False, "seeds_to_settle": None}
     assert single["worst_majority_recall"]["class"] == "5"
 
 
@@ -437,3 +457,154 @@ def test_fewest_seeds_for_a_verdict_is_where_2_over_2_to_the_n_drops_below_alpha
     assert [fewest_seeds_for_a_verdict(a) for a in (0.05, 0.1, 0.01, 0.5)] == [6, 5, 8, 3]
     assert fewest_seeds_for_a_verdict(0.0625) == 6  # p must lie below alpha: 5 seeds reach 0.0625 exactly
     assert sign_flip_p([0.1] * 6) == 2 / 2 ** 6 < 0.05 < sign_flip_p([0.1] * 5)
+
+
+# Minority-recall differences (steps of 0.002) of one comparison, ten seeds, on two machines:
+# "−0.009 [−0.018, −0.001] → worse" on one, "−0.008 [−0.016, +0.001] → no significant difference"
+# on the other. Neither verdict is firm, and both must say so.
+WORSE_ON_ONE_MACHINE = [-0.024, -0.024, -0.022, -0.014, -0.012, -0.006, 0.0, 0.0, 0.002, 0.008]
+NO_DIFFERENCE_ON_ANOTHER = [-0.024, -0.022, -0.022, -0.016, -0.006, 0.0, 0.002, 0.002, 0.004, 0.004]
+
+
+@pytest.mark.parametrize("differences, shown, verdict_text, reasons, seeds", [
+    (WORSE_ON_ONE_MACHINE, ("-0.009", "-0.018", "-0.001"), "worse",
+     ["p within a factor 2 of α", "the interval ends near 0"], 12),
+    (NO_DIFFERENCE_ON_ANOTHER, ("-0.008", "-0.016", "+0.001"), "no significant difference",
+     ["the interval ends near 0"], 16),
+])
+def test_a_verdict_that_flips_between_machines_is_borderline(differences, shown, verdict_text, reasons, seeds):
+    d = compare_metrics({"minority_recall": differences}, {"minority_recall": [0.0] * 10}, 0.05)["minority_recall"]
+    assert tuple(f"{d[k]:+.3f}" for k in ("mean", "ci_low", "ci_high")) == shown
+    assert d["verdict"] == verdict_text and d["borderline"] == reasons
+    assert d["seeds_to_settle"] == seeds  # more than the 10 run, so the summary can say what settles it
+
+
+def test_a_firm_verdict_has_no_reasons_and_nothing_to_settle():
+    d = compare_metrics({"m": [0.05, 0.06, 0.04, 0.05, 0.07, 0.05, 0.06, 0.04, 0.05, 0.06]}, {"m": [0.0] * 10},
+                        0.05)["m"]
+    assert d["verdict"] == "better" and d["borderline"] == [] and d["seeds_to_settle"] is None
+
+
+def test_each_borderline_reason_on_its_own_and_at_its_edges():
+    firm = {"ci_low": 0.02, "ci_high": 0.06}
+    assert borderline_reasons(firm, 0.0249, 0.05) == []
+    assert borderline_reasons(firm, 0.025, 0.05) == ["p within a factor 2 of α"]  # alpha / 2 counts
+    assert borderline_reasons(firm, 0.0999, 0.05) == ["the interval excludes 0 but the sign-flip test does not confirm it",
+                                                      "p within a factor 2 of α"]
+    assert borderline_reasons(firm, 0.05, 0.05) == ["the interval excludes 0 but the sign-flip test does not confirm it",
+                                                    "p within a factor 2 of α"]  # p = alpha does not reach it
+    # near end 0.125 of width 1.25: 10% exactly is not near; just below is
+    assert borderline_reasons({"ci_low": 0.125, "ci_high": 1.375}, 0.001, 0.05) == []
+    assert borderline_reasons({"ci_low": 0.124, "ci_high": 1.375}, 0.001, 0.05) == ["the interval ends near 0"]
+    assert borderline_reasons({"ci_low": 0.0039, "ci_high": 0.044}, 0.001, 0.05) == ["the interval ends near 0"]
+    assert borderline_reasons({"ci_low": -0.044, "ci_high": -0.0039}, 0.001, 0.05) == ["the interval ends near 0"]
+    # straddling 0 with the near end just across it is borderline too; well across it is not
+    assert borderline_reasons({"ci_low": -0.003, "ci_high": 0.04}, 0.5, 0.05) == ["the interval ends near 0"]
+    assert borderline_reasons({"ci_low": -0.02, "ci_high": 0.02}, 0.5, 0.05) == []
+    assert borderline_reasons({"ci_low": -0.02, "ci_high": 0.02}, 0.1, 0.05) == []  # 2 alpha is not near
+    # an interval that touches 0 does not exclude it: no disagreement, only the near end
+    assert borderline_reasons({"ci_low": 0.0, "ci_high": 0.04}, 0.5, 0.05) == ["the interval ends near 0"]
+    assert borderline_reasons({"ci_low": -0.04, "ci_high": 0.0}, 0.5, 0.05) == ["the interval ends near 0"]
+
+
+def test_seeds_to_settle_by_hand():
+    # zero spread: only the sign-flip floor counts, 2m / 2^n < alpha / 2: 2^n > 80 (n = 7) for one
+    # metric, 2^n > 800 (n = 10) in a family of ten
+    assert seeds_to_settle(0.01, 0.0, 5, 0.05) == 7
+    assert seeds_to_settle(-0.01, 0.0, 5, 0.05, family_size=10) == 10
+    assert seeds_to_settle(0.01, 0.0, 7, 0.05) == 8  # always more seeds than were run
+    # mean = sd: t = sqrt(n); the margin needs 1.2 t(0.975, n − 1) / sqrt(n) <= 1: n = 8 gives
+    # 1.2 * 2.365 / 2.828 = 1.003 (no), n = 9 gives 1.2 * 2.306 / 3 = 0.922 (yes, and p = 0.017 < 0.025)
+    assert seeds_to_settle(0.01, 0.01, 3, 0.05) == 9
+    assert seeds_to_settle(-0.01, 0.01, 3, 0.05) == 9
+    # mean / sd = 2.95 / sqrt 7: at 7 seeds the margin holds (t = 2.95 > 1.2 * 2.447 = 2.936) but the
+    # t-test p does not reach alpha / 2 (t(0.9875, 6) = 2.969); at 8 seeds both hold
+    assert seeds_to_settle(2.95 / np.sqrt(7), 1.0, 3, 0.05) == 8
+    # in a family of ten the interval is at level 1 − 0.05 / 10: 1.2 t(0.9975, n − 1) / sqrt(n) is
+    # 1.030 at 15 seeds and 0.986 at 16 (the p condition, 10 * p < 0.025, holds from 14 on)
+    assert seeds_to_settle(0.01, 0.01, 3, 0.05, family_size=10) == 16
+    assert seeds_to_settle(0.01, 0.0, 2, 0.25) == 5  # 2 / 2^4 = 0.125 is not below 0.25 / 2
+    assert seeds_to_settle(0.0, 0.01, 3, 0.05) is None  # more seeds cannot make a zero mean differ
+    assert seeds_to_settle(0.0, 0.0, 3, 0.05) is None
+    # the search ends at 1000 seeds: a need of exactly 1000 is named, one of 1001 is not
+    assert seeds_to_settle(0.0744842984260258, 1.0, 3, 0.05) == 1000
+    assert seeds_to_settle(0.07444697517437446, 1.0, 3, 0.05) is None
+
+
+def _settled_by_scipy(n, mean, family_size, alpha):
+    """The settling rule evaluated on n differences that have exactly this mean and sd 1, through
+    scipy's own t-test and its confidence interval."""
+    z = np.arange(n) - (n - 1) / 2
+    test = stats.ttest_1samp(mean + z / z.std(ddof=1), 0.0)
+    low, high = test.confidence_interval(1 - alpha / family_size)
+    return (2 * family_size / 2 ** n < alpha / 2 and test.pvalue * family_size < alpha / 2
+            and min(abs(low), abs(high)) > 0.1 * (high - low) and (low > 0 or high < 0))
+
+
+# at alpha 0.05 the interval's margin decides; at 0.5 (few seeds) the t-test's p often does
+@pytest.mark.parametrize("alpha", [0.05, 0.5])
+@pytest.mark.parametrize("family_size", [1, 2, 4, 10])
+@pytest.mark.parametrize("mean", [0.3, 0.8, 1.5, -2.5])
+def test_seeds_to_settle_agrees_with_scipys_t_test_on_data_of_that_mean_and_sd(mean, family_size, alpha):
+    expected = next(n for n in range(3, 1000) if _settled_by_scipy(n, mean, family_size, alpha))
+    assert seeds_to_settle(mean, 1.0, 2, alpha, family_size) == expected
+
+
+def test_a_per_class_estimate_counts_the_whole_family():
+    names = ["recall.0", "recall.1", "recall.2", "recall.3"]
+    results = compare_metrics(dict(zip(names, FAMILY_WEIGHTED)), dict(zip(names, FAMILY_UNWEIGHTED)), 0.05,
+                              family=names)
+    borderline = [r for r in results.values() if r["borderline"]]
+    assert borderline  # Holm p within a factor 2 of alpha for some of the four
+    assert [r["seeds_to_settle"] for r in borderline] == [seeds_to_settle(r["mean"], r["sd"], 10, 0.05, family_size=4)
+                                                          for r in borderline] == [20, 11, 11, 14]
+    assert [seeds_to_settle(r["mean"], r["sd"], 10, 0.05) for r in borderline] == [12, 11, 11, 11]  # one test alone
+
+
+def test_tests_that_disagree_are_borderline_not_a_contradiction():
+    # five seeds, each gaining exactly 0.01: the (zero-width) interval excludes 0, but the
+    # sign-flip p cannot go below 2/32; the verdict says why and what would settle it
+    d = compare_metrics({"m": [0.01] * 5}, {"m": [0.0] * 5}, 0.05)["m"]
+    assert excludes_zero(d) and d["verdict"] == "no significant difference"
+    assert d["borderline"] == ["the interval excludes 0 but the sign-flip test does not confirm it",
+                               "p within a factor 2 of α"]  # 0.0625
+    assert d["seeds_to_settle"] == 7
+
+
+def test_per_class_intervals_are_simultaneous_bonferroni_intervals():
+    names = ["recall.0", "recall.1", "recall.2", "recall.3"]
+    results = compare_metrics(dict(zip(names, FAMILY_WEIGHTED)), dict(zip(names, FAMILY_UNWEIGHTED)), 0.05,
+                              family=names)
+    for name, arm, baseline in zip(names, FAMILY_WEIGHTED, FAMILY_UNWEIGHTED):
+        diff = np.subtract(arm, baseline)
+        half = stats.t.ppf(1 - 0.05 / 4 / 2, 9) * diff.std(ddof=1) / np.sqrt(10)  # 98.75%: alpha / 4 classes
+        r = results[name]
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((diff.mean() - half, diff.mean() + half))
+        assert r["ci_level"] == "98.75% simultaneous (Bonferroni over 4)"
+    plain = compare_metrics(dict(zip(names, FAMILY_WEIGHTED)), dict(zip(names, FAMILY_UNWEIGHTED)), 0.05)
+    assert plain["recall.1"]["ci_level"] == "95%"
+    assert plain["recall.1"]["ci_high"] - plain["recall.1"]["ci_low"] < results["recall.1"]["ci_high"] - \
+        results["recall.1"]["ci_low"]
+
+
+def test_interval_and_verdict_never_contradict():
+    # random families of ten classes over 5 to 10 seeds: a "better"/"worse" row's interval
+    # excludes 0, and a row whose interval excludes 0 without a verdict is marked as the tests
+    # disagreeing; the Holm p is then below alpha for the t-test (the interval) but not for both
+    rng = np.random.default_rng(3)
+    disagreements = 0
+    for trial in range(12):
+        seeds = int(rng.integers(5, 11))
+        names = [f"recall.{c}" for c in range(10)]
+        shift = rng.normal(0, 0.02, 10)
+        arm = {n: list(rng.integers(0, 100, seeds) / 100) for n in names}
+        baseline = {n: list(np.round(np.add(arm[n], -shift[i] + rng.normal(0, 0.015, seeds)), 2))
+                    for i, n in enumerate(names)}
+        for r in compare_metrics(arm, baseline, 0.05, family=names).values():
+            if r["verdict"] in ("better", "worse"):
+                assert excludes_zero(r) and r["p_holm"] < 0.05
+            elif excludes_zero(r):
+                disagreements += 1
+                assert r["borderline"][0] == "the interval excludes 0 but the sign-flip test does not confirm it"
+                assert r["p_ttest"] is None or r["p_ttest"] < 0.05 / 10  # the interval's own test rejects
+    assert disagreements > 0  # the case occurred and was checked

@@ -5,9 +5,11 @@ decimal figure its prose quotes must be found, rounded, in the pasted tables of 
     python -m tools.readme_results headline reports/summary.md
     python -m tools.readme_results check
 
-`paste` replaces what stands between `<!-- results:NAME -->` and `<!-- /results:NAME -->`;
+`paste` replaces what stands between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, the
+summary's last line, where the run was made ("Machine: …"), included;
 `headline` puts the summary's title and verdict lines into README.md's `headline:default` block;
-`check` (also a test) fails on a prose figure that no table of its section holds.
+`check` (also a test) fails on a prose figure that no table of its section holds, and on a
+section that does not say which machine made its numbers.
 """
 import re
 import sys
@@ -17,6 +19,8 @@ RESULTS = Path(__file__).resolve().parent.parent / "RESULTS.md"
 README = RESULTS.with_name("README.md")
 BLOCK = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
 DECIMAL = re.compile(r"(?<![\w.])[-+−]?\d+\.\d+")
+MACHINE = "Machine: "  # how reports/summary.md's last line, where the run was made, begins
+NOT_RECORDED = f"{MACHINE}not recorded (the pasted report does not say where it was made)."
 
 
 def paste(text, name, summary_text):
@@ -27,6 +31,9 @@ def paste(text, name, summary_text):
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", summary_text.strip(), flags=re.M)
     body = re.sub(r"\A#+ [^\n]*\n\n", "", body)  # its title: the section heading says it
     body = re.sub(r"^Figures: .*$", "", body, flags=re.M).strip()  # their links are relative to reports/
+    if not re.search(f"^{MACHINE}", body, flags=re.M):  # a summary from before runs recorded it
+        body += f"\n\n{NOT_RECORDED}"
+    body = re.sub(r"\n{3,}", "\n\n", body)
     before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
     return f"{before}{start}\n{body}\n{end}{after}"
@@ -61,6 +68,12 @@ def unbacked_figures(text):
     return problems
 
 
+def sections_without_machine(text):
+    """The headings of the sections (`## `) that hold no "Machine: …" line."""
+    sections = re.split(r"(?m)^(?=## )", text)[1:]
+    return [s.splitlines()[0] for s in sections if not re.search(f"^{MACHINE}", s, flags=re.M)]
+
+
 def main(argv):
     if argv[:1] == ["paste"] and len(argv) == 3:
         name, summary = argv[1], Path(argv[2])
@@ -73,7 +86,10 @@ def main(argv):
         problems = unbacked_figures(RESULTS.read_text())
         for heading, figure in problems:
             print(f"error: {RESULTS.name}, {heading!r}: prose figure {figure} is in none of the section's tables")
-        sys.exit(1 if problems else 0)
+        unplaced = sections_without_machine(RESULTS.read_text())
+        for heading in unplaced:
+            print(f"error: {RESULTS.name}, {heading!r}: no '{MACHINE}…' line says where its numbers were made")
+        sys.exit(1 if problems or unplaced else 0)
     else:
         sys.exit("usage: python -m tools.readme_results paste NAME SUMMARY.md | headline SUMMARY.md | check")
 
