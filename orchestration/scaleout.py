@@ -3,6 +3,7 @@ DVC's experiment queue, finished trainings shared through DVC's run cache and re
 
 Every argument is checked here, before anything is queued (one line on a bad value)."""
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -110,7 +111,10 @@ def parallel_repro(jobs):
     training from the run cache and runs evaluate, so dvc.lock and the metrics are those a
     serial `dvc repro` writes. A failing stage shows its own error line and DVC's."""
     params = load_params()
-    warn(machine_kind_warning(), few_seeds_warning(params), oversubscription_warning(jobs, params.train.threads))
+    kind = machine_kind_warning()
+    if kind:  # on stdout, first: it explains everything the run prints after it
+        print(kind, flush=True)
+    warn(few_seeds_warning(params), oversubscription_warning(jobs, params.train.threads))
     if jobs == 1:
         return serial_repro()
     code = experiments.repro("compute_weights")
