@@ -10,22 +10,17 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from classweights.evaluation import CLASSES, HEADLINE_METRICS, LOGIT_ADJUSTED  # noqa: E402
 from classweights.files import atomic_path  # noqa: E402
+from classweights.remedy import describe_remedy, is_plain_weighting, remedy_label, weights_phrase  # noqa: E402
 from classweights.statistics import confidence_label  # noqa: E402
 
 ARM_COLOURS = {"unweighted": "tab:blue", "weighted": "tab:orange", LOGIT_ADJUSTED: "tab:green"}
 SPARE_COLOURS = ("tab:purple", "tab:brown", "tab:pink")  # for arms added later
 CURVE_FILES = {"loss": "train/loss", "accuracy": "train/accuracy", "val_loss": "eval/loss", "val_accuracy": "eval/accuracy"}
 PNG_METADATA = {"Software": None}  # no version string: same data, same bytes
-APPLIED = {"loss": "applied to the loss", "sampling": "applied by class-balanced sampling"}
 
 
 def _plural(n, word):
     return f"{n} {word}{'s' * (n != 1)}"
-
-
-def _strategy(weights):
-    """The weighting strategy, with its beta where it has one."""
-    return f"{weights.strategy} (β = {weights.beta:g})" if weights.strategy == "effective_number" else weights.strategy
 
 
 def describe_run(params):
@@ -35,13 +30,21 @@ def describe_run(params):
              else f"{imbalance.profile} imbalance, ratio {imbalance.ratio:g}")
     seeds = params.train.seeds
     return (f"{params.data.source}, {shape}; "
-            f"{_strategy(params.weights)} class weights {APPLIED[params.weights.apply]}; "
+            f"{_remedy(params)}; "
             f"{_plural(params.train.epochs, 'epoch')}, {_plural(len(seeds), 'seed')}")
 
 
+def _remedy(params):
+    """The remedy arm as describe_run says it: today's weighted arm in the words it always had."""
+    if is_plain_weighting(params.weights, params.loss):
+        return weights_phrase(params.weights)
+    return f"remedy {describe_remedy(params.weights, params.loss)}"
+
+
 def arm_labels(params):
-    """How each arm is named in tables and legends: the weighted arm says how its weights were applied."""
-    return {"unweighted": "unweighted", "weighted": f"weighted ({params.weights.apply})",
+    """How each arm is named in tables and legends: the weighted (remedy) arm says its loss and how its
+    weights were applied."""
+    return {"unweighted": "unweighted", "weighted": remedy_label(params.weights, params.loss),
             LOGIT_ADJUSTED: f"logit-adjusted (τ = {params.evaluate.logit_adjustment_tau:g})"}
 
 
@@ -185,8 +188,8 @@ def _run_paragraph(params, class_counts, alpha):
     adjustment = (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
                   else "logit adjustment off (τ = 0)")
     return [f"Data: {params.data.source}, imbalance profile {params.imbalance.profile} with ratio "
-            f"{params.imbalance.ratio:g}; minority classes: {minority}. Class weights: {_strategy(params.weights)}, "
-            f"{APPLIED[params.weights.apply]}; {adjustment}. Training: {_plural(params.train.epochs, 'epoch')}, seeds "
+            f"{params.imbalance.ratio:g}; minority classes: {minority}. Remedy arm: "
+            f"{describe_remedy(params.weights, params.loss)}; {adjustment}. Training: {_plural(params.train.epochs, 'epoch')}, seeds "
             f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",
             "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."]
 
