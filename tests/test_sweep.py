@@ -103,6 +103,12 @@ def test_the_shipped_sweep_files_are_valid(tmp_path):
     assert fixed["data.source"] == "mnist-sample" and len(points) == 3 * 2
     _, full = sweep.read_sweep(ROOT / "sweep-fashion.yaml", tmp_path / "params.yaml")
     assert len(full) == 5 * 3 + 2 * 3
+    # the remedies: 8 on the shipped data, the same 8 in 2 settings at full size, each setting's
+    # points sharing one unweighted arm
+    for path, settings in (("sweep-remedies.yaml", 1), ("sweep-remedies-fashion.yaml", 2)):
+        _, remedies = sweep.read_sweep(ROOT / path, tmp_path / "params.yaml")
+        assert len(remedies) == 8 * settings and len({sweep.unweighted_group(p) for p in remedies}) == settings
+        assert {p["loss.name"] for p in remedies} == {"cross_entropy", "focal", "ldam", "logit_adjusted"}
 
 
 GRID = [{"imbalance.ratio": r, "weights.strategy": s} for r in (1, 5, 20) for s in ("balanced", "sqrt_inverse")]
