@@ -189,6 +189,19 @@ def best_remedies(records):
     return rows
 
 
+def complete_points(base, fixed, points):
+    """Every point with every varied key, a key its grid leaves out at the value it runs with
+    (grids of one sweep may vary different keys: one a loss's gamma, another the weights)."""
+    keys = varied_keys(points)
+    return [{key: _lookup(apply_overrides(base, {**fixed, **point}), key) for key in keys} for point in points]
+
+
+def _lookup(params, key):
+    for part in key.split("."):
+        params = params[part]
+    return params
+
+
 def match_points(base, fixed, points, experiments):
     """The experiments whose params.yaml is exactly the base with a point's overrides."""
     matched = []
@@ -207,7 +220,9 @@ def collect(path, pull=False):
     fixed, points = read_sweep(path)
     if pull:
         fetch_all()
-    records = match_points(read_base("params.yaml"), fixed, points, finished_experiments())
+    base = read_base("params.yaml")
+    points = complete_points(base, fixed, points)
+    records = match_points(base, fixed, points, finished_experiments())
     rows = sweep_report.sweep_rows(points, records)
     best = best_remedies(records)
     sweep_report.write_report(rows, varied_keys(points), best=best)

@@ -57,7 +57,8 @@ def sweep_rows(points, records):
     for point in points:
         record = by_point.get(_key(point))
         if record is not None:
-            rows.append({**point, "experiment": record["name"], **headline_columns(record["metrics"])})
+            remedy = {"remedy": remedy_name(parse_params(record["params"], record["name"]))} if "params" in record else {}
+            rows.append({**point, "experiment": record["name"], **remedy, **headline_columns(record["metrics"])})
     return rows
 
 
@@ -99,8 +100,11 @@ def x_key(rows, varied):
 
 
 def _line_label(row, varied, x):
-    """Which line of the picture a row belongs to: every varied key but the x-axis's."""
-    return ", ".join(f"{k.rpartition('.')[2]}={row[k]}" for k in varied if k != x) or "remedy arm"
+    """Which line of the picture a row belongs to: every varied key but the x-axis's (the remedy
+    keys said by the remedy's name where the row has it)."""
+    keys = [k for k in varied if k != x and not ("remedy" in row and k.startswith(NOT_READ_BY_UNWEIGHTED))]
+    remedy = [row["remedy"]] if "remedy" in row and any(k.startswith(NOT_READ_BY_UNWEIGHTED) for k in varied) else []
+    return ", ".join([*(f"{k.rpartition('.')[2]}={row[k]}" for k in keys), *remedy]) or "remedy arm"
 
 
 def _lines(rows, varied, x):
@@ -141,6 +145,8 @@ def draw(rows, varied, path):
     import matplotlib.ticker
 
     x = x_key(rows, varied)
+    if x is None or x.startswith(NOT_READ_BY_UNWEIGHTED):  # one setting, several remedies: one column each
+        return _draw_remedies(rows, varied, path)
     positions = _x_positions(rows, x)
     numeric = x is not None and all(_is_number(r[x]) for r in rows)
     logarithmic = numeric and min(positions.values()) > 0 and max(positions.values()) >= 10 * min(positions.values())
@@ -171,6 +177,32 @@ def draw(rows, varied, path):
     plt.close(figure)
 
 
+def _draw_remedies(rows, varied, path):
+    """The picture of a sweep over remedies only: each remedy's difference to the unweighted arm
+    with its interval, one row per remedy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [_line_label(r, varied, None) for r in rows]
+    places = range(len(rows))[::-1]  # the grid's first point on top
+    figure, axes = plt.subplots(1, 3, figsize=(15, 1.6 + 0.4 * len(rows)), sharey=True)
+    for axis, (metric, title) in zip(axes, PANELS):
+        column = f"weighted_vs_unweighted.{metric}"
+        mean, low, high = ([_number(r[f"{column}.{s}"]) for r in rows] for s in ("mean", "ci_low", "ci_high"))
+        axis.hlines(places, low, high, linewidth=3, alpha=0.4)
+        axis.plot(mean, places, "o")
+        axis.axvline(0, color="black", linestyle="--", linewidth=1)
+        axis.set_xlabel(f"mean over seeds, {interval_label(rows)}")
+        axis.set_title(title)
+    axes[0].set_yticks(list(places), labels, fontsize="small")
+    figure.suptitle("Paired difference remedy arm − unweighted, one remedy per row")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100, metadata={"Software": None})
+    plt.close(figure)
+
+
 def _number(value):
     return math.nan if value is None or value == "" else float(value)
 
@@ -182,13 +214,14 @@ def _interval(row, column):
 
 def markdown(rows, varied):
     pair = "weighted_vs_unweighted"
+    named = ["remedy"] if rows and "remedy" in rows[0] else []  # the remedy's name, when the rows have it
     lines = ["# Sweep: remedy arm − unweighted at each grid point", "",
-             "| " + " | ".join([*varied, "minority-recall gain", "balanced-accuracy gain",
+             "| " + " | ".join([*varied, *named, "minority-recall gain", "balanced-accuracy gain",
                                 "worst majority recall change (class)", "experiment"]) + " |",
-             "|" + " --- |" * (len(varied) + 4)]
+             "|" + " --- |" * (len(varied) + len(named) + 4)]
     for row in rows:
         worst = f"{_interval(row, f'{pair}.worst_majority_recall')} ({row[f'{pair}.worst_majority_recall.class']})"
-        cells = [*(str(row[k]) for k in varied),
+        cells = [*(str(row[k]) for k in [*varied, *named]),
                  f"{_interval(row, f'{pair}.minority_recall')} {row[f'{pair}.minority_recall.verdict']}",
                  f"{_interval(row, f'{pair}.balanced_accuracy')} {row[f'{pair}.balanced_accuracy.verdict']}",
                  worst, row["experiment"]]

@@ -105,3 +105,19 @@ def test_a_loss_that_turns_nan_or_infinite_stops_with_one_line_naming_the_epoch_
     assert re.match(r"train_weighted@0: the training loss became (nan|inf) in epoch 1 with LDAM \(max margin 0.5, "
                     r"s = 1e\+38\); a smaller", message) and "\n" not in message
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_the_report_names_the_remedy_and_keeps_today_s_words_for_the_default():
+    from classweights.report import arm_labels, describe_run
+
+    cb_focal = shipped_params({"loss": {"name": "focal"}, "weights": {"strategy": "effective_number", "defer_epoch": 8}})
+    assert arm_labels(cb_focal)["weighted"] == "focal γ=1 + effective_number weights (loss), deferred from epoch 8"
+    assert describe_run(cb_focal) == ("mnist-sample, step imbalance, ratio 10; remedy focal loss (γ = 1) + "
+                                      "effective_number (β = 0.999) class weights applied to the loss, from epoch 8; "
+                                      "10 epochs, 10 seeds")
+    ldam = shipped_params({"loss": {"name": "ldam"}, "weights": {"apply": "none"}})
+    assert arm_labels(ldam)["weighted"] == "LDAM m=0.5 s=30"
+    assert "; remedy LDAM (max margin 0.5, s = 30); " in describe_run(ldam)
+    default = shipped_params()
+    assert arm_labels(default)["weighted"] == "weighted (loss)"
+    assert "; balanced class weights applied to the loss; " in describe_run(default)

@@ -186,8 +186,9 @@ def test_collector_writes_one_row_per_finished_point_from_matching_experiments(t
     assert float(five["logit_adjusted.mean.accuracy"]) == 0.75  # the post-hoc arm's own metrics too
     assert five["weighted_vs_logit_adjusted.accuracy.mean"] == ""  # a comparison not in the file: empty
     md = (tmp_path / "sweep.md").read_text()
-    assert "| 5 | balanced | +0.200 [+0.100, +0.300] better |" in md
-    assert "- strategy=balanced: the minority-recall gain is significant from imbalance.ratio = 5 on" in md
+    assert "| 5 | balanced | cross-entropy + balanced weights (loss) | +0.200 [+0.100, +0.300] better |" in md
+    assert ("- cross-entropy + balanced weights (loss): the minority-recall gain is significant from "
+            "imbalance.ratio = 5 on") in md
     assert "Intervals are 95% CIs" in md
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -302,3 +303,32 @@ def test_the_best_remedy_of_each_setting_is_tested_paired_against_the_runner_up_
     md = sweep_report.best_markdown(rows)
     assert "| 10 | balanced_accuracy | focal γ=1 (0.645) | cross-entropy + balanced weights (loss) (0.595) | " \
            "+0.050 [+0.050, +0.050] | 0.125 | no |" in md
+
+
+def test_the_remedies_sweep_draws_a_map_from_its_points_without_training(tmp_path):
+    # grids of one sweep that vary different keys: each point completed with what it runs with
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed_params()))
+    fixed, points = sweep.read_sweep(ROOT / "sweep-remedies.yaml", tmp_path / "params.yaml")
+    base = committed_params()
+    points = sweep.complete_points(base, fixed, points)
+    assert {p["weights.defer_epoch"] for p in points} == {1, 9} and all(len(p) == len(points[0]) for p in points)
+    seeds = {str(s): {"balanced_accuracy": 0.5 + 0.01 * s, "minority_recall": 0.3} for s in range(6)}
+    experiments = [{"name": f"exp-{i}", "params": sweep.apply_overrides(base, {**fixed, **p}),
+                    "metrics": {"comparison": _comparison(0.01 * i, -0.01, 0.02 * i, "better")},
+                    "per_seed": {"unweighted": seeds, "weighted": {s: {m: v + 0.001 * i for m, v in values.items()}
+                                                                   for s, values in seeds.items()}}}
+                   for i, p in enumerate(points)]
+    records = sweep.match_points(base, fixed, points, experiments)
+    rows = sweep_report.sweep_rows(points, records)
+    assert [r["remedy"] for r in rows][:3] == ["cross-entropy + balanced weights (loss)",
+                                               "cross-entropy + balanced weights (loss), deferred from epoch 9",
+                                               "cross-entropy + balanced weights (sampling)"]
+    best = sweep.best_remedies(records)
+    sweep_report.write_report(rows, sweep.varied_keys(points), out=tmp_path, best=best)
+    assert [(r["metric"], r["best"]) for r in best] == [
+        ("balanced_accuracy", "LDAM m=0.5 s=30 + effective_number weights (loss), deferred from epoch 9"),
+        ("minority_recall", "LDAM m=0.5 s=30 + effective_number weights (loss), deferred from epoch 9")]
+    assert best[0]["remedies"] == 9  # the 8 remedy arms and the shared unweighted arm
+    assert "## The best remedy of each setting" in (tmp_path / "sweep.md").read_text()
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "best.csv").read_text().startswith("metric,best,best_mean,runner_up")
