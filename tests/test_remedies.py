@@ -11,10 +11,10 @@ from classweights.errors import UserError
 from classweights.files import read_arrays
 from classweights.model import CosineDense, load_model, predict_proba, train_arm, train_model
 from classweights.report import read_curves
-from tests.fakes import fake_images
+from tests.test_model import splits  # noqa: F401  (the fixture: 40 images of classes 0-4, 8 of 5-9)
 from tools.sandbox import shipped_params
 
-WEIGHTS = {c: (5.0 if c < 5 else 0.2) for c in range(10)}
+WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}  # the rare classes weigh more
 
 
 def remedy(loss="cross_entropy", apply="loss", defer_epoch=1, **keys):
@@ -22,16 +22,6 @@ def remedy(loss="cross_entropy", apply="loss", defer_epoch=1, **keys):
     params = shipped_params({"train": {"epochs": 2, "batch_size": 32}, "loss": {"name": loss, **keys},
                              "weights": {"apply": apply, "defer_epoch": defer_epoch}})
     return params.train, params.loss
-
-
-@pytest.fixture(scope="module")
-def splits():
-    rng = np.random.default_rng(0)
-    y_train = rng.permutation(np.repeat(np.arange(10), [8] * 5 + [40] * 5)).astype(np.uint8)
-    y_val = np.repeat(np.arange(10), 2).astype(np.uint8)
-    y_test = np.repeat(np.arange(10), 3).astype(np.uint8)
-    return {"x_train": fake_images(y_train, 1), "y_train": y_train, "x_val": fake_images(y_val, 2), "y_val": y_val,
-            "x_test": fake_images(y_test, 3), "y_test": y_test}
 
 
 class Snapshots(keras.callbacks.Callback):
