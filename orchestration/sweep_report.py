@@ -317,8 +317,12 @@ def best_markdown(best):
                                 f"best − runner-up [{level}]", "p (Holm)", "beats the runner-up"]) + " |",
              "|" + " --- |" * (len(setting_keys) + 6)]
     for row in best:
-        interval = (f"{row['difference']:+.3f} [{_number(row['ci_low']):+.3f}, {_number(row['ci_high']):+.3f}]"
-                    if row["difference"] is not None else "not computable")
+        if row["difference"] is None:
+            interval = "not computable"
+        elif row["ci_low"] is None:
+            interval = f"{row['difference']:+.3f} (no interval with one seed)"
+        else:
+            interval = f"{row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
         p = "–" if row["p_holm"] is None else f"{row['p_holm']:.3g}"
         lines.append("| " + " | ".join([*(str(row[k]) for k in setting_keys), row["metric"],
                                          f"{row['best']} ({row['best_mean']:.3f})",

@@ -332,3 +332,10 @@ def test_the_remedies_sweep_draws_a_map_from_its_points_without_training(tmp_pat
     assert "## The best remedy of each setting" in (tmp_path / "sweep.md").read_text()
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "best.csv").read_text().startswith("metric,best,best_mean,runner_up")
+
+
+def test_with_one_seed_the_best_remedy_is_named_but_never_said_to_beat_the_runner_up():
+    gaps = {"focal": 0.07, "balanced": 0.02, "ldam": 0.015, "post-hoc": 0.01}
+    rows = sweep.best_remedies(_remedy_records(committed_params(), 10, range(1), gaps))
+    assert [(r["best"], r["seeds"], r["beats_runner_up"], r["p_holm"]) for r in rows][0] == ("focal γ=1", 1, False, None)
+    assert "+0.050 (no interval with one seed)" in sweep_report.best_markdown(rows)
