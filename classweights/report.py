@@ -189,7 +189,8 @@ def _run_paragraph(params, class_counts, alpha):
                   else "logit adjustment off (τ = 0)")
     return [f"Data: {params.data.source}, imbalance profile {params.imbalance.profile} with ratio "
             f"{params.imbalance.ratio:g}; minority classes: {minority}. Remedy arm: "
-            f"{describe_remedy(params.weights, params.loss)}; {adjustment}. Training: {_plural(params.train.epochs, 'epoch')}, seeds "
+            f"{describe_remedy(params.weights, params.loss)}; {adjustment}. "
+            f"Training: {_plural(params.train.epochs, 'epoch')}, seeds "
             f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",
             "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."]
 

@@ -57,7 +57,8 @@ def sweep_rows(points, records):
     for point in points:
         record = by_point.get(_key(point))
         if record is not None:
-            remedy = {"remedy": remedy_name(parse_params(record["params"], record["name"]))} if "params" in record else {}
+            remedy = ({"remedy": remedy_name(parse_params(record["params"], record["name"]))}
+                      if "params" in record else {})
             rows.append({**point, "experiment": record["name"], **remedy, **headline_columns(record["metrics"])})
     return rows
 
