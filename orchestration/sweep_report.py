@@ -229,7 +229,8 @@ def markdown(rows, varied):
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Intervals are {interval_label(rows)}s of the paired difference over seeds.", ""]
     x = x_key(rows, varied)
-    lines += [significance_sentence(label, line, x) for label, line in _lines(rows, varied, x).items()]
+    if x is not None and not x.startswith(NOT_READ_BY_UNWEIGHTED):  # along a setting; remedies: the table below
+        lines += [significance_sentence(label, line, x) for label, line in _lines(rows, varied, x).items()]
     return "\n".join(lines) + "\n"
 
 
