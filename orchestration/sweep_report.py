@@ -150,7 +150,8 @@ def draw(rows, varied, path):
         return _draw_remedies(rows, varied, path)
     positions = _x_positions(rows, x)
     numeric = x is not None and all(_is_number(r[x]) for r in rows)
-    logarithmic = numeric and min(positions.values()) > 0 and max(positions.values()) >= 10 * min(positions.values())
+    logarithmic = (numeric and bool(positions) and min(positions.values()) > 0
+                   and max(positions.values()) >= 10 * min(positions.values()))
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharex=True)
     for axis, (metric, title) in zip(axes, PANELS):
         column = f"weighted_vs_unweighted.{metric}"

@@ -339,3 +339,9 @@ def test_with_one_seed_the_best_remedy_is_named_but_never_said_to_beat_the_runne
     rows = sweep.best_remedies(_remedy_records(committed_params(), 10, range(1), gaps))
     assert [(r["best"], r["seeds"], r["beats_runner_up"], r["p_holm"]) for r in rows][0] == ("focal γ=1", 1, False, None)
     assert "+0.050 (no interval with one seed)" in sweep_report.best_markdown(rows)
+
+
+def test_a_sweep_with_no_finished_point_still_writes_an_empty_map(tmp_path):
+    sweep_report.write_report([], ["data.path"], out=tmp_path)  # every point failed: the map says so, no crash
+    assert (tmp_path / "sweep.csv").read_text().strip() == "experiment"
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
