@@ -172,7 +172,8 @@ def draw(rows, varied, path):
         axis.set_xlabel(f"{x}{' (log scale)' if logarithmic else ''}")
         axis.set_title(title)
     axes[0].set_ylabel(f"remedy arm − unweighted (mean over seeds, {interval_label(rows)} band)")
-    axes[0].legend(fontsize="small")
+    if rows:
+        axes[0].legend(fontsize="small")
     figure.suptitle(f"Paired difference remedy arm − unweighted by {x}")
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100, metadata={"Software": None})
