@@ -141,7 +141,7 @@ def sampled_batches(y, class_weight, seed, batch_size):
     return draws.batch(batch_size).map(to_index)
 
 
-def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=()):
+def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=(), loss=None, defer_epoch=1):
     """Train the CNN on splits['x_train'] with validation on splits['x_val']; return (model, history).
 
     The seed fixes the initial weights, the dropout masks and the batch order, so the
@@ -150,6 +150,9 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
     loss unweighted and draws class-balanced batches (make_dataset).
     class_weight may come straight from JSON: Keras looks a weight up by int(label) and
     silently uses 1.0 for a key it does not find, so string keys are converted here.
+
+    loss (a loss params section; None: cross-entropy) and defer_epoch (the first epoch that uses
+    the weights) make the remedy arm: see train_remedy. The returned model outputs probabilities.
     """
     if class_weight is not None:
         class_weight = {int(c): float(w) for c, w in class_weight.items()}
@@ -160,6 +163,9 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
     keras.utils.set_random_seed(seed)                  # depends on earlier trainings in this process
     tf.config.experimental.enable_op_determinism()
     model = build_model(train.dropout, train.precision, splits["x_train"].shape[1:], num_classes(splits))
+    if (loss is not None and loss.name != "cross_entropy") or defer_epoch > 1:
+        return train_remedy(model, splits, train, seed, class_weight if apply != "none" else None, apply, callbacks,
+                            loss, defer_epoch)
     model.compile(
         optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
         loss="sparse_categorical_crossentropy",  # categorical cross-entropy on integer labels
@@ -184,6 +190,90 @@ def num_classes(splits):
     if "class_names" in splits:
         return len(splits["class_names"])
     return int(max(splits["y_train"].max(), splits["y_val"].max())) + 1
+
+
+@keras.saving.register_keras_serializable(package="classweights")
+class CosineDense(layers.Layer):
+    """LDAM's normalised last layer: the cosine between the features and each class's weight vector."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform", name="kernel")
+
+    def call(self, inputs):
+        features = keras.ops.normalize(keras.ops.cast(inputs, self.compute_dtype), axis=-1)
+        return keras.ops.matmul(features, keras.ops.normalize(self.kernel, axis=0))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def remedy_networks(base, loss):
+    """(trained, predicting) for a remedy loss: the base network's layers with a head that gives
+    logits (LDAM: cosines) to train on, and the same layers followed by the softmax (LDAM: of
+    scale · cosine), whose probabilities are predicted and saved."""
+    classes = base.layers[-1].units
+    head = CosineDense(classes, dtype="float32") if loss.name == "ldam" else layers.Dense(classes, dtype="float32")
+    trained = keras.Sequential([keras.Input(shape=base.inputs[0].shape[1:], dtype=base.inputs[0].dtype),
+                                *base.layers[:-1], head])
+    scale = [layers.Rescaling(loss.ldam_scale, dtype="float32")] if loss.name == "ldam" else []
+    predicting = keras.Sequential([keras.Input(shape=base.inputs[0].shape[1:], dtype=base.inputs[0].dtype),
+                                   *trained.layers, *scale, layers.Softmax(dtype="float32")])
+    return trained, predicting
+
+
+def train_remedy(base, splits, train, seed, class_weight, apply, callbacks, loss, defer_epoch):
+    """Train the remedy arm: its loss on logits from the first epoch, the class weights (on the
+    loss or by sampling) from epoch defer_epoch on. Epochs before defer_epoch are the very
+    same fit as the unweighted arm's (same data order, same ops), so with cross-entropy the
+    model after them is the unweighted arm's model after as many epochs; the second fit
+    continues it with its optimizer state. Returns (model giving probabilities, history)."""
+    from classweights.losses import remedy_loss, training_counts
+
+    counts = training_counts(splits["y_train"], base.layers[-1].units)
+    keras_loss = remedy_loss(loss, counts) if loss is not None else None
+    trained, predicting = remedy_networks(base, loss) if keras_loss is not None else (base, base)
+    trained.compile(
+        optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
+        loss=keras_loss or "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    fit = {"validation_data": make_dataset(splits["x_val"], splits["y_val"], train.batch_size),
+           "shuffle": False, "callbacks": list(callbacks), "verbose": 0}
+    plain = make_dataset(splits["x_train"], splits["y_train"], train.batch_size, shuffle_seed=seed)
+    history = {}
+    if defer_epoch > 1:
+        history = trained.fit(plain, epochs=defer_epoch - 1, **fit).history
+    if class_weight is not None and apply == "sampling":
+        later = make_dataset(splits["x_train"], splits["y_train"], train.batch_size, shuffle_seed=seed,
+                             sampling_weight=class_weight)
+    else:
+        later = plain
+    rest = trained.fit(later, initial_epoch=defer_epoch - 1, epochs=train.epochs,
+                       class_weight=class_weight if apply == "loss" else None, **fit).history
+    history = {key: history.get(key, []) + values for key, values in rest.items()}
+    return predicting, history
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop a training whose loss became NaN or infinite with a UserError naming the epoch and
+    the remedy (train_arm then leaves nothing behind)."""
+
+    def __init__(self, label, remedy):
+        super().__init__()
+        self.label, self.remedy = label, remedy
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("loss")
+        if value is not None and not np.isfinite(value):
+            from classweights.errors import UserError
+
+            raise UserError(f"{self.label}: the training loss became {value} in epoch {epoch + 1} with {self.remedy}; "
+                            "a smaller train.learning_rate (or loss.ldam_scale) may keep it finite")
 
 
 def predict_proba(model, x, batch_size=1024):
@@ -242,19 +332,23 @@ class EpochLine(keras.callbacks.Callback):
               flush=True)
 
 
-def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", label=None):
+def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", label=None, loss=None, defer_epoch=1,
+              remedy="cross-entropy"):
     """Train one (arm, seed) and write out_dir atomically: model.keras, test_proba.npz and
     history.json (Keras' per-epoch loss and accuracy, training and validation: the curves the
     report draws). Interrupted, it leaves nothing under out_dir; killed outright, it leaves
     out_dir/../.<name>.partial, which .gitignore and .dvcignore hide and the next run of the
-    same training removes first. label names the training in the per-epoch lines."""
+    same training removes first. label names the training in the per-epoch lines; loss and
+    defer_epoch as in train_model, remedy names them if the loss turns NaN."""
     from classweights.files import atomic_path, write_arrays, write_json
     from classweights.paths import HISTORY
 
+
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        callbacks = [EpochLine(label or str(out_dir), train.epochs)]
-        model, history = train_model(splits, train, seed, class_weight, apply, callbacks=callbacks)
+        callbacks = [StopOnNaN(label or str(out_dir), remedy), EpochLine(label or str(out_dir), train.epochs)]
+        model, history = train_model(splits, train, seed, class_weight, apply, callbacks=callbacks, loss=loss,
+                                     defer_epoch=defer_epoch)
         save_model(model, tmp / "model.keras")
         write_arrays(tmp / "test_proba.npz", proba=predict_proba(model, splits["x_test"]))
         write_json(tmp / HISTORY, history)

@@ -113,7 +113,8 @@ class SplitParams(_Section):
 class WeightsParams(_Section):
     strategy: Literal["balanced", "sqrt_inverse", "effective_number"]
     beta: float = Field(ge=0, lt=1)  # effective_number only
-    apply: Literal["loss", "sampling"]  # weighted loss, or class-balanced sampling with an unweighted loss
+    apply: Literal["loss", "sampling", "none"]  # weighted loss, class-balanced sampling, or no weights at all
+    defer_epoch: int = Field(ge=1)  # the first epoch (1-based) that uses the weights; 1: from the start
 
 
 class TrainParams(_Section):
@@ -145,11 +146,21 @@ class EvaluateParams(_Section):
     logit_adjustment_tau: float = Field(ge=0, allow_inf_nan=False)
 
 
+class LossParams(_Section):
+    """The remedy arm's training loss; each loss reads only its own keys."""
+    name: Literal["cross_entropy", "focal", "ldam", "logit_adjusted"]
+    focal_gamma: float = Field(ge=0, allow_inf_nan=False)  # focal: (1 - p)^gamma · CE
+    ldam_max_margin: float = Field(gt=0, allow_inf_nan=False)  # ldam: the rarest class's margin
+    ldam_scale: float = Field(gt=0, allow_inf_nan=False)  # ldam: s, the cosine logits' scale
+    la_tau: float = Field(ge=0, allow_inf_nan=False)  # logit_adjusted: CE(logits + tau · log prior)
+
+
 class Params(_Section):
     data: DataParams
     imbalance: ImbalanceParams
     split: SplitParams
     weights: WeightsParams
+    loss: LossParams
     train: TrainParams
     evaluate: EvaluateParams
 
@@ -184,9 +195,39 @@ def parse_params(raw, where="params.yaml"):
     if not isinstance(raw, dict):
         raise UserError(f"{where}: must be a mapping of sections (data, imbalance, ...), got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as error:
         raise UserError(f"{where}: {_describe(error, _fields_by_section())}") from None
+    problem = remedy_problem(params.weights, params.loss, params.train.epochs)
+    if problem:
+        raise UserError(f"{where}: {problem}")
+    return params
+
+
+def remedy_problem(weights, loss, epochs):
+    """Why the remedy arm's settings are refused (a line naming the keys), or None.
+
+    Refused: settings that train the unweighted arm again under another name, a deferral with
+    nothing to defer or past the last epoch, and weights on top of the logit-adjusted loss,
+    which already corrects for the class prior (weights would correct for it twice)."""
+    no_weights = weights.apply == "none"
+    if weights.defer_epoch > epochs:
+        return (f"weights.defer_epoch = {weights.defer_epoch}: must lie in 1..train.epochs ({epochs}); "
+                "1 uses the weights from the start")
+    if no_weights and weights.defer_epoch != 1:
+        return (f"weights.defer_epoch = {weights.defer_epoch} with weights.apply none: there are no weights "
+                "to switch on; set weights.apply to loss or sampling, or weights.defer_epoch to 1")
+    plain = {"cross_entropy": "cross-entropy",
+             "focal": "focal loss with loss.focal_gamma 0 is cross-entropy" if loss.focal_gamma == 0 else None,
+             "logit_adjusted": "logit-adjusted loss with loss.la_tau 0 is cross-entropy" if loss.la_tau == 0 else None}
+    if no_weights and plain.get(loss.name):
+        return (f"loss.name = {loss.name!r} with weights.apply none: {plain[loss.name]} without weights, "
+                "which is the unweighted arm itself; choose weights or another loss")
+    if loss.name == "logit_adjusted" and not no_weights:
+        return (f"loss.name = 'logit_adjusted' with weights.apply {weights.apply}: the logit-adjusted loss "
+                "already corrects for the class prior, and weights would correct for it twice; "
+                "set weights.apply to none")
+    return None
 
 
 def read_yaml(path, missing_hint):

@@ -9,21 +9,16 @@ from classweights.evaluation import HEADLINE_METRICS, LOGIT_ADJUSTED
 from classweights.files import atomic_path, read_json
 from classweights.machine import line as machine_line
 from classweights.statistics import confidence_label
+from classweights.remedy import describe_remedy, is_plain_weighting, remedy_label, weights_phrase
 
 ARM_COLOURS = {"unweighted": "tab:blue", "weighted": "tab:orange", LOGIT_ADJUSTED: "tab:green"}
 SPARE_COLOURS = ("tab:purple", "tab:brown", "tab:pink")  # for arms added later
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")  # Keras' history keys the figure draws
 PNG_METADATA = {"Software": None}  # no version string: same data, same bytes
-APPLIED = {"loss": "applied to the loss", "sampling": "applied by class-balanced sampling"}
 
 
 def _plural(n, word):
     return f"{n} {word}{'s' * (n != 1)}"
-
-
-def _strategy(weights):
-    """The weighting strategy, with its beta where it has one."""
-    return f"{weights.strategy} (β = {weights.beta:g})" if weights.strategy == "effective_number" else weights.strategy
 
 
 def describe_run(params):
@@ -33,7 +28,7 @@ def describe_run(params):
              else f"{imbalance.profile} imbalance, ratio {imbalance.ratio:g}")
     seeds = params.train.seeds
     return (f"{_source(params.data)}, {shape}; "
-            f"{_strategy(params.weights)} class weights {APPLIED[params.weights.apply]}; "
+            f"{_remedy(params)}; "
             f"{_plural(params.train.epochs, 'epoch')}, {_plural(len(seeds), 'seed')}")
 
 
@@ -49,11 +44,17 @@ def _tick_labels(ax, axis, names, marked=()):
     getattr(ax, f"set_{axis}ticks")(range(len(names)))
     getattr(ax, f"set_{axis}ticklabels")(labels, rotation=(45 if axis == "x" else 0) if turned else 0,
                                          ha="right" if turned and axis == "x" else "center", fontsize=8)
+def _remedy(params):
+    """The remedy arm as describe_run says it: today's weighted arm in the words it always had."""
+    if is_plain_weighting(params.weights, params.loss):
+        return weights_phrase(params.weights)
+    return f"remedy {describe_remedy(params.weights, params.loss)}"
 
 
 def arm_labels(params):
-    """How each arm is named in tables and legends: the weighted arm says how its weights were applied."""
-    return {"unweighted": "unweighted", "weighted": f"weighted ({params.weights.apply})",
+    """How each arm is named in tables and legends: the weighted (remedy) arm says its loss and how its
+    weights were applied."""
+    return {"unweighted": "unweighted", "weighted": remedy_label(params.weights, params.loss),
             LOGIT_ADJUSTED: f"logit-adjusted (τ = {params.evaluate.logit_adjustment_tau:g})"}
 
 
@@ -217,9 +218,9 @@ def _run_paragraph(params, class_counts, alpha):
     adjustment = (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
                   else "logit adjustment off (τ = 0)")
     return [f"Data: {_source(params.data)}, imbalance profile {params.imbalance.profile} with ratio "
-            f"{params.imbalance.ratio:g}; minority classes: {minority} ({class_counts['minority_rule']}). "
-            f"Class weights: {_strategy(params.weights)}, "
-            f"{APPLIED[params.weights.apply]}; {adjustment}. Training: {_plural(params.train.epochs, 'epoch')}, seeds "
+            f"{params.imbalance.ratio:g}; minority classes: {minority} ({class_counts['minority_rule']}). Remedy arm: "
+            f"{describe_remedy(params.weights, params.loss)}; {adjustment}. "
+            f"Training: {_plural(params.train.epochs, 'epoch')}, seeds "
             f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",
             "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."
             ] + _imbalanced_test_note(class_counts["test"])

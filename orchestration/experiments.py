@@ -218,9 +218,10 @@ def stage_names():
     return dvc("stage", "list", "--name-only").split()
 
 
-def finished_experiments(metric_stems):
+def finished_experiments(read_outputs):
     """Every finished experiment of the current commit, read through dvc.api:
-    [{"name", "params": params.yaml as a dict, "metrics": {stem: metrics/<stem>.json parsed}}]."""
+    [{"name", "params": params.yaml as a dict, **read_outputs(exists, read_text)}], where
+    exists(path) and read_text(path) see the experiment's files."""
     import dvc.api
     import yaml
 
@@ -230,10 +231,8 @@ def finished_experiments(metric_stems):
             if row["typ"] == "baseline" or not row["Experiment"] or row["State"] not in (None, "Success"):
                 continue
             fs = dvc.api.DVCFileSystem(repo=".", rev=row["rev"])
-            metrics = {stem: json.loads(fs.read_text(f"metrics/{stem}.json")) for stem in metric_stems
-                       if fs.exists(f"metrics/{stem}.json")}
             records.append({"name": row["Experiment"], "params": yaml.safe_load(fs.read_text("params.yaml")),
-                            "metrics": metrics})
+                            **read_outputs(fs.exists, fs.read_text)})
     return records
 
 

@@ -17,7 +17,7 @@ from classweights.params import parse_params, read_yaml
 SWEEP_KEYS = ("fixed", "grid")
 # The unweighted arm reads none of these, so points that differ only here share its
 # trainings: the queue runs them one after another and DVC's run cache restores them.
-NOT_READ_BY_UNWEIGHTED = ("weights.", "evaluate.")
+NOT_READ_BY_UNWEIGHTED = sweep_report.NOT_READ_BY_UNWEIGHTED
 
 
 def read_sweep(path, params_path="params.yaml"):
@@ -150,7 +150,46 @@ def finished_experiments():
     """Every finished experiment of the current commit with its params and headline metrics."""
     from orchestration.experiments import finished_experiments as finished
 
-    return finished(("comparison", *sweep_report.ARMS))
+    return finished(experiment_metrics)
+
+
+def experiment_metrics(exists, read_text):
+    """{"metrics": {file stem: JSON}, "per_seed": {arm: {seed: {metric: value}}}} of one
+    experiment, every arm included (the logit-adjusted one too), from its metrics/ files as
+    exists(path) and read_text(path) see them; an arm that is off has no file and is absent."""
+    metrics, per_seed = {}, {}
+    for stem in ("comparison", *sweep_report.ARMS, sweep_report.LOGIT_ADJUSTED):
+        if exists(f"metrics/{stem}.json"):
+            metrics[stem] = json.loads(read_text(f"metrics/{stem}.json"))
+        if stem != "comparison" and exists(f"metrics/details/{stem}.json"):
+            per_seed[stem] = sweep_report.per_seed_values(json.loads(read_text(f"metrics/details/{stem}.json")))
+    return {"metrics": metrics, "per_seed": per_seed}
+
+
+def best_remedies(records):
+    """sweep_report.best_remedy for every setting (the points' keys the unweighted arm reads),
+    over the experiments of that setting, at the alpha of the first one."""
+    settings = {}
+    for record in records:
+        settings.setdefault(unweighted_group(record["point"]), []).append(record)
+    rows = []
+    for group, members in settings.items():
+        alpha = members[0]["params"]["evaluate"]["alpha"]
+        rows += sweep_report.best_remedy({k: json.loads(v) for k, v in group}, members, alpha)
+    return rows
+
+
+def complete_points(base, fixed, points):
+    """Every point with every varied key, a key its grid leaves out at the value it runs with
+    (grids of one sweep may vary different keys: one a loss's gamma, another the weights)."""
+    keys = varied_keys(points)
+    return [{key: _lookup(apply_overrides(base, {**fixed, **point}), key) for key in keys} for point in points]
+
+
+def _lookup(params, key):
+    for part in key.split("."):
+        params = params[part]
+    return params
 
 
 def match_points(base, fixed, points, experiments):
@@ -171,11 +210,14 @@ def collect(path, pull=False):
     fixed, points = read_sweep(path)
     if pull:
         fetch_all()
-    records = match_points(read_base("params.yaml"), fixed, points, finished_experiments())
+    base = read_base("params.yaml")
+    points = complete_points(base, fixed, points)
+    records = match_points(base, fixed, points, finished_experiments())
     rows = sweep_report.sweep_rows(points, records)
-    sweep_report.write_report(rows, varied_keys(points))
+    best = best_remedies(records)
+    sweep_report.write_report(rows, varied_keys(points), best=best)
     print(f"sweep: {len(rows)} of {len(points)} grid points have a finished experiment; "
-          f"wrote {sweep_report.OUT}/sweep.csv, sweep.png, sweep.md")
+          f"wrote {sweep_report.OUT}/sweep.csv, sweep.png, sweep.md{', best.csv' if best else ''}")
     return rows
 
 

@@ -1,5 +1,6 @@
 """The sweep's map: one row per grid point from its experiment's headline metrics, written
-as sweep/sweep.csv, sweep/sweep.png and sweep/sweep.md (a folder no stage owns)."""
+as sweep/sweep.csv, sweep/sweep.png and sweep/sweep.md (a folder no stage owns), and for each
+setting the best remedy and whether it beats the runner-up (sweep/best.csv, in sweep.md too)."""
 import csv
 import math
 from pathlib import Path
@@ -7,6 +8,14 @@ from pathlib import Path
 from classweights.evaluation import (ARMS, COMPARED_METRICS, COMPARISONS, HEADLINE_METRICS, LOGIT_ADJUSTED,
                                      comparison_name)
 from classweights.files import atomic_path
+from classweights.params import parse_params
+from classweights.remedy import is_plain_weighting, remedy_label
+from classweights.statistics import compare_metrics, confidence_label
+
+# Keys the unweighted arm never reads: points that differ only here are remedies of one setting
+# and share its unweighted trainings (the queue restores them from DVC's run cache).
+NOT_READ_BY_UNWEIGHTED = ("weights.", "loss.", "evaluate.")
+RANKED = ("balanced_accuracy", "minority_recall")  # the remedies are ranked on each of these
 
 OUT = Path("sweep")
 COMPARED = (*COMPARED_METRICS, "worst_majority_recall")
@@ -35,6 +44,7 @@ def headline_columns(metrics):
             for stat in STATS:
                 columns[f"{pair}.{metric}.{stat}"] = blocks.get(metric, {}).get(stat)
         columns[f"{pair}.worst_majority_recall.class"] = blocks.get("worst_majority_recall", {}).get("class")
+    columns["alpha"] = comparison.get("alpha")
     return columns
 
 
@@ -47,7 +57,9 @@ def sweep_rows(points, records):
     for point in points:
         record = by_point.get(_key(point))
         if record is not None:
-            rows.append({**point, "experiment": record["name"], **headline_columns(record["metrics"])})
+            remedy = ({"remedy": remedy_name(parse_params(record["params"], record["name"]))}
+                      if "params" in record else {})
+            rows.append({**point, "experiment": record["name"], **remedy, **headline_columns(record["metrics"])})
     return rows
 
 
@@ -55,30 +67,75 @@ def _key(point):
     return tuple(sorted((k, repr(v)) for k, v in point.items()))
 
 
-def write_report(rows, varied, out=OUT):
-    """sweep.csv, sweep.png and sweep.md for rows; `varied`: the grid's keys."""
+def write_report(rows, varied, out=OUT, best=()):
+    """sweep.csv, sweep.png and sweep.md for rows; `varied`: the grid's keys; `best`: the
+    best_remedy rows (best.csv, and a table in sweep.md)."""
     out = Path(out)
     out.mkdir(exist_ok=True)
     with atomic_path(out / "sweep.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["experiment"])
         writer.writeheader()
         writer.writerows(rows)
+    if best:
+        with atomic_path(out / "best.csv") as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(best[0]))
+            writer.writeheader()
+            writer.writerows(best)
     with atomic_path(out / "sweep.md") as tmp:
-        tmp.write_text(markdown(rows, varied))
+        tmp.write_text(markdown(rows, varied) + best_markdown(best))
     with atomic_path(out / "sweep.png") as tmp:
         draw(rows, varied, tmp)
 
 
-def _line_label(row, varied):
-    """Which line of the picture a row belongs to: every varied key but the ratio."""
-    return ", ".join(str(row[k]) for k in varied if k != "imbalance.ratio") or "weighted"
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _lines(rows, varied):
+def x_key(rows, varied):
+    """The picture's x-axis: the first varied key with more than one value, a numeric one first
+    (a setting key before a remedy key); with a single point, the first varied key."""
+    spread = [k for k in varied if len({repr(r[k]) for r in rows}) > 1] or list(varied[:1])
+    numeric = [k for k in spread if all(_is_number(r[k]) for r in rows)]
+    settings = [k for k in spread if not k.startswith(NOT_READ_BY_UNWEIGHTED)]
+    return next(iter([k for k in numeric if k in settings] + numeric + settings + spread), None)
+
+
+def _line_label(row, varied, x):
+    """Which line of the picture a row belongs to: every varied key but the x-axis's (the remedy
+    keys said by the remedy's name where the row has it)."""
+    keys = [k for k in varied if k != x and not ("remedy" in row and k.startswith(NOT_READ_BY_UNWEIGHTED))]
+    remedy = [row["remedy"]] if "remedy" in row and any(k.startswith(NOT_READ_BY_UNWEIGHTED) for k in varied) else []
+    return ", ".join([*(f"{k.rpartition('.')[2]}={row[k]}" for k in keys), *remedy]) or "remedy arm"
+
+
+def _lines(rows, varied, x):
+    """{label: rows in x order}; a categorical x keeps the grid's order."""
+    order = _x_positions(rows, x)
     lines = {}
-    for row in sorted(rows, key=lambda r: float(r.get("imbalance.ratio", 0))):
-        lines.setdefault(_line_label(row, varied), []).append(row)
+    for row in sorted(rows, key=lambda r: order[repr(r[x])] if x else 0):
+        lines.setdefault(_line_label(row, varied, x), []).append(row)
     return lines
+
+
+def _x_values(rows, x):
+    """{repr(value): value} of the x-axis key, in grid order."""
+    return {repr(r[x]): r[x] for r in rows} if x is not None else {}
+
+
+def _x_positions(rows, x):
+    """Where each x value sits: the value itself for numbers, 0, 1, ... in grid order otherwise."""
+    values = _x_values(rows, x)
+    if all(_is_number(v) for v in values.values()):
+        return {k: float(v) for k, v in values.items()}
+    return {k: i for i, k in enumerate(values)}
+
+
+def interval_label(rows):
+    """'95% CI' from the rows' evaluate.alpha; several alphas in one sweep say so."""
+    alphas = {r.get("alpha") for r in rows if r.get("alpha") is not None}
+    if len(alphas) == 1:
+        return f"{confidence_label(alphas.pop())} CI"
+    return "CI at each point's evaluate.alpha" if alphas else "CI"
 
 
 def draw(rows, varied, path):
@@ -88,25 +145,62 @@ def draw(rows, varied, path):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    x = x_key(rows, varied)
+    if x is None or x.startswith(NOT_READ_BY_UNWEIGHTED):  # one setting, several remedies: one column each
+        return _draw_remedies(rows, varied, path)
+    positions = _x_positions(rows, x)
+    numeric = x is not None and all(_is_number(r[x]) for r in rows)
+    logarithmic = (numeric and bool(positions) and min(positions.values()) > 0
+                   and max(positions.values()) >= 10 * min(positions.values()))
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharex=True)
     for axis, (metric, title) in zip(axes, PANELS):
         column = f"weighted_vs_unweighted.{metric}"
-        for label, line in _lines(rows, varied).items():
-            ratios = [float(r["imbalance.ratio"]) for r in line]
+        for label, line in _lines(rows, varied, x).items():
+            xs = [positions[repr(r[x])] if x else 0 for r in line]
             mean, low, high = ([_number(r[f"{column}.{s}"]) for r in line] for s in ("mean", "ci_low", "ci_high"))
-            axis.plot(ratios, mean, marker="o", label=label)
-            axis.fill_between(ratios, *clip_to_difference_range(low, high), alpha=0.2)
+            axis.plot(xs, mean, marker="o", label=label)
+            axis.fill_between(xs, *clip_to_difference_range(low, high), alpha=0.2)
         axis.axhline(0, color="black", linestyle="--", linewidth=1)
-        axis.set_xscale("log")
-        axis.set_xticks(sorted({float(r["imbalance.ratio"]) for r in rows}), minor=False)
-        axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        if logarithmic:
+            axis.set_xscale("log")
+        axis.set_xticks(sorted(set(positions.values())) if numeric else list(positions.values()), minor=False)
+        if numeric:
+            axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        else:
+            axis.set_xticklabels([str(v) for v in _x_values(rows, x).values()], rotation=20, fontsize="small")
         axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        axis.set_xlabel("imbalance ratio n_max / n_min (log scale)")
+        axis.set_xlabel(f"{x}{' (log scale)' if logarithmic else ''}")
         axis.set_title(title)
-    axes[0].set_ylabel("weighted − unweighted (mean over seeds, 95% CI band)")
-    if rows:  # an empty map (every point failed) has no lines to name
-        axes[0].legend(title="strategy", fontsize="small")
-    figure.suptitle("When does class weighting pay off? Paired difference weighted − unweighted by imbalance ratio")
+    axes[0].set_ylabel(f"remedy arm − unweighted (mean over seeds, {interval_label(rows)} band)")
+    if rows:
+        axes[0].legend(fontsize="small")
+    figure.suptitle(f"Paired difference remedy arm − unweighted by {x}")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100, metadata={"Software": None})
+    plt.close(figure)
+
+
+def _draw_remedies(rows, varied, path):
+    """The picture of a sweep over remedies only: each remedy's difference to the unweighted arm
+    with its interval, one row per remedy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [_line_label(r, varied, None) for r in rows]
+    places = range(len(rows))[::-1]  # the grid's first point on top
+    figure, axes = plt.subplots(1, 3, figsize=(15, 1.6 + 0.4 * len(rows)), sharey=True)
+    for axis, (metric, title) in zip(axes, PANELS):
+        column = f"weighted_vs_unweighted.{metric}"
+        mean, low, high = ([_number(r[f"{column}.{s}"]) for r in rows] for s in ("mean", "ci_low", "ci_high"))
+        axis.hlines(places, *clip_to_difference_range(low, high), linewidth=3, alpha=0.4)
+        axis.plot(mean, places, "o")
+        axis.axvline(0, color="black", linestyle="--", linewidth=1)
+        axis.set_xlabel(f"mean over seeds, {interval_label(rows)}")
+        axis.set_title(title)
+    axes[0].set_yticks(list(places), labels, fontsize="small")
+    figure.suptitle("Paired difference remedy arm − unweighted, one remedy per row")
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100, metadata={"Software": None})
     plt.close(figure)
@@ -134,34 +228,122 @@ def _interval(row, column):
 
 def markdown(rows, varied):
     pair = "weighted_vs_unweighted"
-    lines = ["# Sweep: weighted − unweighted at each grid point", "",
-             "| " + " | ".join([*varied, "minority-recall gain", "balanced-accuracy gain",
+    named = ["remedy"] if rows and "remedy" in rows[0] else []  # the remedy's name, when the rows have it
+    lines = ["# Sweep: remedy arm − unweighted at each grid point", "",
+             "| " + " | ".join([*varied, *named, "minority-recall gain", "balanced-accuracy gain",
                                 "worst majority recall change (class)", "experiment"]) + " |",
-             "|" + " --- |" * (len(varied) + 4)]
+             "|" + " --- |" * (len(varied) + len(named) + 4)]
     for row in rows:
         worst = f"{_interval(row, f'{pair}.worst_majority_recall')} ({row[f'{pair}.worst_majority_recall.class']})"
-        cells = [*(str(row[k]) for k in varied),
+        cells = [*(str(row[k]) for k in [*varied, *named]),
                  f"{_interval(row, f'{pair}.minority_recall')} {row[f'{pair}.minority_recall.verdict']}",
                  f"{_interval(row, f'{pair}.balanced_accuracy')} {row[f'{pair}.balanced_accuracy.verdict']}",
                  worst, row["experiment"]]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Intervals are 95% confidence intervals of the paired difference over seeds.", ""]
+    lines += ["", f"Intervals are {interval_label(rows)}s of the paired difference over seeds.", ""]
     if _beyond_range(rows):
         lines[-1:-1] = ["An interval beyond ±1 (too few seeds) is shown as computed; the map cuts its band at ±1, "
                         "the range of a difference of two recalls.", ""]
-    lines += [significance_sentence(label, line) for label, line in _lines(rows, varied).items()]
+    x = x_key(rows, varied)
+    if x is not None and not x.startswith(NOT_READ_BY_UNWEIGHTED):  # along a setting; remedies: the table below
+        lines += [significance_sentence(label, line, x) for label, line in _lines(rows, varied, x).items()]
     return "\n".join(lines) + "\n"
 
 
-def significance_sentence(label, line):
-    """Where the minority-recall gain becomes significant: the smallest ratio from which on
-    every larger ratio in the sweep shows a significant gain."""
+def significance_sentence(label, line, x="imbalance.ratio"):
+    """Where the minority-recall gain becomes significant: the first x value from which on
+    every later one in the sweep shows a significant gain."""
     column = "weighted_vs_unweighted.minority_recall.verdict"
     start = None
     for row in line:
         significant = row[column] == SIGNIFICANT_GAIN
         start = (start or row) if significant else None
     if start is None:
-        return f"- {label}: the minority-recall gain is not significant at the largest ratio swept."
-    return (f"- {label}: the minority-recall gain is significant from ratio {start['imbalance.ratio']} on "
+        return f"- {label}: the minority-recall gain is not significant at the last {x} swept."
+    return (f"- {label}: the minority-recall gain is significant from {x} = {start[x]} on "
             f"({_interval(start, 'weighted_vs_unweighted.minority_recall')} there).")
+
+
+def per_seed_values(details, metrics=RANKED):
+    """{seed: {metric: value}} from an arm's metrics/details/<arm>.json."""
+    return {seed: {m: values[m] for m in metrics if m in values} for seed, values in details["seeds"].items()}
+
+
+def remedy_name(params):
+    """A remedy's name in the comparison: the report's label, with the strategy named for
+    today's weighted arm (several strategies are several remedies)."""
+    if is_plain_weighting(params.weights, params.loss):
+        return f"cross-entropy + {params.weights.strategy} weights ({params.weights.apply})"
+    return remedy_label(params.weights, params.loss)
+
+
+def candidates(records):
+    """{name: {seed: {metric: value}}} for every remedy of one setting's experiments: the shared
+    unweighted arm once, each experiment's remedy arm, each post-hoc logit adjustment (per tau)."""
+    found = {}
+    for record in records:
+        per_seed, params = record.get("per_seed", {}), parse_params(record["params"], where=record["name"])
+        arms = {"unweighted": "unweighted (cross-entropy)", "weighted": remedy_name(params),
+                LOGIT_ADJUSTED: f"post-hoc logit adjustment (τ = {params.evaluate.logit_adjustment_tau:g})"}
+        for arm, name in arms.items():
+            if arm in per_seed:
+                if arm == "weighted" and name in found:  # the same remedy twice (another evaluate.alpha)
+                    name = f"{name} [{record['name']}]"
+                found.setdefault(name, per_seed[arm])
+    return found
+
+
+def best_remedy(setting, records, alpha):
+    """For each RANKED metric: the remedy with the highest mean over the seeds every remedy of
+    the setting shares, the runner-up, and the paired difference best − runner-up, its p-value
+    Holm-adjusted over the family best − each other remedy; one row per metric."""
+    remedies = candidates(records)
+    seeds = sorted(set.intersection(*(set(v) for v in remedies.values())), key=int) if remedies else []
+    rows = []
+    for metric in RANKED:
+        values = {name: [by_seed[s][metric] for s in seeds] for name, by_seed in remedies.items()
+                  if all(metric in by_seed[s] for s in seeds)}
+        if len(values) < 2 or not seeds:
+            continue
+        ranked = sorted(values, key=lambda name: -sum(values[name]) / len(seeds))
+        best, others = ranked[0], ranked[1:]
+        tests = compare_metrics({name: values[best] for name in others}, {name: values[name] for name in others},
+                                alpha, family=others)
+        runner_up = tests[others[0]]
+        rows.append({**setting, "metric": metric, "best": best, "best_mean": sum(values[best]) / len(seeds),
+                     "runner_up": others[0], "runner_up_mean": sum(values[others[0]]) / len(seeds),
+                     "difference": runner_up["mean"], "ci_low": runner_up.get("ci_low"),
+                     "ci_high": runner_up.get("ci_high"), "p_holm": runner_up.get("p_holm"),
+                     "beats_runner_up": runner_up["verdict"] == SIGNIFICANT_GAIN, "remedies": len(values),
+                     "seeds": len(seeds), "alpha": alpha})
+    return rows
+
+
+def best_markdown(best):
+    """The best-remedy table of sweep.md ('' without rows)."""
+    if not best:
+        return ""
+    setting_keys = [k for k in best[0] if k not in ("metric", "best", "best_mean", "runner_up", "runner_up_mean",
+                                                    "difference", "ci_low", "ci_high", "p_holm", "beats_runner_up",
+                                                    "remedies", "seeds", "alpha")]
+    level = interval_label(best)
+    lines = ["", "## The best remedy of each setting", "",
+             f"Ranked by the mean over the seeds all of a setting's remedies share (their unweighted trainings "
+             f"are the same). \"Beats the runner-up\": the paired difference best − runner-up is significant at "
+             f"α, its p Holm-adjusted over the comparisons of the best with every other remedy.", "",
+             "| " + " | ".join([*setting_keys, "metric", "best (mean)", "runner-up (mean)",
+                                f"best − runner-up [{level}]", "p (Holm)", "beats the runner-up"]) + " |",
+             "|" + " --- |" * (len(setting_keys) + 6)]
+    for row in best:
+        if row["difference"] is None:
+            interval = "not computable"
+        elif row["ci_low"] is None:
+            interval = f"{row['difference']:+.3f} (no interval with one seed)"
+        else:
+            interval = f"{row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+        p = "–" if row["p_holm"] is None else f"{row['p_holm']:.3g}"
+        lines.append("| " + " | ".join([*(str(row[k]) for k in setting_keys), row["metric"],
+                                         f"{row['best']} ({row['best_mean']:.3f})",
+                                         f"{row['runner_up']} ({row['runner_up_mean']:.3f})", interval, p,
+                                         "yes" if row["beats_runner_up"] else "no"]) + " |")
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from classweights.cli import run_stage
 from classweights.files import read_arrays, read_json
 from classweights.params import load_params
 from classweights.paths import ARMS, SPLITS, WEIGHTS, model_dir
+from classweights.remedy import describe_remedy
 
 
 def main():
@@ -21,9 +22,14 @@ def main():
 
     from classweights.model import train_arm  # TensorFlow only once the inputs are known good
 
-    apply = params.weights.apply if args.arm == "weighted" else "loss"
-    train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight, apply,
-              label=f"train_{args.arm}@{args.seed}")
+    if args.arm == "weighted":  # the remedy arm: its loss, its weights, from its epoch on
+        weights, loss = params.weights, params.loss
+        remedy = {"apply": weights.apply, "loss": loss, "defer_epoch": weights.defer_epoch,
+                  "remedy": describe_remedy(weights, loss)}
+    else:
+        remedy = {"apply": "loss"}
+    train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight,
+              label=f"train_{args.arm}@{args.seed}", **remedy)
     print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)}")
 
 

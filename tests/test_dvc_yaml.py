@@ -101,10 +101,13 @@ def test_no_library_module_imports_the_command_line_module():
     assert importers == []
 
 
-def test_the_arms_share_their_training_params_and_only_the_weighted_arm_reads_weights_apply():
-    # a weights.apply edit re-runs the weighted arm (and evaluate) only, never compute_weights
+def test_the_arms_share_their_training_params_and_only_the_remedy_arm_reads_the_remedy():
+    # an edit of the remedy (loss, how and when the weights apply) re-runs the weighted arm (and
+    # evaluate) only, never compute_weights nor the unweighted arm
     bodies = stage_bodies(DVC_YAML)
-    assert declared_params(bodies["train_weighted"]) == declared_params(bodies["train_unweighted"]) + ["weights.apply"]
+    remedy = ["weights.apply", "weights.defer_epoch", "loss"]
+    assert declared_params(bodies["train_weighted"]) == declared_params(bodies["train_unweighted"]) + remedy
+    assert not [p for p in declared_params(bodies["train_unweighted"]) if p.startswith(("weights", "loss"))]
     assert "train.epochs" in declared_params(bodies["train_unweighted"])
     assert declared_params(bodies["compute_weights"]) == ["weights.strategy", "weights.beta"]
 

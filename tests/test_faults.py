@@ -42,6 +42,8 @@ PARAM_CASES = [
     ("compute_weights", {"weights": {"beta": 1}}, ["weights.beta = 1", "less than 1"]),
     ("evaluate", {"train": {"seeds": []}}, ["train.seeds = []", "at least one seed"]),
     ("evaluate", {"evaluate": {"alpha": 2}}, ["evaluate.alpha = 2", "less than 1"]),
+    ("evaluate", {"loss": {"focal_gamma": -1}}, ["loss.focal_gamma = -1", "greater than or equal to 0"]),
+    ("evaluate", {"weights": {"apply": "none"}}, ["weights.apply none", "the unweighted arm itself"]),
 ]
 
 

@@ -36,10 +36,10 @@ def test_ints_are_accepted_for_floats_but_strings_are_not():
 
 # (raw params, words the one-line message must contain)
 BAD = [
-    ({"dat": {}}, ["unknown key 'dat'", "data, imbalance, split, weights, train, evaluate"]),
+    ({"dat": {}}, ["unknown key 'dat'", "data, imbalance, split, weights, loss, train, evaluate"]),
     ({"weights": {"strategy": "balancd"}}, ["weights.strategy = 'balancd'", "'balanced', 'sqrt_inverse' or 'effective_number'"]),
     ({"weights": {"betta": 0.9}}, ["unknown key 'weights.betta'", "strategy, beta, apply"]),
-    ({"weights": {"apply": "sample"}}, ["weights.apply = 'sample'", "'loss' or 'sampling'"]),
+    ({"weights": {"apply": "sample"}}, ["weights.apply = 'sample'", "'loss', 'sampling' or 'none'"]),
     ({"weights": {"beta": 1.0}}, ["weights.beta = 1.0", "less than 1"]),
     ({"weights": {"beta": -0.1}}, ["weights.beta = -0.1", "greater than or equal to 0"]),
     ({"data": {"source": "mnst"}}, ["data.source = 'mnst'", "'mnist-sample', 'mnist', 'fashion-mnist', 'folder' or 'npz'"]),
@@ -78,7 +78,37 @@ BAD = [
     ({"evaluate": {"alpha": 0}}, ["evaluate.alpha = 0", "greater than 0"]),
     ({"evaluate": {"alfa": 0.1}}, ["unknown key 'evaluate.alfa'", "alpha"]),
     ({"data": {"path": "/x"}}, ["data.path = '/x'", "not allowed with data.source mnist-sample"]),
+    # the remedy arm: each loss's own keys, the deferral epoch, and combinations the gate refuses
+    ({"loss": {"name": "ldam_drw"}}, ["loss.name = 'ldam_drw'", "'cross_entropy', 'focal', 'ldam' or 'logit_adjusted'"]),
+    ({"loss": {"focal_gamma": -0.5}}, ["loss.focal_gamma = -0.5", "greater than or equal to 0"]),
+    ({"loss": {"la_tau": -1}}, ["loss.la_tau = -1", "greater than or equal to 0"]),
+    ({"loss": {"ldam_max_margin": 0}}, ["loss.ldam_max_margin = 0", "greater than 0"]),
+    ({"loss": {"ldam_scale": 0.0}}, ["loss.ldam_scale = 0.0", "greater than 0"]),
+    ({"loss": {"ldam_scale": float("inf")}}, ["loss.ldam_scale = inf", "finite"]),
+    ({"weights": {"defer_epoch": 0}}, ["weights.defer_epoch = 0", "greater than or equal to 1"]),
+    ({"weights": {"defer_epoch": 11}}, ["weights.defer_epoch = 11", "1..train.epochs (10)"]),
+    ({"weights": {"apply": "none"}}, ["loss.name = 'cross_entropy' with weights.apply none", "the unweighted arm itself"]),
+    ({"weights": {"apply": "none"}, "loss": {"name": "focal", "focal_gamma": 0}},
+     ["loss.name = 'focal' with weights.apply none", "focal_gamma 0 is cross-entropy", "unweighted arm itself"]),
+    ({"weights": {"apply": "none"}, "loss": {"name": "logit_adjusted", "la_tau": 0}},
+     ["loss.name = 'logit_adjusted' with weights.apply none", "la_tau 0 is cross-entropy"]),
+    ({"weights": {"apply": "none", "defer_epoch": 3}, "loss": {"name": "focal"}},
+     ["weights.defer_epoch = 3 with weights.apply none", "no weights to switch on"]),
+    ({"weights": {"apply": "sampling"}, "loss": {"name": "logit_adjusted"}},
+     ["loss.name = 'logit_adjusted' with weights.apply sampling", "correct for it twice", "weights.apply to none"]),
 ]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"loss": {"name": "focal"}, "weights": {"apply": "none"}},  # focal alone
+    {"loss": {"name": "focal"}, "weights": {"strategy": "effective_number", "beta": 0.9999}},  # CB focal
+    {"loss": {"name": "ldam"}, "weights": {"defer_epoch": 8}},  # LDAM-DRW
+    {"loss": {"name": "ldam"}, "weights": {"apply": "sampling", "defer_epoch": 8}},  # LDAM-DRS
+    {"loss": {"name": "cross_entropy"}, "weights": {"defer_epoch": 10}},  # DRW, the last epoch weighted
+    {"loss": {"name": "logit_adjusted"}, "weights": {"apply": "none"}},
+])
+def test_the_remedies_of_the_literature_pass_the_gate(overrides):
+    assert parse_with(overrides).loss.name == overrides["loss"]["name"]
 
 
 @pytest.mark.parametrize("raw, words", BAD, ids=[str(raw)[:60] for raw, _ in BAD])

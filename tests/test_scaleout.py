@@ -154,6 +154,13 @@ def test_two_machines_each_run_a_shard_and_a_third_draws_the_map_without_trainin
     assert sorted((r["imbalance.ratio"], r["weights.strategy"]) for r in rows) == [
         ("2", "balanced"), ("2", "sqrt_inverse"), ("5", "balanced"), ("5", "sqrt_inverse")]
     assert all(0 <= float(r["weighted.mean.accuracy"]) <= 1 for r in rows)
+    assert all(0 <= float(r["logit_adjusted.mean.accuracy"]) <= 1 for r in rows)  # the post-hoc arm is read too
+    with open(third / "sweep/best.csv", newline="") as handle:
+        best = list(csv.DictReader(handle))
+    # per ratio and metric: unweighted, post-hoc logit adjustment and the two strategies; one seed, so no test
+    assert sorted((r["imbalance.ratio"], r["metric"], r["remedies"], r["seeds"], r["beats_runner_up"]) for r in best) == [
+        (ratio, metric, "4", "1", "False") for ratio in ("2", "5") for metric in ("balanced_accuracy", "minority_recall")]
+    assert "(no interval with one seed)" in (third / "sweep/sweep.md").read_text()
     assert (third / "sweep/sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (third / "sweep/sweep.md").read_text().count("| sweep-") == 4
 

@@ -103,6 +103,12 @@ def test_the_shipped_sweep_files_are_valid(tmp_path):
     assert fixed["data.source"] == "mnist-sample" and len(points) == 3 * 2
     _, full = sweep.read_sweep(ROOT / "sweep-fashion.yaml", tmp_path / "params.yaml")
     assert len(full) == 5 * 3 + 2 * 3
+    # the remedies: 8 on the shipped data, the same 8 in 2 settings at full size, each setting's
+    # points sharing one unweighted arm
+    for path, settings in (("sweep-remedies.yaml", 1), ("sweep-remedies-fashion.yaml", 2)):
+        _, remedies = sweep.read_sweep(ROOT / path, tmp_path / "params.yaml")
+        assert len(remedies) == 8 * settings and len({sweep.unweighted_group(p) for p in remedies}) == settings
+        assert {p["loss.name"] for p in remedies} == {"cross_entropy", "focal", "ldam", "logit_adjusted"}
 
 
 GRID = [{"imbalance.ratio": r, "weights.strategy": s} for r in (1, 5, 20) for s in ("balanced", "sqrt_inverse")]
@@ -157,7 +163,8 @@ def test_collector_writes_one_row_per_finished_point_from_matching_experiments(t
     gains = {1: (0.01, -0.02, 0.04, "no significant difference"), 5: (0.2, 0.1, 0.3, "better"),
              20: (0.4, 0.3, 0.5, "better")}
     experiments = [{"name": f"exp-{r}", "params": sweep.apply_overrides(base, {**fixed, **p}),
-                    "metrics": {"comparison": _comparison(*gains[r]), "unweighted": _arm(0.8), "weighted": _arm(0.7)}}
+                    "metrics": {"comparison": _comparison(*gains[r]), "unweighted": _arm(0.8), "weighted": _arm(0.7),
+                                "logit_adjusted": _arm(0.75)}}
                    for r, p in zip((1, 5, 20), points)]
     # an experiment of another setting, and one point (ratio 20) left unfinished: neither is drawn
     stray = {**experiments[0], "name": "other", "params": sweep.apply_overrides(base, {"train.epochs": 3})}
@@ -176,10 +183,13 @@ def test_collector_writes_one_row_per_finished_point_from_matching_experiments(t
     assert five["weighted_vs_unweighted.worst_majority_recall.class"] == "7"
     assert float(five["weighted_vs_unweighted.worst_majority_recall.mean"]) == -0.05
     assert float(five["unweighted.mean.accuracy"]) == 0.8 and float(five["weighted.sd.macro_f1"]) == 0.01
-    assert five["logit_adjusted.mean.accuracy"] == ""  # arm off: empty cells
+    assert float(five["logit_adjusted.mean.accuracy"]) == 0.75  # the post-hoc arm's own metrics too
+    assert five["weighted_vs_logit_adjusted.accuracy.mean"] == ""  # a comparison not in the file: empty
     md = (tmp_path / "sweep.md").read_text()
-    assert "| 5 | balanced | +0.200 [+0.100, +0.300] better |" in md
-    assert "- balanced: the minority-recall gain is significant from ratio 5 on" in md
+    assert "| 5 | balanced | cross-entropy + balanced weights (loss) | +0.200 [+0.100, +0.300] better |" in md
+    assert ("- cross-entropy + balanced weights (loss): the minority-recall gain is significant from "
+            "imbalance.ratio = 5 on") in md
+    assert "Intervals are 95% CIs" in md
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -187,9 +197,9 @@ def test_significance_starts_where_every_larger_ratio_is_significant():
     rows = [{"imbalance.ratio": r, "weighted_vs_unweighted.minority_recall.verdict": v,
              **{f"weighted_vs_unweighted.minority_recall.{s}": 0.1 for s in ("mean", "ci_low", "ci_high")}}
             for r, v in ((1, "better"), (3, "no significant difference"), (10, "better"), (30, "better"))]
-    assert "from ratio 10 on" in sweep_report.significance_sentence("balanced", rows)
+    assert "from imbalance.ratio = 10 on" in sweep_report.significance_sentence("balanced", rows)
     rows[-1]["weighted_vs_unweighted.minority_recall.verdict"] = "worse"
-    assert "not significant at the largest ratio" in sweep_report.significance_sentence("balanced", rows)
+    assert "not significant at the last imbalance.ratio" in sweep_report.significance_sentence("balanced", rows)
 
 
 def test_headline_columns_read_every_arm_and_pair():
@@ -200,3 +210,138 @@ def test_headline_columns_read_every_arm_and_pair():
     assert columns["logit_adjusted_vs_unweighted.minority_recall.p"] == 0.01
     assert columns["logit_adjusted.mean.accuracy"] == 0.9
     assert columns["weighted_vs_logit_adjusted.accuracy.mean"] is None
+
+
+def _rows(points, alpha=0.05):
+    """Map rows for points, with made-up gains that grow along the points."""
+    rows = []
+    for i, point in enumerate(points):
+        verdict = "better" if i else "no significant difference"
+        metrics = {"comparison": {**_comparison(0.1 * i, 0.1 * i - 0.05, 0.1 * i + 0.05, verdict), "alpha": alpha},
+                   "unweighted": _arm(0.8), "weighted": _arm(0.7)}
+        rows.append({**point, "experiment": f"exp-{i}", **sweep_report.headline_columns(metrics)})
+    return rows
+
+
+def test_a_grid_over_any_key_draws_its_own_x_axis_and_labels_intervals_with_its_alpha(tmp_path):
+    # a grid over weights.strategy alone: no imbalance.ratio anywhere (it used to end in a KeyError)
+    strategies = [{"weights.strategy": s} for s in ("balanced", "sqrt_inverse", "effective_number")]
+    rows = _rows(strategies, alpha=0.1)
+    assert sweep_report.x_key(rows, ["weights.strategy"]) == "weights.strategy"
+    sweep_report.write_report(rows, ["weights.strategy"], out=tmp_path)
+    md = (tmp_path / "sweep.md").read_text()
+    assert "Intervals are 90% CIs" in md and "95%" not in md
+    assert "minority-recall gain is significant from" not in md  # remedies side by side: no x along which to read
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a numeric key is the x-axis before a categorical one, a setting key before a remedy key
+    mixed = [{"loss.name": "focal", "loss.focal_gamma": g, "imbalance.ratio": r} for g in (0.5, 2) for r in (5, 20)]
+    assert sweep_report.x_key(mixed, ["loss.name", "loss.focal_gamma", "imbalance.ratio"]) == "imbalance.ratio"
+    assert sweep_report.x_key(mixed, ["loss.name", "loss.focal_gamma"]) == "loss.focal_gamma"
+    lines = sweep_report._lines(_rows(mixed), ["loss.name", "loss.focal_gamma", "imbalance.ratio"], "imbalance.ratio")
+    assert list(lines) == ["name=focal, focal_gamma=0.5", "name=focal, focal_gamma=2"]
+    assert sweep_report.interval_label([{"alpha": 0.05}, {"alpha": 0.01}]) == "CI at each point's evaluate.alpha"
+
+
+def test_an_experiment_s_files_give_every_arm_s_headline_and_per_seed_values(tmp_path):
+    from classweights.files import write_json
+
+    seeds = {"0": {"balanced_accuracy": 0.5, "minority_recall": 0.2, "accuracy": 0.6}}
+    for arm in ("unweighted", "weighted", "logit_adjusted"):
+        write_json(tmp_path / "metrics" / f"{arm}.json", _arm(0.7))
+        write_json(tmp_path / "metrics" / "details" / f"{arm}.json", {"mean": {}, "std": {}, "seeds": seeds})
+    write_json(tmp_path / "metrics" / "comparison.json", _comparison(0.2, 0.1, 0.3, "better"))
+    found = sweep.experiment_metrics(lambda p: (tmp_path / p).exists(), lambda p: (tmp_path / p).read_text())
+    assert sorted(found["metrics"]) == ["comparison", "logit_adjusted", "unweighted", "weighted"]
+    assert found["per_seed"]["logit_adjusted"] == {"0": {"balanced_accuracy": 0.5, "minority_recall": 0.2}}
+
+
+def _remedy_records(base, ratio, seeds, gaps):
+    """One setting's experiments (imbalance.ratio = ratio): three remedies whose balanced accuracy
+    is each seed's level plus a fixed gap; the seed levels differ a lot, the gaps do not."""
+    level = {str(s): 0.5 + 0.03 * s for s in seeds}
+    remedies = {"focal": {"loss.name": "focal", "weights.apply": "none"},
+                "balanced": {"loss.name": "cross_entropy"},
+                "ldam": {"loss.name": "ldam"}}
+
+    def arm(gap, extra=()):
+        return {s: {"balanced_accuracy": v + gap, "minority_recall": 0.3 + v - 2 * gap}
+                for s, v in [*level.items(), *extra]}
+
+    records = []
+    for name, overrides in remedies.items():
+        point = {"imbalance.ratio": ratio, **overrides}
+        extra = [("99", 0.0)] if name == "focal" else []  # a seed only one experiment has: not shared
+        records.append({"name": f"{name}-{ratio}", "point": point,
+                        "params": sweep.apply_overrides(base, point),
+                        "per_seed": {"unweighted": arm(0.0), "logit_adjusted": arm(gaps["post-hoc"]),
+                                     "weighted": arm(gaps[name], extra)}})
+    return records
+
+
+def test_the_best_remedy_of_each_setting_is_tested_paired_against_the_runner_up_holm_adjusted():
+    base = committed_params()
+    gaps = {"focal": 0.07, "balanced": 0.02, "ldam": 0.015, "post-hoc": 0.01}
+    six = _remedy_records(base, 10, range(6), gaps)
+    ten = _remedy_records(base, 100, range(10), gaps)
+    rows = sweep.best_remedies([*six, *ten])
+    by = {(r["imbalance.ratio"], r["metric"]): r for r in rows}
+    assert sorted(by) == [(10, "balanced_accuracy"), (10, "minority_recall"), (100, "balanced_accuracy"),
+                          (100, "minority_recall")]
+    six_ba = by[(10, "balanced_accuracy")]
+    assert (six_ba["best"], six_ba["runner_up"]) == ("focal γ=1", "cross-entropy + balanced weights (loss)")
+    assert six_ba["remedies"] == 5 and six_ba["seeds"] == 6  # unweighted, post-hoc and three remedies; seed 99 left out
+    assert six_ba["difference"] == pytest.approx(0.05)
+    # every seed moves by +0.05: the exact sign-flip p is 2/2^6; Holm over the 4 comparisons of the best
+    # with every other remedy multiplies the smallest of four equal p-values by 4: 0.125, not significant
+    assert six_ba["p_holm"] == pytest.approx(4 * 2 / 2 ** 6) and six_ba["beats_runner_up"] is False
+    ten_ba = by[(100, "balanced_accuracy")]
+    assert ten_ba["p_holm"] == pytest.approx(4 * 2 / 2 ** 10) and ten_ba["beats_runner_up"] is True
+    # minority recall falls with the gap: the unweighted arm is best there, the post-hoc arm the runner-up
+    ten_mr = by[(100, "minority_recall")]
+    assert (ten_mr["best"], ten_mr["runner_up"]) == ("unweighted (cross-entropy)", "post-hoc logit adjustment (τ = 1)")
+    assert ten_mr["difference"] == pytest.approx(0.02)
+    md = sweep_report.best_markdown(rows)
+    assert "| 10 | balanced_accuracy | focal γ=1 (0.645) | cross-entropy + balanced weights (loss) (0.595) | " \
+           "+0.050 [+0.050, +0.050] | 0.125 | no |" in md
+
+
+def test_the_remedies_sweep_draws_a_map_from_its_points_without_training(tmp_path):
+    # grids of one sweep that vary different keys: each point completed with what it runs with
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed_params()))
+    fixed, points = sweep.read_sweep(ROOT / "sweep-remedies.yaml", tmp_path / "params.yaml")
+    base = committed_params()
+    points = sweep.complete_points(base, fixed, points)
+    assert {p["weights.defer_epoch"] for p in points} == {1, 9} and all(len(p) == len(points[0]) for p in points)
+    seeds = {str(s): {"balanced_accuracy": 0.5 + 0.01 * s, "minority_recall": 0.3} for s in range(6)}
+    experiments = [{"name": f"exp-{i}", "params": sweep.apply_overrides(base, {**fixed, **p}),
+                    "metrics": {"comparison": _comparison(0.01 * i, -0.01, 0.02 * i, "better")},
+                    "per_seed": {"unweighted": seeds, "weighted": {s: {m: v + 0.001 * i for m, v in values.items()}
+                                                                   for s, values in seeds.items()}}}
+                   for i, p in enumerate(points)]
+    records = sweep.match_points(base, fixed, points, experiments)
+    rows = sweep_report.sweep_rows(points, records)
+    assert [r["remedy"] for r in rows][:3] == ["cross-entropy + balanced weights (loss)",
+                                               "cross-entropy + balanced weights (loss), deferred from epoch 9",
+                                               "cross-entropy + balanced weights (sampling)"]
+    best = sweep.best_remedies(records)
+    sweep_report.write_report(rows, sweep.varied_keys(points), out=tmp_path, best=best)
+    assert [(r["metric"], r["best"]) for r in best] == [
+        ("balanced_accuracy", "LDAM m=0.5 s=30 + effective_number weights (loss), deferred from epoch 9"),
+        ("minority_recall", "LDAM m=0.5 s=30 + effective_number weights (loss), deferred from epoch 9")]
+    assert best[0]["remedies"] == 9  # the 8 remedy arms and the shared unweighted arm
+    assert "## The best remedy of each setting" in (tmp_path / "sweep.md").read_text()
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "best.csv").read_text().startswith("metric,best,best_mean,runner_up")
+
+
+def test_with_one_seed_the_best_remedy_is_named_but_never_said_to_beat_the_runner_up():
+    gaps = {"focal": 0.07, "balanced": 0.02, "ldam": 0.015, "post-hoc": 0.01}
+    rows = sweep.best_remedies(_remedy_records(committed_params(), 10, range(1), gaps))
+    assert [(r["best"], r["seeds"], r["beats_runner_up"], r["p_holm"]) for r in rows][0] == ("focal γ=1", 1, False, None)
+    assert "+0.050 (no interval with one seed)" in sweep_report.best_markdown(rows)
+
+
+def test_a_sweep_with_no_finished_point_still_writes_an_empty_map(tmp_path):
+    sweep_report.write_report([], ["data.path"], out=tmp_path)  # every point failed: the map says so, no crash
+    assert (tmp_path / "sweep.csv").read_text().strip() == "experiment"
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,113 @@
+"""The remedy arm trained for real at tiny size: deferred weights switch on at exactly the named
+epoch, every remedy loss trains and saves a model that predicts probabilities, and a loss that
+turns NaN stops the training with one line and nothing written."""
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from classweights.errors import UserError
+from classweights.files import read_arrays
+from classweights.model import CosineDense, load_model, predict_proba, train_arm, train_model
+from classweights.report import read_curves
+from tests.test_model import splits  # noqa: F401  (the fixture: 40 images of classes 0-4, 8 of 5-9)
+from tools.sandbox import shipped_params
+
+WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}  # the rare classes weigh more
+
+
+def remedy(loss="cross_entropy", apply="loss", defer_epoch=1, **keys):
+    """Validated params with the remedy arm's keys set: (train, loss)."""
+    params = shipped_params({"train": {"epochs": 2, "batch_size": 32}, "loss": {"name": loss, **keys},
+                             "weights": {"apply": apply, "defer_epoch": defer_epoch}})
+    return params.train, params.loss
+
+
+class Snapshots(keras.callbacks.Callback):
+    """The model's weights at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.after_epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.after_epoch.append([w.copy() for w in self.model.get_weights()])
+
+
+def same(first, second):
+    return all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+@pytest.mark.parametrize("apply", ["loss", "sampling"])
+def test_deferred_weights_switch_on_at_exactly_the_named_epoch(splits, apply):
+    train, loss = remedy(apply=apply, defer_epoch=2)
+    snapshots = Snapshots()
+    deferred, history = train_model(splits, train, 0, WEIGHTS, apply, callbacks=[snapshots], loss=loss, defer_epoch=2)
+    one_epoch, _ = train_model(splits, train.model_copy(update={"epochs": 1}), 0)
+    two_epochs, _ = train_model(splits, train, 0)
+    # epoch 1 is the unweighted arm's epoch 1, to the bit; epoch 2 is weighted
+    assert same(snapshots.after_epoch[0], one_epoch.get_weights())
+    assert not np.array_equal(deferred.get_weights()[0], two_epochs.get_weights()[0])
+    assert len(snapshots.after_epoch) == len(history["loss"]) == 2
+    # deferral to epoch 1 is no deferral: the weights act from the first epoch
+    from_start = Snapshots()
+    train_model(splits, train, 0, WEIGHTS, apply, callbacks=[from_start], loss=loss, defer_epoch=1)
+    assert not np.array_equal(from_start.after_epoch[0][0], one_epoch.get_weights()[0])
+
+
+@pytest.mark.parametrize("name, apply, head", [
+    ("focal", "loss", "Dense"),
+    ("ldam", "loss", "CosineDense"),
+    ("logit_adjusted", "none", "Dense"),
+])
+def test_every_remedy_loss_trains_and_saves_a_model_that_predicts_probabilities(splits, tmp_path, name, apply, head):
+    train, loss = remedy(name, apply, defer_epoch=2 if apply != "none" else 1)
+    out = tmp_path / "seed_0"
+    train_arm(splits, train, 0, out, WEIGHTS, apply, label="train_weighted@0", loss=loss,
+              defer_epoch=2 if apply != "none" else 1)
+    proba = read_arrays(out / "test_proba.npz", ["proba"])["proba"]
+    assert proba.shape == (30, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-5) and (proba >= 0).all()
+    reloaded = load_model(out / "model.keras")
+    kinds = [type(layer).__name__ for layer in reloaded.layers]
+    assert kinds[-1] == "Softmax" and head in kinds
+    assert kinds[-3:-1] == ["CosineDense", "Rescaling"] if name == "ldam" else kinds[-2] == "Dense"
+    np.testing.assert_allclose(predict_proba(reloaded, splits["x_test"]), proba, atol=1e-6)
+    assert len(read_curves(out / "live")["loss"]) == train.epochs  # both fits logged, one row per epoch
+
+
+def test_the_cosine_layer_gives_cosines():
+    layer = CosineDense(3)
+    features = np.array([[3.0, 4.0], [-1.0, 0.0]], np.float32)
+    cosine = np.asarray(layer(features))
+    kernel = np.asarray(layer.kernel)
+    expected = (features / np.linalg.norm(features, axis=1, keepdims=True)) @ (kernel / np.linalg.norm(kernel, axis=0))
+    np.testing.assert_allclose(cosine, expected, rtol=1e-5)
+    assert np.abs(cosine).max() <= 1 + 1e-6
+
+
+def test_a_loss_that_turns_nan_or_infinite_stops_with_one_line_naming_the_epoch_and_the_remedy(splits, tmp_path):
+    train, loss = remedy("ldam", ldam_scale=1e38)  # logits beyond float32: the loss overflows
+    with pytest.raises(UserError) as caught:
+        train_arm(splits, train, 0, tmp_path / "seed_0", WEIGHTS, "loss", label="train_weighted@0", loss=loss,
+                  remedy="LDAM (max margin 0.5, s = 1e+38)")
+    message = str(caught.value)
+    assert re.match(r"train_weighted@0: the training loss became (nan|inf) in epoch 1 with LDAM \(max margin 0.5, "
+                    r"s = 1e\+38\); a smaller", message) and "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_the_report_names_the_remedy_and_keeps_today_s_words_for_the_default():
+    from classweights.report import arm_labels, describe_run
+
+    cb_focal = shipped_params({"loss": {"name": "focal"}, "weights": {"strategy": "effective_number", "defer_epoch": 8}})
+    assert arm_labels(cb_focal)["weighted"] == "focal γ=1 + effective_number weights (loss), deferred from epoch 8"
+    assert describe_run(cb_focal) == ("mnist-sample, step imbalance, ratio 10; remedy focal loss (γ = 1) + "
+                                      "effective_number (β = 0.999) class weights applied to the loss, from epoch 8; "
+                                      "10 epochs, 10 seeds")
+    ldam = shipped_params({"loss": {"name": "ldam"}, "weights": {"apply": "none"}})
+    assert arm_labels(ldam)["weighted"] == "LDAM m=0.5 s=30"
+    assert "; remedy LDAM (max margin 0.5, s = 30); " in describe_run(ldam)
+    default = shipped_params()
+    assert arm_labels(default)["weighted"] == "weighted (loss)"
+    assert "; balanced class weights applied to the loss; " in describe_run(default)
