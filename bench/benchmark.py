@@ -185,7 +185,8 @@ def main():
         "accuracy within the notebook's seed spread": t["accuracy_within_spread"],
         "overhead share <= 20%": r["overhead_share"] <= 0.20,
         "no-op repro <= 3 s": r["noop_repro_s"] <= 3.0 and r["noop_stages_run"] == [],
-        "alpha edit re-runs only evaluate": r["evaluate_alpha_edit_stages_run"] == ["evaluate"],
+        "alpha edit re-runs only evaluate (and the params check)":
+            r["evaluate_alpha_edit_stages_run"] == ["check_params", "evaluate"],
         "every stage's peak RSS <= 1.5 GB": m["max_peak_rss_mib"] * 2**20 <= 1.5e9,
         "fetch + preprocess <= 5 s": m["fetch_plus_preprocess_s"] <= 5.0,
     }

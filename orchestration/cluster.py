@@ -42,16 +42,15 @@ def _worker_env():
 
 def run_task(origin, commit, name, commands):
     """Clone origin at commit into this worker's scratch space, run `commands` (lists of
-    arguments; "dvc" is the worker venv's) there one after another, remove the clone.
+    arguments, from the DVC adapter; the worker venv comes first on PATH, so its dvc runs them)
+    there one after another, remove the clone.
     Returns {"name", "log", "failed"}: a failing command ends the task with its output as the
     log, not as an error, so that Dask never runs it again."""
     from distributed import get_worker
 
     clone = Path(get_worker().local_directory) / f"{name}-{uuid.uuid4().hex[:8]}"
-    dvc = str(Path(sys.executable).parent / "dvc")
     steps = [["git", "clone", "--quiet", "--no-checkout", origin, str(clone)],
-             ["git", "-C", str(clone), "checkout", "--quiet", commit],
-             *([dvc if part == "dvc" else part for part in command] for command in commands)]
+             ["git", "-C", str(clone), "checkout", "--quiet", commit], *commands]
     log = ""
     try:
         for step in steps:
@@ -177,8 +176,7 @@ def run_sweep(path, address):
         jobs = {}
         for point in missing:
             name = sweep.point_name(point)
-            commands = [["dvc", "exp", "run", "--pull", "--name", name, *sweep.set_options({**fixed, **point})],
-                        ["dvc", "exp", "push", "--run-cache", "origin", name]]
+            commands = experiments.point_task_commands(name, sweep.set_options({**fixed, **point}))
             group = sweep.unweighted_group(point)
             if group in jobs:
                 jobs[group][2].append((name, commands))
@@ -200,7 +198,7 @@ def run_repro(address):
             return code
         changed, unrestorable = scaleout.trainings_to_run()
         print(f"training {len(changed)} (arm, seed) pairs on the cluster", flush=True)
-        jobs = [(name, [["dvc", "repro", "--pull", name], ["dvc", "push", "--run-cache", name]], []) for name in changed]
+        jobs = [(name, experiments.training_task_commands(name), []) for name in changed]
         failed = run_all(client, origin, commit, jobs)
     if failed:
         raise UserError("a training failed (above); finished trainings are kept on the remote: "

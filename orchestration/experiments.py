@@ -236,6 +236,19 @@ def finished_experiments(read_outputs):
     return records
 
 
+def point_task_commands(name, set_options, git_remote="origin"):
+    """What a cluster task runs in its clone for one grid point: the experiment (restoring what the
+    remotes' run cache holds), then the experiment and its run records pushed to the remotes."""
+    return [["dvc", "exp", "run", "--pull", "--name", name, *set_options],
+            ["dvc", "exp", "push", "--run-cache", git_remote, name]]
+
+
+def training_task_commands(stage):
+    """What a cluster task runs in its clone for one (arm, seed) training: the stage (restoring
+    what is on the remote), then its outputs and run record pushed to the DVC remote."""
+    return [["dvc", "repro", "--pull", stage], ["dvc", "push", "--run-cache", stage]]
+
+
 # DVC internals: DVC has no command that drops a stage's entry from dvc.lock or orders the
 # file; dvc.utils.serialize.modify_yaml is DVC's own reader and writer of it.
 

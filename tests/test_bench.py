@@ -26,6 +26,6 @@ def test_benchmark_runs_tiny_and_reports_every_field(tmp_path):
     assert stages["fetch"]["peak_rss_mib"] < stages["train_weighted@0"]["peak_rss_mib"]
     repro = report["default_repro"]
     assert 0 < repro["overhead_share"] < 1 and repro["fit_s"] > 0
-    assert repro["noop_stages_run"] == [] and repro["evaluate_alpha_edit_stages_run"] == ["evaluate"]
+    assert repro["noop_stages_run"] == [] and repro["evaluate_alpha_edit_stages_run"] == ["check_params", "evaluate"]
     assert len(report["goals"]) == 7 and all(isinstance(v, bool) for v in report["goals"].values())
     assert "speed-up" in result.stdout and report["machine"]["cores"] >= 1

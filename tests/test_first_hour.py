@@ -34,7 +34,7 @@ def first_error(stderr):
 
 # --- a bad params.yaml ------------------------------------------------------------------------
 
-TYPO = "error: params.yaml: unknown key 'weights.stratgy'; allowed keys in weights: strategy, beta, apply"
+TYPO = "error: params.yaml: unknown key 'weights.stratgy'; allowed keys in weights: strategy, beta, apply, defer_epoch"
 BETA = "error: params.yaml: weights.beta = 1.5: Input should be less than 1"
 
 

@@ -16,7 +16,7 @@ from classweights.errors import UserError
 from classweights.imbalance import make_splits
 from tools.sandbox import TINY, commit, dvc, make_project, ran_stages, run, set_params, shipped_params
 
-ALL_STAGES = sorted(["fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
+ALL_STAGES = sorted(["check_params", "fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
                      "train_weighted@0", "train_weighted@1", "evaluate"])
 
 

@@ -70,7 +70,8 @@ def test_metrics_show_lists_every_arm_and_the_comparisons(finished):
     for pair, (arm, baseline) in PAIRS.items():
         assert set(comparison[pair]) == {"accuracy", "balanced_accuracy", "macro_f1", "minority_recall",
                                          "worst_majority_recall"}
-        assert set(comparison[pair]["accuracy"]) == {"mean", "ci_low", "ci_high", "p", "verdict"}
+        assert set(comparison[pair]["accuracy"]) == {"mean", "ci_low", "ci_high", "p", "verdict", "borderline",
+                                                     "seeds_to_settle"}
         assert comparison[pair]["worst_majority_recall"]["class"] in ("5", "6", "7", "8", "9")  # MNIST's names
         difference = np.mean(accuracy[arm]) - np.mean(accuracy[baseline])
         assert comparison[pair]["accuracy"]["mean"] == pytest.approx(difference)
@@ -116,7 +117,7 @@ def test_a_remedy_edit_retrains_only_the_remedy_arm_and_the_report_names_it(proj
                           ({"loss": {"name": "logit_adjusted"}, "weights": {"apply": "none"}},
                            "remedy logit-adjusted loss (τ = 1);")]:
         set_params(project, remedy)
-        assert ran_stages(dvc(project, "repro")) == ["evaluate", "train_weighted@0", "train_weighted@1"]
+        assert ran_stages(dvc(project, "repro")) == ["check_params", "evaluate", "train_weighted@0", "train_weighted@1"]
         assert words in (project / "reports/summary.md").read_text()
         assert (project / "metrics/unweighted.json").read_bytes() == unweighted
         proba = np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"]
@@ -130,7 +131,7 @@ def test_evaluate_edit_reruns_only_evaluate_and_tau_zero_turns_the_logit_adjuste
     assert comparison["alpha"] == 0.1 and set(comparison) == {"alpha", "weighted_vs_unweighted"}
     assert json.loads((project / "metrics/logit_adjusted.json").read_text()) == {}
     assert sorted(p.name for p in (project / "metrics/details").iterdir()) == [
-        "comparison.json", "unweighted.json", "weighted.json"]
+        "comparison.json", "machine.json", "unweighted.json", "weighted.json"]
     assert "logit-adjusted (τ" not in (project / "reports/summary.md").read_text()
 
 

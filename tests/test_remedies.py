@@ -73,7 +73,7 @@ def test_every_remedy_loss_trains_and_saves_a_model_that_predicts_probabilities(
     assert kinds[-1] == "Softmax" and head in kinds
     assert kinds[-3:-1] == ["CosineDense", "Rescaling"] if name == "ldam" else kinds[-2] == "Dense"
     np.testing.assert_allclose(predict_proba(reloaded, splits["x_test"]), proba, atol=1e-6)
-    assert len(read_curves(out / "live")["loss"]) == train.epochs  # both fits logged, one row per epoch
+    assert len(read_curves(out / "history.json")["loss"]) == train.epochs  # both fits logged, one row per epoch
 
 
 def test_the_cosine_layer_gives_cosines():
