@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,7 +47,7 @@ def run_queued(names, jobs, trainings=0):
     Ctrl-C stops the waiting, not the workers."""
     if not names:
         return {}
-    dvc("queue", "start", "--jobs", str(jobs))
+    start_workers(jobs)
     progress = TrainingProgress(trainings)
     try:
         while True:
@@ -59,6 +60,19 @@ def run_queued(names, jobs, trainings=0):
         raise UserError("interrupted; the queued experiments keep running in the background (`dvc queue status`; "
                         "`dvc queue stop --kill` stops them); run the same make command again to wait for them "
                         "and queue only what is missing") from None
+
+
+def start_workers(jobs):
+    """`dvc queue start --jobs N`, returning as soon as the workers are started. The workers
+    outlive the command and keep its standard streams: read through pipes, the command would
+    seem to last until they have finished, so its errors go to a file instead."""
+    with tempfile.TemporaryFile("w+") as errors:
+        code = subprocess.run([DVC, "queue", "start", "--jobs", str(jobs)], stdout=subprocess.DEVNULL,
+                              stderr=errors).returncode
+        if code != 0:
+            errors.seek(0)
+            sys.stderr.write(errors.read())
+            raise UserError(f"`dvc queue start --jobs {jobs}` failed")
 
 
 class TrainingProgress:

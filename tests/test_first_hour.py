@@ -239,3 +239,16 @@ def test_every_command_line_in_the_readme_fits_120_columns():
     blocks = re.findall(r"```(?:bash)?\n(.*?)```", README, re.S)
     wide = [line for block in blocks for line in block.splitlines() if len(line) > 120]
     assert wide == []
+
+
+def test_the_queue_workers_start_and_the_wait_begins_while_the_training_still_runs(project, monkeypatch):
+    """`dvc queue start`'s workers keep its standard streams: read through pipes, starting them
+    lasted until every queued training had finished, and no progress line could show before."""
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PATH", env()["PATH"])
+    dvc(project, "exp", "run", "--queue", "--name", "slow", "-S", "train.epochs=3", "train_weighted@0")
+    experiments.start_workers(1)
+    try:
+        assert experiments.queue_states(["slow"])["slow"] in experiments.ACTIVE  # returned while it trains
+    finally:
+        assert experiments.run_queued(["slow"], 1) == {"slow": "Success"}
