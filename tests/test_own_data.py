@@ -138,7 +138,7 @@ def test_editing_one_image_re_runs_fetch_and_everything_after_it_and_nothing_els
     # one image's pixels change: fetch and everything downstream
     edited = next((project / "data/input/tail/lava").iterdir())
     write_image(edited, np.full((40, 32, 3), 7, np.uint8))
-    assert ran_stages(dvc(project, "repro")) == ALL_STAGES
+    assert ran_stages(dvc(project, "repro")) == [stage for stage in ALL_STAGES if stage != "check_params"]
     # (adding or removing an image changes the same folder hash, and the counts too)
 
 
