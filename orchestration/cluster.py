@@ -196,16 +196,13 @@ def run_repro(address):
         code = experiments.repro("compute_weights")
         if code:  # the failing stage has said why
             return code
-        changed, unrestorable = scaleout.trainings_to_run()
+        changed = scaleout.trainings_to_run()[0]
         print(f"training {len(changed)} (arm, seed) pairs on the cluster", flush=True)
         jobs = [(name, experiments.training_task_commands(name), []) for name in changed]
         failed = run_all(client, origin, commit, jobs)
     if failed:
         raise UserError("a training failed (above); finished trainings are kept on the remote: "
                         "run `make repro CLUSTER=…` again")
-    experiments.forget_lock_entries(unrestorable)
     # --pull: DVC fetches the run records from the remote and, for each training it restores,
     # that run's outputs (`dvc pull --run-cache` alone would fetch the records only)
-    code = experiments.repro("--pull")
-    experiments.order_lock(experiments.stage_names())
-    return code
+    return scaleout.serial_repro("--pull")

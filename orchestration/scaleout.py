@@ -92,11 +92,12 @@ def warn(*lines):
         print(line, file=sys.stderr, flush=True)
 
 
-def serial_repro():
-    """`dvc repro`, after dropping the lock entries of trainings that no cache here holds (so
-    that those the run cache knows are restored, not re-trained); dvc.lock in pipeline order."""
+def serial_repro(*repro_args):
+    """`dvc repro [repro_args]`, after dropping the lock entries of trainings that no cache here
+    holds (so that those the run cache knows are restored, not re-trained); dvc.lock in
+    pipeline order."""
     experiments.forget_lock_entries(trainings_to_run()[1])
-    code = experiments.repro()
+    code = experiments.repro(*repro_args)
     # DVC appends a stage it restores to the end of the lock: without this the same run gives a
     # dvc.lock that differs in order only, and a fresh clone's `make repro` leaves git status dirty.
     experiments.order_lock(experiments.stage_names())

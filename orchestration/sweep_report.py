@@ -146,7 +146,9 @@ def draw(rows, varied, path):
     import matplotlib.ticker
 
     x = x_key(rows, varied)
-    if x is None or x.startswith(NOT_READ_BY_UNWEIGHTED):  # one setting, several remedies: one column each
+    # Remedies at a few settings (no line would have two points): one row per remedy instead
+    single_points = rows and max(map(len, _lines(rows, varied, x).values())) < 2
+    if x is None or x.startswith(NOT_READ_BY_UNWEIGHTED) or single_points:
         return _draw_remedies(rows, varied, path)
     positions = _x_positions(rows, x)
     numeric = x is not None and all(_is_number(r[x]) for r in rows)
@@ -180,27 +182,45 @@ def draw(rows, varied, path):
     plt.close(figure)
 
 
+def remedy_entries(rows, varied):
+    """The rows of the remedies picture, [(label, row, pair)]: each grid point's remedy arm
+    against the unweighted one, and after each setting's points its post-hoc logit adjustment
+    (the same for every point of a setting: it is derived from the shared unweighted arm)."""
+    settings = [k for k in varied if not k.startswith(NOT_READ_BY_UNWEIGHTED) and len({repr(r[k]) for r in rows}) > 1]
+    post_hoc = comparison_name(LOGIT_ADJUSTED, "unweighted")
+    entries, groups = [], {}
+    for row in rows:
+        groups.setdefault(tuple(repr(row[k]) for k in settings), []).append(row)
+    for group in groups.values():
+        prefix = "".join(f"{k.rpartition('.')[2]}={group[0][k]}, " for k in settings)
+        entries += [(prefix + _line_label(row, [k for k in varied if k not in settings], None), row,
+                     "weighted_vs_unweighted") for row in group]
+        if any(group[0].get(f"{post_hoc}.{metric}.mean") not in (None, "") for metric, _ in PANELS):
+            entries.append((f"{prefix}post-hoc logit adjustment", group[0], post_hoc))
+    return entries
+
+
 def _draw_remedies(rows, varied, path):
-    """The picture of a sweep over remedies only: each remedy's difference to the unweighted arm
-    with its interval, one row per remedy."""
+    """The picture of a sweep over remedies: each remedy's difference to the unweighted arm with
+    its interval, one row per remedy, each setting's post-hoc logit adjustment after its remedies."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [_line_label(r, varied, None) for r in rows]
-    places = range(len(rows))[::-1]  # the grid's first point on top
-    figure, axes = plt.subplots(1, 3, figsize=(15, 1.6 + 0.4 * len(rows)), sharey=True)
+    entries = remedy_entries(rows, varied)
+    places = range(len(entries))[::-1]  # the grid's first point on top
+    figure, axes = plt.subplots(1, 3, figsize=(15, 1.6 + 0.4 * len(entries)), sharey=True)
     for axis, (metric, title) in zip(axes, PANELS):
-        column = f"weighted_vs_unweighted.{metric}"
-        mean, low, high = ([_number(r[f"{column}.{s}"]) for r in rows] for s in ("mean", "ci_low", "ci_high"))
+        mean, low, high = ([_number(row[f"{pair}.{metric}.{s}"]) for _, row, pair in entries]
+                           for s in ("mean", "ci_low", "ci_high"))
         axis.hlines(places, *clip_to_difference_range(low, high), linewidth=3, alpha=0.4)
         axis.plot(mean, places, "o")
         axis.axvline(0, color="black", linestyle="--", linewidth=1)
         axis.set_xlabel(f"mean over seeds, {interval_label(rows)}")
         axis.set_title(title)
-    axes[0].set_yticks(list(places), labels, fontsize="small")
-    figure.suptitle("Paired difference remedy arm − unweighted, one remedy per row")
+    axes[0].set_yticks(list(places), [label for label, _, _ in entries], fontsize="small")
+    figure.suptitle("Paired difference remedy − unweighted, one remedy per row")
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100, metadata={"Software": None})
     plt.close(figure)

@@ -345,3 +345,24 @@ def test_a_sweep_with_no_finished_point_still_writes_an_empty_map(tmp_path):
     sweep_report.write_report([], ["data.path"], out=tmp_path)  # every point failed: the map says so, no crash
     assert (tmp_path / "sweep.csv").read_text().strip() == "experiment"
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_remedies_at_two_settings_are_one_row_each_and_each_setting_s_post_hoc_arm_follows_them():
+    def row(profile, ratio, remedy, gain, post_hoc):
+        comparison = _comparison(gain, gain - 0.01, gain + 0.01, "better")
+        comparison["logit_adjusted_vs_unweighted"] = _comparison(post_hoc, post_hoc - 0.02, post_hoc + 0.02,
+                                                                 "better")["weighted_vs_unweighted"]
+        return {"imbalance.profile": profile, "imbalance.ratio": ratio, "loss.name": remedy, "remedy": remedy,
+                **sweep_report.headline_columns({"comparison": comparison})}
+
+    rows = [row("longtail", 100, "focal", 0.10, 0.30), row("longtail", 100, "ldam", 0.20, 0.30),
+            row("step", 10, "focal", 0.05, 0.40), row("step", 10, "ldam", 0.06, 0.40)]
+    varied = ["imbalance.profile", "imbalance.ratio", "loss.name"]
+    entries = sweep_report.remedy_entries(rows, varied)
+    assert [label for label, _, _ in entries] == [
+        "profile=longtail, ratio=100, focal", "profile=longtail, ratio=100, ldam",
+        "profile=longtail, ratio=100, post-hoc logit adjustment",
+        "profile=step, ratio=10, focal", "profile=step, ratio=10, ldam",
+        "profile=step, ratio=10, post-hoc logit adjustment"]
+    # the post-hoc rows read the logit-adjusted arm's own comparison, not the remedy's
+    assert [row[f"{pair}.minority_recall.mean"] for _, row, pair in entries] == [0.10, 0.20, 0.30, 0.05, 0.06, 0.40]
