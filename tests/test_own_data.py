@@ -2,6 +2,7 @@
 class count and imbalance, through the same pipeline. Fashion-MNIST exported to PNGs gives the
 same splits and the same trained bytes as the fashion-mnist source; a generated colour data set
 with a long tail runs end to end under real `dvc repro`; every bad input is one line."""
+import csv
 import json
 import shutil
 import sys
@@ -14,7 +15,7 @@ from classweights import datasets
 from classweights.datasets import FASHION_NAMES, load_fashion_mnist, load_folder
 from classweights.errors import UserError
 from classweights.imbalance import make_splits
-from tools.sandbox import TINY, commit, dvc, make_project, ran_stages, run, set_params, shipped_params
+from tools.sandbox import TINY, commit, dvc, link_venv, make_project, ran_stages, run, set_params, shipped_params
 
 ALL_STAGES = sorted(["check_params", "fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
                      "train_weighted@0", "train_weighted@1", "evaluate"])
@@ -140,6 +141,22 @@ def test_editing_one_image_re_runs_fetch_and_everything_after_it_and_nothing_els
     write_image(edited, np.full((40, 32, 3), 7, np.uint8))
     assert ran_stages(dvc(project, "repro")) == [stage for stage in ALL_STAGES if stage != "check_params"]
     # (adding or removing an image changes the same folder hash, and the counts too)
+
+
+def test_make_sweep_on_your_own_folder_restores_its_unweighted_trainings_and_names_its_classes(
+        long_tail_project, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(long_tail_project[0], project, symlinks=True)
+    link_venv(project)
+    (project / "own-sweep.yaml").write_text("grid:\n  weights.strategy: [sqrt_inverse]\n")
+    result = run(project, "make", "-s", "-o", ".venv/.installed-requirements", "sweep", "SWEEP=own-sweep.yaml",
+                 "JOBS=1")
+    # the point shares the committed run's unweighted trainings: only its weighted arm trains
+    assert "(arm, seed) trainings: 2 ran, 2 restored from the run cache" in result.stdout, result.stdout
+    with open(project / "sweep/sweep.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["weights.strategy"] == "sqrt_inverse" and row["unweighted.mean.minority_recall"] != ""
+    assert row["weighted_vs_unweighted.worst_majority_recall.class"] in ("grass", "sky")
 
 
 # ---- bad input: one line on stderr, exit 2, nothing written --------------------------------------
