@@ -13,6 +13,7 @@ from pathlib import Path
 from classweights.errors import UserError
 from orchestration import sweep_report
 from classweights.params import parse_params, read_yaml
+from classweights.paths import MACHINE
 
 SWEEP_KEYS = ("fixed", "grid")
 # The unweighted arm reads none of these, so points that differ only here share its
@@ -156,14 +157,16 @@ def finished_experiments():
 def experiment_metrics(exists, read_text):
     """{"metrics": {file stem: JSON}, "per_seed": {arm: {seed: {metric: value}}}} of one
     experiment, every arm included (the logit-adjusted one too), from its metrics/ files as
-    exists(path) and read_text(path) see them; an arm that is off has no file and is absent."""
+    exists(path) and read_text(path) see them; an arm that is off has no file and is absent; and
+    "machine": where it was made (metrics/details/machine.json; None before runs recorded it)."""
     metrics, per_seed = {}, {}
     for stem in ("comparison", *sweep_report.ARMS, sweep_report.LOGIT_ADJUSTED):
         if exists(f"metrics/{stem}.json"):
             metrics[stem] = json.loads(read_text(f"metrics/{stem}.json"))
         if stem != "comparison" and exists(f"metrics/details/{stem}.json"):
             per_seed[stem] = sweep_report.per_seed_values(json.loads(read_text(f"metrics/details/{stem}.json")))
-    return {"metrics": metrics, "per_seed": per_seed}
+    machine = json.loads(read_text(str(MACHINE))) if exists(str(MACHINE)) else None
+    return {"metrics": metrics, "per_seed": per_seed, "machine": machine}
 
 
 def best_remedies(records):
@@ -215,7 +218,7 @@ def collect(path, pull=False):
     records = match_points(base, fixed, points, finished_experiments())
     rows = sweep_report.sweep_rows(points, records)
     best = best_remedies(records)
-    sweep_report.write_report(rows, varied_keys(points), best=best)
+    sweep_report.write_report(rows, varied_keys(points), best=best, machines=[r.get("machine") for r in records])
     print(f"sweep: {len(rows)} of {len(points)} grid points have a finished experiment; "
           f"wrote {sweep_report.OUT}/sweep.csv, sweep.png, sweep.md{', best.csv' if best else ''}")
     return rows

@@ -8,6 +8,8 @@ from pathlib import Path
 from classweights.evaluation import (ARMS, COMPARED_METRICS, COMPARISONS, HEADLINE_METRICS, LOGIT_ADJUSTED,
                                      comparison_name)
 from classweights.files import atomic_path
+from classweights.machine import kind
+from classweights.machine import line as machine_line
 from classweights.params import parse_params
 from classweights.remedy import is_plain_weighting, remedy_label
 from classweights.statistics import compare_metrics, confidence_label
@@ -67,9 +69,10 @@ def _key(point):
     return tuple(sorted((k, repr(v)) for k, v in point.items()))
 
 
-def write_report(rows, varied, out=OUT, best=()):
+def write_report(rows, varied, out=OUT, best=(), machines=()):
     """sweep.csv, sweep.png and sweep.md for rows; `varied`: the grid's keys; `best`: the
-    best_remedy rows (best.csv, and a table in sweep.md)."""
+    best_remedy rows (best.csv, and a table in sweep.md); `machines`: the experiments' machine
+    records (their lines end sweep.md)."""
     out = Path(out)
     out.mkdir(exist_ok=True)
     with atomic_path(out / "sweep.csv") as tmp, open(tmp, "w", newline="") as handle:
@@ -82,7 +85,7 @@ def write_report(rows, varied, out=OUT, best=()):
             writer.writeheader()
             writer.writerows(best)
     with atomic_path(out / "sweep.md") as tmp:
-        tmp.write_text(markdown(rows, varied) + best_markdown(best))
+        tmp.write_text(markdown(rows, varied) + best_markdown(best) + machines_markdown(machines))
     with atomic_path(out / "sweep.png") as tmp:
         draw(rows, varied, tmp)
 
@@ -224,6 +227,25 @@ def _draw_remedies(rows, varied, path):
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100, metadata={"Software": None})
     plt.close(figure)
+
+
+def machines_markdown(machines):
+    """Where the map's experiments were made: one `Machine: …` line per machine, with how many
+    experiments each made, and a warning when they are of more than one kind."""
+    if not machines:
+        return ""
+    counts = {}
+    for record in machines:
+        line = machine_line(record) if record else "Machine: not recorded (made before runs recorded it)."
+        counts[line] = counts.get(line, 0) + 1
+    if len(counts) == 1:
+        return f"\n{next(iter(counts))}\n"
+    lines = [f"{line[:-1]} ({count} experiment{'s' if count > 1 else ''})." for line, count in counts.items()]
+    kinds = {repr(kind(record)) for record in machines if record}
+    if len(kinds) > 1 or None in machines:
+        lines.append("These experiments come from machines of different kinds (or unrecorded ones): their "
+                     "numbers can differ for that reason alone (docs/statistics.md).")
+    return "\n" + "\n\n".join(lines) + "\n"
 
 
 def clip_to_difference_range(low, high):

@@ -366,3 +366,20 @@ def test_remedies_at_two_settings_are_one_row_each_and_each_setting_s_post_hoc_a
         "profile=step, ratio=10, post-hoc logit adjustment"]
     # the post-hoc rows read the logit-adjusted arm's own comparison, not the remedy's
     assert [row[f"{pair}.minority_recall.mean"] for _, row, pair in entries] == [0.10, 0.20, 0.30, 0.05, 0.06, 0.40]
+
+
+def test_the_map_says_which_machines_made_its_experiments_and_warns_when_they_differ_in_kind():
+    from classweights.machine import describe
+
+    zen3 = describe(1, "model name\t: AMD EPYC\ncpu family\t: 25\nmodel\t: 1\nflags\t: avx avx2 fma\n")
+    zen4 = describe(1, "model name\t: AMD EPYC\ncpu family\t: 25\nmodel\t: 17\nflags\t: avx avx2 avx512f fma\n")
+    one = sweep_report.machines_markdown([zen3, zen3])
+    assert one.strip().startswith("Machine: AMD EPYC (cpu family 25, model 1) with avx, avx2, fma;")
+    assert one.count("Machine: ") == 1 and "experiments)" not in one and "different kinds" not in one
+    mixed = sweep_report.machines_markdown([zen3, zen4, zen4, None])
+    assert mixed.count("Machine: ") == 3
+    assert "model 1) with avx, avx2, fma;" in mixed and "(1 experiment)." in mixed
+    assert "model 17) with avx, avx2, avx512f, fma;" in mixed and "(2 experiments)." in mixed
+    assert "Machine: not recorded (made before runs recorded it) (1 experiment)." in mixed
+    assert "machines of different kinds" in mixed
+    assert sweep_report.machines_markdown([]) == ""
