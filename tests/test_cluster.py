@@ -19,9 +19,14 @@ def cluster(tmp_path_factory):
     cluster.close()
 
 
+# One point per worker: enough for a killed worker's task to move to the other one
+PAIR_SWEEP = {"grid": {"imbalance.ratio": [2, 5]}}
+
+
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory):
-    return tiny_sweep_origin(tmp_path_factory.mktemp("cluster-origin"))
+    return tiny_sweep_origin(tmp_path_factory.mktemp("cluster-origin"),
+                             {"pair-sweep.yaml": PAIR_SWEEP})
 
 
 def failing_make(project, *args):
@@ -32,16 +37,16 @@ def failing_make(project, *args):
 
 def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_for_byte(origin, cluster):
     local = clone(origin, "local")
-    make(local, "sweep", "SWEEP=tiny-sweep.yaml", "JOBS=2")
+    make(local, "sweep", "SWEEP=pair-sweep.yaml", "JOBS=2")
 
     driver = clone(origin, "driver")
-    sweep = subprocess.Popen([*MAKE, "sweep", "SWEEP=tiny-sweep.yaml", f"CLUSTER={cluster.address}"], cwd=driver,
+    sweep = subprocess.Popen([*MAKE, "sweep", "SWEEP=pair-sweep.yaml", f"CLUSTER={cluster.address}"], cwd=driver,
                              env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     training(cluster.tmp / "worker-1", "--arm", sweep)  # a training in worker 1's scratch space
     cluster.kill("worker-1")
     out, err = sweep.communicate(timeout=900)
     assert sweep.returncode == 0, out + err
-    assert "4 grid points, 0 already done; sending 4 to the cluster" in out
+    assert "2 grid points, 0 already done; sending 2 to the cluster" in out
     assert sorted(line.split()[-1] for line in out.splitlines() if " done sweep-" in line) == sorted(
         line.split(",")[2] for line in (local / "sweep/sweep.csv").read_text().splitlines()[1:])
     assert "FAILED" not in err
@@ -51,8 +56,8 @@ def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_f
     # Any clone: every point is found on the remotes, nothing is sent, the same map is drawn.
     cluster.start_worker("worker-1")
     third = clone(origin, "third")
-    again = make(third, "sweep", "SWEEP=tiny-sweep.yaml", f"CLUSTER={cluster.address}")
-    assert "4 grid points, 4 already done; sending 0 to the cluster" in again.stdout
+    again = make(third, "sweep", "SWEEP=pair-sweep.yaml", f"CLUSTER={cluster.address}")
+    assert "2 grid points, 2 already done; sending 0 to the cluster" in again.stdout
     assert (third / "sweep/sweep.csv").read_bytes() == (local / "sweep/sweep.csv").read_bytes()
 
 
@@ -93,7 +98,7 @@ def test_a_failing_grid_point_is_one_line_and_is_not_run_again(origin, cluster):
 
 def test_no_scheduler_or_no_origin_is_one_line(origin, tmp_path):
     driver = clone(origin, "unreachable")
-    _, err = failing_make(driver, "sweep", "SWEEP=tiny-sweep.yaml", "CLUSTER=tcp://127.0.0.1:9")
+    _, err = failing_make(driver, "sweep", "SWEEP=pair-sweep.yaml", "CLUSTER=tcp://127.0.0.1:9")
     assert len(err) == 1 and err[0].startswith("error: CLUSTER=tcp://127.0.0.1:9: no Dask scheduler answers there"), err
     run(driver, "git", "remote", "set-url", "origin", str(tmp_path / "gone.git"))
     _, err = failing_make(driver, "repro", "CLUSTER=tcp://127.0.0.1:9")

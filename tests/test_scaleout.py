@@ -116,10 +116,12 @@ def test_a_colleague_s_clone_pulls_and_reproduces_nothing(serial):
     assert metrics_files(colleague) == metrics_files(project)
 
 
-def tiny_sweep_origin(tmp):
-    """A one-seed project with tiny-sweep.yaml, shared through a bare origin and a DVC remote in tmp."""
+def tiny_sweep_origin(tmp, sweeps=None):
+    """A one-seed project with tiny-sweep.yaml (or the given {file name: sweep}), shared through a
+    bare origin and a DVC remote in tmp."""
     project = make_project(tmp / "seed", ONE_SEED)
-    (project / "tiny-sweep.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
+    for name, grid in (sweeps or {"tiny-sweep.yaml": TINY_SWEEP}).items():
+        (project / name).write_text(yaml.safe_dump(grid))
     commit(project, "tiny sweep")
     shared_origin(tmp, project)
     return tmp
