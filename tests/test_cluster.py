@@ -1,6 +1,7 @@
 """Runs on a real Dask cluster at tiny size: a `dask scheduler` and two `dask worker` processes
 (one thread each, their own scratch directories) on 127.0.0.1, a bare git origin and a
 local-directory DVC remote, driven through `make sweep CLUSTER=…` and `make repro CLUSTER=…`."""
+import csv
 import subprocess
 import time
 
@@ -48,7 +49,7 @@ def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_f
     assert sweep.returncode == 0, out + err
     assert "2 grid points, 0 already done; sending 2 to the cluster" in out
     assert sorted(line.split()[-1] for line in out.splitlines() if " done sweep-" in line) == sorted(
-        line.split(",")[2] for line in (local / "sweep/sweep.csv").read_text().splitlines()[1:])
+        row["experiment"] for row in csv.DictReader(open(local / "sweep/sweep.csv", newline="")))
     assert "FAILED" not in err
     for name in ("sweep.csv", "sweep.md"):
         assert (driver / "sweep" / name).read_bytes() == (local / "sweep" / name).read_bytes(), name

@@ -15,26 +15,11 @@ from classweights import datasets
 from classweights.datasets import FASHION_NAMES, load_fashion_mnist, load_folder
 from classweights.errors import UserError
 from classweights.imbalance import make_splits
-from tools.sandbox import TINY, commit, dvc, link_venv, make_project, ran_stages, run, set_params, shipped_params
+from tools.sandbox import (TINY, commit, dvc, export_folder, folder_names, link_venv, make_project, ran_stages, run,
+                           set_params, shipped_params)
 
 ALL_STAGES = sorted(["check_params", "fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
                      "train_weighted@0", "train_weighted@1", "evaluate"])
-
-
-def export_folder(arrays, names, folder):
-    """Write arrays as PNGs, train/ and test/ halves, a sub-folder per class named by the class
-    name, files numbered by their position (so the folder source reads them back in order)."""
-    for part in ("train", "test"):
-        for i, (image, label) in enumerate(zip(arrays[f"x_{part}"], arrays[f"y_{part}"])):
-            where = folder / part / names[label]
-            where.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(where / f"{i:05d}.png")
-
-
-def folder_names():
-    """Fashion-MNIST's names as folder names: '/' cannot be in one, and the label's number in
-    front keeps the sorted folders in Fashion-MNIST's label order."""
-    return [f"{label} {name.replace('/', '-')}" for label, name in enumerate(FASHION_NAMES)]
 
 
 def test_fashion_mnist_through_a_folder_of_pngs_gives_the_same_splits_and_the_same_trained_bytes(

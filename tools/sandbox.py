@@ -40,8 +40,8 @@ def run(cwd, *args, check=True, timeout=600):
     return result
 
 
-def dvc(cwd, *args, check=True):
-    return run(cwd, str(BIN / "dvc"), *args, check=check)
+def dvc(cwd, *args, check=True, timeout=600):
+    return run(cwd, str(BIN / "dvc"), *args, check=check, timeout=timeout)
 
 
 def ran_stages(result):
@@ -192,3 +192,23 @@ class LocalCluster:
         for process in [*self.workers.values(), self.scheduler]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def folder_names():
+    """Fashion-MNIST's class names as folder names: '/' cannot be in one, and the label's number
+    in front keeps the sorted folders in Fashion-MNIST's label order."""
+    from classweights.datasets import FASHION_NAMES
+
+    return [f"{label} {name.replace('/', '-')}" for label, name in enumerate(FASHION_NAMES)]
+
+
+def export_folder(arrays, names, folder):
+    """Write arrays as PNGs, train/ and test/ halves, a sub-folder per class named by the class
+    name, files numbered by their position (so the folder source reads them back in order)."""
+    from PIL import Image
+
+    for part in ("train", "test"):
+        for i, (image, label) in enumerate(zip(arrays[f"x_{part}"], arrays[f"y_{part}"])):
+            where = folder / part / names[label]
+            where.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(where / f"{i:05d}.png")
