@@ -169,17 +169,28 @@ def experiment_metrics(exists, read_text):
     return {"metrics": metrics, "per_seed": per_seed, "machine": machine}
 
 
-def best_remedies(records):
-    """sweep_report.best_remedy for every setting (the points' keys the unweighted arm reads),
-    over the experiments of that setting, at the alpha of the first one."""
+def _settings(records):
+    """{setting: its experiments}, a setting being the points' keys the unweighted arm reads."""
     settings = {}
     for record in records:
         settings.setdefault(unweighted_group(record["point"]), []).append(record)
+    return settings
+
+
+def best_remedies(records):
+    """sweep_report.best_remedy for every setting, over the experiments of that setting, at the
+    alpha of the first one."""
     rows = []
-    for group, members in settings.items():
+    for group, members in _settings(records).items():
         alpha = members[0]["params"]["evaluate"]["alpha"]
         rows += sweep_report.best_remedy({k: json.loads(v) for k, v in group}, members, alpha)
     return rows
+
+
+def remedy_rankings(records):
+    """sweep_report.ranking for every setting."""
+    return [row for group, members in _settings(records).items()
+            for row in sweep_report.ranking({k: json.loads(v) for k, v in group}, members)]
 
 
 def complete_points(base, fixed, points):
@@ -218,7 +229,8 @@ def collect(path, pull=False):
     records = match_points(base, fixed, points, finished_experiments())
     rows = sweep_report.sweep_rows(points, records)
     best = best_remedies(records)
-    sweep_report.write_report(rows, varied_keys(points), best=best, machines=[r.get("machine") for r in records])
+    sweep_report.write_report(rows, varied_keys(points), best=best, machines=[r.get("machine") for r in records],
+                              ranked=remedy_rankings(records))
     print(f"sweep: {len(rows)} of {len(points)} grid points have a finished experiment; "
           f"wrote {sweep_report.OUT}/sweep.csv, sweep.png, sweep.md{', best.csv' if best else ''}")
     return rows

@@ -69,10 +69,10 @@ def _key(point):
     return tuple(sorted((k, repr(v)) for k, v in point.items()))
 
 
-def write_report(rows, varied, out=OUT, best=(), machines=()):
+def write_report(rows, varied, out=OUT, best=(), machines=(), ranked=()):
     """sweep.csv, sweep.png and sweep.md for rows; `varied`: the grid's keys; `best`: the
-    best_remedy rows (best.csv, and a table in sweep.md); `machines`: the experiments' machine
-    records (their lines end sweep.md)."""
+    best_remedy rows (best.csv, and a table in sweep.md); `ranked`: the ranking rows (a table
+    in sweep.md); `machines`: the experiments' machine records (their lines end sweep.md)."""
     out = Path(out)
     out.mkdir(exist_ok=True)
     with atomic_path(out / "sweep.csv") as tmp, open(tmp, "w", newline="") as handle:
@@ -85,7 +85,8 @@ def write_report(rows, varied, out=OUT, best=(), machines=()):
             writer.writeheader()
             writer.writerows(best)
     with atomic_path(out / "sweep.md") as tmp:
-        tmp.write_text(markdown(rows, varied) + best_markdown(best) + machines_markdown(machines))
+        tmp.write_text(markdown(rows, varied) + best_markdown(best) + ranking_markdown(ranked)
+                       + machines_markdown(machines))
     with atomic_path(out / "sweep.png") as tmp:
         draw(rows, varied, tmp)
 
@@ -359,6 +360,46 @@ def best_remedy(setting, records, alpha):
                      "beats_runner_up": runner_up["verdict"] == SIGNIFICANT_GAIN, "remedies": len(values),
                      "seeds": len(seeds), "alpha": alpha})
     return rows
+
+
+def ranking(setting, records):
+    """Every remedy of one setting (the shared unweighted arm and the post-hoc adjustment too)
+    with its mean and sd over the seeds all of them share, best balanced accuracy first."""
+    import statistics
+
+    remedies = candidates(records)
+    seeds = sorted(set.intersection(*(set(v) for v in remedies.values())), key=int) if remedies else []
+    rows = []
+    for name, by_seed in remedies.items():
+        row = {**setting, "remedy": name, "seeds": len(seeds)}
+        for metric in RANKED:
+            values = [by_seed[s][metric] for s in seeds if metric in by_seed[s]]
+            row[f"{metric}.mean"] = statistics.fmean(values) if values else None
+            row[f"{metric}.sd"] = statistics.stdev(values) if len(values) > 1 else None
+        rows.append(row)
+    rows.sort(key=lambda r: -(r[f"{RANKED[0]}.mean"] if r[f"{RANKED[0]}.mean"] is not None else -math.inf))
+    return [{**row, "rank": rank} for rank, row in enumerate(rows, start=1)]
+
+
+def ranking_markdown(rows):
+    """The every-remedy table of sweep.md ('' without rows)."""
+    if not rows:
+        return ""
+    setting_keys = [k for k in rows[0] if k not in ("remedy", "seeds", "rank") and not k.startswith(RANKED)]
+
+    def cell(row, metric):
+        mean, sd = row[f"{metric}.mean"], row[f"{metric}.sd"]
+        return "–" if mean is None else f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
+
+    lines = ["", "## Every remedy of each setting, by balanced accuracy", "",
+             "Mean ± sd over the seeds all of a setting's remedies share.", "",
+             "| " + " | ".join([*setting_keys, "rank", "remedy", "balanced accuracy", "minority recall", "seeds"]) + " |",
+             "|" + " --- |" * (len(setting_keys) + 5)]
+    for row in rows:
+        lines.append("| " + " | ".join([*(str(row[k]) for k in setting_keys), str(row["rank"]), row["remedy"],
+                                         cell(row, "balanced_accuracy"), cell(row, "minority_recall"),
+                                         str(row["seeds"])]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def best_markdown(best):

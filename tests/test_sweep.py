@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 
+import numpy as np
 import pytest
 import yaml
 
@@ -383,3 +384,20 @@ def test_the_map_says_which_machines_made_its_experiments_and_warns_when_they_di
     assert "Machine: not recorded (made before runs recorded it) (1 experiment)." in mixed
     assert "machines of different kinds" in mixed
     assert sweep_report.machines_markdown([]) == ""
+
+
+def test_every_remedy_of_a_setting_is_ranked_on_the_seeds_they_share_with_its_mean_and_sd():
+    gaps = {"focal": 0.07, "balanced": 0.02, "ldam": 0.015, "post-hoc": 0.01}
+    rows = sweep.remedy_rankings(_remedy_records(committed_params(), 10, range(4), gaps))
+    assert [(r["rank"], r["remedy"]) for r in rows] == [
+        (1, "focal γ=1"), (2, "cross-entropy + balanced weights (loss)"), (3, "LDAM m=0.5 s=30 + balanced weights (loss)"),
+        (4, "post-hoc logit adjustment (τ = 1)"), (5, "unweighted (cross-entropy)")]
+    # seed levels 0.50, 0.53, 0.56, 0.59 (focal's extra seed 99 is not shared, so not counted)
+    levels = [0.5, 0.53, 0.56, 0.59]
+    focal = rows[0]
+    assert focal["seeds"] == 4 and focal["imbalance.ratio"] == 10
+    assert focal["balanced_accuracy.mean"] == pytest.approx(0.545 + 0.07)
+    assert focal["balanced_accuracy.sd"] == pytest.approx(np.std(levels, ddof=1))  # n − 1, not n
+    assert focal["minority_recall.mean"] == pytest.approx(0.3 + 0.545 - 0.14)
+    md = sweep_report.ranking_markdown(rows)
+    assert f"| 10 | 1 | focal γ=1 | 0.615 ± {np.std(levels, ddof=1):.3f} | 0.705 ± " in md
