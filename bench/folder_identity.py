@@ -96,10 +96,11 @@ def main():
         results["identical_splits"] = same_splits(idx, folder)
         results["identical_headline_metrics"] = all((idx / m).read_bytes() == (folder / m).read_bytes()
                                                     for m in COMPARED_METRICS)
-        results["class_names"] = {"fashion-mnist": json.loads((idx / "data/provenance.json").read_text())["class_names"],
-                                  "folder": json.loads((folder / "data/provenance.json").read_text())["class_names"]}
-    print(f"{results['images']} images; splits identical: {'yes' if results['identical_splits'] else 'NO'}; "
-          f"model directories ({results['outputs_compared']}) identical: {'yes' if results['identical_outputs'] else 'NO'}; "
+        results["class_names"] = {name: json.loads((p / "data/provenance.json").read_text())["class_names"]
+                                  for name, p in (("fashion-mnist", idx), ("folder", folder))}
+    same = {key: "yes" if results[key] else "NO" for key in ("identical_splits", "identical_outputs")}
+    print(f"{results['images']} images; splits identical: {same['identical_splits']}; "
+          f"model directories ({results['outputs_compared']}) identical: {same['identical_outputs']}; "
           "headline metrics identical: "
           f"{'yes' if results['identical_headline_metrics'] else 'NO'}")
     results["goals"] = {"the folder source trains the same bytes as the fashion-mnist source":

@@ -393,7 +393,8 @@ def ranking_markdown(rows):
 
     lines = ["", "## Every remedy of each setting, by balanced accuracy", "",
              "Mean ± sd over the seeds all of a setting's remedies share.", "",
-             "| " + " | ".join([*setting_keys, "rank", "remedy", "balanced accuracy", "minority recall", "seeds"]) + " |",
+             "| " + " | ".join([*setting_keys, "rank", "remedy", "balanced accuracy", "minority recall",
+                                "seeds"]) + " |",
              "|" + " --- |" * (len(setting_keys) + 5)]
     for row in rows:
         lines.append("| " + " | ".join([*(str(row[k]) for k in setting_keys), str(row["rank"]), row["remedy"],

@@ -390,7 +390,8 @@ def test_every_remedy_of_a_setting_is_ranked_on_the_seeds_they_share_with_its_me
     gaps = {"focal": 0.07, "balanced": 0.02, "ldam": 0.015, "post-hoc": 0.01}
     rows = sweep.remedy_rankings(_remedy_records(committed_params(), 10, range(4), gaps))
     assert [(r["rank"], r["remedy"]) for r in rows] == [
-        (1, "focal γ=1"), (2, "cross-entropy + balanced weights (loss)"), (3, "LDAM m=0.5 s=30 + balanced weights (loss)"),
+        (1, "focal γ=1"), (2, "cross-entropy + balanced weights (loss)"),
+        (3, "LDAM m=0.5 s=30 + balanced weights (loss)"),
         (4, "post-hoc logit adjustment (τ = 1)"), (5, "unweighted (cross-entropy)")]
     # seed levels 0.50, 0.53, 0.56, 0.59 (focal's extra seed 99 is not shared, so not counted)
     levels = [0.5, 0.53, 0.56, 0.59]
