@@ -68,7 +68,9 @@ def timed_repro(project):
 def main():
     args = parse_args()
     train = {"seeds": list(range(args.seeds)), "epochs": args.epochs}
-    results = {"date": time.strftime("%Y-%m-%d"), "train": train}
+    from classweights.machine import describe
+
+    results = {"date": time.strftime("%Y-%m-%d"), "train": train, "machine": describe(1)}
     with tempfile.TemporaryDirectory() as tmp:
         idx = make_project(Path(tmp) / "idx", {"data": {"source": "fashion-mnist", "path": args.data_dir},
                                                "train": train})
