@@ -288,8 +288,9 @@ def markdown(rows, varied):
         lines[-1:-1] = ["An interval beyond ±1 (too few seeds) is shown as computed; the map cuts its band at ±1, "
                         "the range of a difference of two recalls.", ""]
     x = x_key(rows, varied)
-    if x is not None and not x.startswith(NOT_READ_BY_UNWEIGHTED):  # along a setting; remedies: the table below
-        lines += [significance_sentence(label, line, x) for label, line in _lines(rows, varied, x).items()]
+    lines_of_x = _lines(rows, varied, x) if x is not None and not x.startswith(NOT_READ_BY_UNWEIGHTED) else {}
+    if any(len(line) > 1 for line in lines_of_x.values()):  # along a setting; remedies: the tables below
+        lines += [significance_sentence(label, line, x) for label, line in lines_of_x.items()]
     return "\n".join(lines) + "\n"
 
 

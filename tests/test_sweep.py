@@ -402,3 +402,17 @@ def test_every_remedy_of_a_setting_is_ranked_on_the_seeds_they_share_with_its_me
     assert focal["minority_recall.mean"] == pytest.approx(0.3 + 0.545 - 0.14)
     md = sweep_report.ranking_markdown(rows)
     assert f"| 10 | 1 | focal γ=1 | 0.615 ± {np.std(levels, ddof=1):.3f} | 0.705 ± " in md
+
+
+def test_remedies_at_a_few_settings_get_no_along_the_axis_sentences():
+    def row(profile, ratio, remedy):
+        return {"imbalance.profile": profile, "imbalance.ratio": ratio, "loss.name": remedy, "remedy": remedy,
+                "experiment": f"e-{profile}-{remedy}",
+                **sweep_report.headline_columns({"comparison": _comparison(0.1, 0.05, 0.15, "better")})}
+
+    varied = ["imbalance.profile", "imbalance.ratio", "loss.name"]
+    few = [row("longtail", 100, "focal"), row("longtail", 100, "ldam"), row("step", 10, "focal")]
+    assert "is significant from" not in sweep_report.markdown(few, varied)
+    along = [row("step", 10, "focal"), row("step", 30, "focal")]  # one line of two points: a sentence
+    assert "the minority-recall gain is significant from imbalance.ratio = 10 on" in sweep_report.markdown(
+        along, varied)
