@@ -222,7 +222,7 @@ def _draw_remedies(rows, varied, path):
         axis.plot(mean, places, "o")
         axis.axvline(0, color="black", linestyle="--", linewidth=1)
         axis.set_xlabel(f"mean over seeds, {interval_label(rows)}")
-        axis.set_title(title)
+        axis.set_title(title.replace(": ", ":\n"))  # the long row labels leave the panels narrow
     axes[0].set_yticks(list(places), [label for label, _, _ in entries], fontsize="small")
     figure.suptitle("Paired difference remedy − unweighted, one remedy per row")
     figure.tight_layout()
