@@ -48,7 +48,9 @@ def same_splits(a, b):
         arrays = x.files == y.files and all(np.array_equal(x[k], y[k]) and x[k].dtype == y[k].dtype
                                             for k in x.files if k != "class_names")
     counts = [json.loads((p / "data/class_counts.json").read_text()) for p in (a, b)]
-    by_class = [{part: list(c[part].values()) for part in ("train", "val", "test")} for c in counts]
+    # its keys are the class names, written sorted: take them in label order
+    by_class = [{part: [c[part][name] for name in c["class_names"]] for part in ("train", "val", "test")}
+                for c in counts]
     return arrays and by_class[0] == by_class[1]
 
 
@@ -63,6 +65,22 @@ def timed_repro(project):
     started = time.perf_counter()
     dvc(project, "repro", timeout=4 * 3600)
     return time.perf_counter() - started
+
+
+def summary(results):
+    """The result as a RESULTS.md block (`python -m tools.readme_results paste folder-identity …`)."""
+    from classweights.machine import line
+
+    same = "**byte-identical**" if results["goals"] and all(results["goals"].values()) else "**NOT identical**"
+    return (f"| compared | identical |\n| --- | --- |\n"
+            f"| every array of the splits (class names aside) | {'yes' if results['identical_splits'] else 'NO'} |\n"
+            f"| the {results['outputs_compared']} model directories (saved model, test probabilities, training "
+            f"curves: dvc.lock's hashes) | {'yes' if results['identical_outputs'] else 'NO'} |\n"
+            f"| the three arms' headline metrics | {'yes' if results['identical_headline_metrics'] else 'NO'} |\n\n"
+            f"The two runs are {same}. {results['images']} images; the folder's `dvc add` took "
+            f"{results['dvc_add_s']:.0f} s and its `dvc repro` {results['folder_repro_s']:.0f} s, against "
+            f"{results['fashion_mnist_repro_s']:.0f} s from the idx files ({results['date']}).\n\n"
+            f"{line(results['machine'])}\n")
 
 
 def main():
@@ -109,6 +127,7 @@ def main():
                         results["identical_splits"] and results["identical_outputs"]
                         and results["identical_headline_metrics"]}
     print_goals_and_save(results, args.out)
+    Path(args.out).with_suffix(".md").write_text(summary(results))
 
 
 if __name__ == "__main__":
