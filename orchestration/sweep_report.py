@@ -104,6 +104,15 @@ def x_key(rows, varied):
     return next(iter([k for k in numeric if k in settings] + numeric + settings + spread), None)
 
 
+def along_a_setting(rows, varied):
+    """The x-axis key when the map has lines along a setting (one with two points or more);
+    None for remedies at a few settings, which the picture and sweep.md show one per row."""
+    x = x_key(rows, varied)
+    if x is None or x.startswith(NOT_READ_BY_UNWEIGHTED):
+        return None
+    return x if not rows or max(map(len, _lines(rows, varied, x).values())) > 1 else None
+
+
 def _line_label(row, varied, x):
     """Which line of the picture a row belongs to: every varied key but the x-axis's (the remedy
     keys said by the remedy's name where the row has it)."""
@@ -149,10 +158,8 @@ def draw(rows, varied, path):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    x = x_key(rows, varied)
-    # Remedies at a few settings (no line would have two points): one row per remedy instead
-    single_points = rows and max(map(len, _lines(rows, varied, x).values())) < 2
-    if x is None or x.startswith(NOT_READ_BY_UNWEIGHTED) or single_points:
+    x = along_a_setting(rows, varied)
+    if x is None:  # remedies at a few settings: one row per remedy instead of lines
         return _draw_remedies(rows, varied, path)
     positions = _x_positions(rows, x)
     numeric = x is not None and all(_is_number(r[x]) for r in rows)
@@ -287,10 +294,9 @@ def markdown(rows, varied):
     if _beyond_range(rows):
         lines[-1:-1] = ["An interval beyond ±1 (too few seeds) is shown as computed; the map cuts its band at ±1, "
                         "the range of a difference of two recalls.", ""]
-    x = x_key(rows, varied)
-    lines_of_x = _lines(rows, varied, x) if x is not None and not x.startswith(NOT_READ_BY_UNWEIGHTED) else {}
-    if any(len(line) > 1 for line in lines_of_x.values()):  # along a setting; remedies: the tables below
-        lines += [significance_sentence(label, line, x) for label, line in lines_of_x.items()]
+    x = along_a_setting(rows, varied)
+    if x is not None:  # remedies at a few settings: the tables below say it instead
+        lines += [significance_sentence(label, line, x) for label, line in _lines(rows, varied, x).items()]
     return "\n".join(lines) + "\n"
 
 
@@ -337,12 +343,17 @@ def candidates(records):
     return found
 
 
+def shared_seeds(remedies):
+    """The seeds every remedy of a setting has, in order: the ones their comparison pairs on."""
+    return sorted(set.intersection(*(set(v) for v in remedies.values())), key=int) if remedies else []
+
+
 def best_remedy(setting, records, alpha):
     """For each RANKED metric: the remedy with the highest mean over the seeds every remedy of
     the setting shares, the runner-up, and the paired difference best − runner-up, its p-value
     Holm-adjusted over the family best − each other remedy; one row per metric."""
     remedies = candidates(records)
-    seeds = sorted(set.intersection(*(set(v) for v in remedies.values())), key=int) if remedies else []
+    seeds = shared_seeds(remedies)
     rows = []
     for metric in RANKED:
         values = {name: [by_seed[s][metric] for s in seeds] for name, by_seed in remedies.items()
@@ -369,7 +380,7 @@ def ranking(setting, records):
     import statistics
 
     remedies = candidates(records)
-    seeds = sorted(set.intersection(*(set(v) for v in remedies.values())), key=int) if remedies else []
+    seeds = shared_seeds(remedies)
     rows = []
     for name, by_seed in remedies.items():
         row = {**setting, "remedy": name, "seeds": len(seeds)}
