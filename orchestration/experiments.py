@@ -16,7 +16,10 @@ from classweights.errors import UserError
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of the venv this runs in
 ACTIVE = ("Queued", "Running")
 PUSH_HINT = "Use `dvc push` to send your updates to remote storage."
-LOG_INTERVAL = 10  # seconds between reads of the running experiments' logs (each read starts a dvc)
+# Seconds between reads of the queue's states and logs. One read costs about half a CPU second
+# (DVC's start-up), taken from the trainings it watches: every 2 s plus a `dvc queue logs` process
+# per running experiment every 10 s took about 0.6 of this 2-core machine's cores.
+POLL_SECONDS = 5
 # What a queue log says about one (arm, seed) training: the stage's own last line, or DVC's
 # line for a stage it restored from the run cache instead of running it.
 TRAINED = re.compile(r"^(train_\w+@\d+): saved", re.MULTILINE)
@@ -51,11 +54,13 @@ def run_queued(names, jobs, trainings=0):
     progress = TrainingProgress(trainings)
     try:
         while True:
-            states = queue_states(names)
-            progress.update(states)
+            tasks, logs = _queue_tasks(logs_of=names if trainings else ())
+            states = {name: tasks.get(name) for name in names}
+            for name, log in logs.items():
+                progress.report(name, log)
             if not any(state in ACTIVE for state in states.values()):
                 return states
-            time.sleep(2)
+            time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         raise UserError("interrupted; the queued experiments keep running in the background (`dvc queue status`; "
                         "`dvc queue stop --kill` stops them); run the same make command again to wait for them "
@@ -77,23 +82,10 @@ def start_workers(jobs):
 
 class TrainingProgress:
     """`  3 of 20 trainings done, 95 s: train_weighted@1 trained`, one line per training that
-    finished, read from `dvc queue logs NAME` of the running experiments every LOG_INTERVAL
-    seconds (and once more when an experiment ends)."""
+    finished, read from the experiments' queue logs (each read repeats what is already shown)."""
 
     def __init__(self, total):
-        self.total, self.started, self.last_read = total, time.monotonic(), 0.0
-        self.done, self.closed = set(), set()
-
-    def update(self, states):
-        if not self.total:
-            return
-        ended = [n for n, s in states.items() if s not in ACTIVE and s is not None and n not in self.closed]
-        if not ended and time.monotonic() - self.last_read < LOG_INTERVAL:
-            return
-        self.last_read = time.monotonic()
-        for name in [n for n, s in states.items() if s == "Running"] + ended:
-            self.report(name, queue_log(name))
-        self.closed.update(ended)
+        self.total, self.started, self.done = total, time.monotonic(), set()
 
     def report(self, name, log):
         finished = [(stage, "trained") for stage in TRAINED.findall(log)]
@@ -116,18 +108,31 @@ def dvc_errors(what):
         raise UserError(f"{what}: {error}") from None
 
 
-def _queue_statuses():
-    """{experiment name: status} of every task DVC's queue holds. DVC internals:
-    `dvc queue status` has no --json, so this reads the same table through its queue object."""
+def _queue_tasks(logs_of=()):
+    """({experiment name: status} of every task DVC's queue holds, {name: log so far} of those in
+    logs_of that have started). DVC internals: `dvc queue status` has no --json and `dvc queue
+    logs NAME` reads one log per process, so this reads the same table and the same log files
+    (the `.out` file of the task's process) through the queue object, in one process."""
     from dvc.repo import Repo
 
     with dvc_errors("reading DVC's experiment queue"), Repo() as repo:
-        return {task["name"]: task["status"] for task in repo.experiments.celery_queue.status()}
+        queue = repo.experiments.celery_queue
+        tasks = queue.status()
+        logs = {task["name"]: _read_log(queue, task["rev"]) for task in tasks
+                if task["name"] in logs_of and task["status"] != "Queued"}
+    return {task["name"]: task["status"] for task in tasks}, logs
+
+
+def _read_log(queue, stash_rev):
+    try:
+        return Path(queue.proc[stash_rev].stdout).read_text(errors="replace")
+    except (KeyError, OSError):  # not started yet, or its record already removed
+        return ""
 
 
 def queue_states(names):
     """{name: "Queued" | "Running" | "Success" | "Failed" | None (not in the queue)}."""
-    tasks = _queue_statuses()
+    tasks, _ = _queue_tasks()
     return {name: tasks.get(name) for name in names}
 
 
@@ -139,7 +144,7 @@ def succeeded(states):
 def forget_failed(prefix):
     """Drop the queue records of failed experiments named prefix…: a new run supersedes them
     (a failed run keeps them so that `dvc queue logs NAME` can show what went wrong)."""
-    failed = [name for name, status in _queue_statuses().items()
+    failed = [name for name, status in _queue_tasks()[0].items()
               if status == "Failed" and (name or "").startswith(prefix)]
     if failed:
         dvc("queue", "remove", *failed)

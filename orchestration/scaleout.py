@@ -187,7 +187,7 @@ def run_sweep(path, jobs, shard_spec):
     print(f"sweep {path}: {len(points)} grid points{f' in shard {index}/{count}' if count > 1 else ''}, "
           f"{len(points) - len(missing)} already done or running; queuing {len(missing)}", flush=True)
     states = {}
-    for batch in sweep.batches(missing, jobs):
+    for batch in sweep.batches(missing, jobs, trained={sweep.unweighted_group(r["point"]) for r in matched}):
         queued = [experiments.queue_experiment(sweep.point_name(p), sweep.set_options({**fixed, **p})) for p in batch]
         states.update(experiments.run_queued(queued + in_flight, jobs,
                                              trainings=sum(trainings[name] for name in queued + in_flight)))

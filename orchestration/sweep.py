@@ -113,16 +113,18 @@ def queue_order(points):
     return [point for _, point in sorted(zip(waves, points), key=lambda pair: pair[0])]
 
 
-def batches(points, jobs):
+def batches(points, jobs, trained=()):
     """Queue batches for `jobs` workers: with more workers than groups the later strategies
     would start before their group's unweighted arm exists and train it again, so then the
-    first point of every group runs first, the rest after it (points in queue order)."""
+    first point of every group runs first, the rest after it (points in queue order). Groups
+    in `trained` (a finished experiment holds their unweighted arm) wait for nothing."""
     seen, first, rest = set(), [], []
     for point in points:
         group = unweighted_group(point)
         (rest if group in seen else first).append(point)
-        seen.add(group)
-    return [first, rest] if jobs > len(first) and rest else [points]
+        if group not in trained:
+            seen.add(group)
+    return [first, rest] if jobs > len(first) and rest else [first + rest]
 
 
 def shard(points, index, count):

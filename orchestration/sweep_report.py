@@ -3,6 +3,7 @@ as sweep/sweep.csv, sweep/sweep.png and sweep/sweep.md (a folder no stage owns),
 setting the best remedy and whether it beats the runner-up (sweep/best.csv, in sweep.md too)."""
 import csv
 import math
+import textwrap
 from pathlib import Path
 
 from classweights.evaluation import (ARMS, COMPARED_METRICS, COMPARISONS, HEADLINE_METRICS, LOGIT_ADJUSTED,
@@ -229,7 +230,7 @@ def _draw_remedies(rows, varied, path):
         axis.plot(mean, places, "o")
         axis.axvline(0, color="black", linestyle="--", linewidth=1)
         axis.set_xlabel(f"mean over seeds, {interval_label(rows)}")
-        axis.set_title(title.replace(": ", ":\n"))  # the long row labels leave the panels narrow
+        axis.set_title(textwrap.fill(title, 26))  # the long row labels leave the panels narrow
     axes[0].set_yticks(list(places), [label for label, _, _ in entries], fontsize="small")
     figure.suptitle("Paired difference remedy − unweighted, one remedy per row")
     figure.tight_layout()

@@ -241,7 +241,7 @@ def test_every_command_line_in_the_readme_fits_120_columns():
     assert wide == []
 
 
-def test_the_queue_workers_start_and_the_wait_begins_while_the_training_still_runs(project, monkeypatch):
+def test_the_queue_workers_start_and_the_wait_begins_while_the_training_still_runs(project, monkeypatch, capsys):
     """`dvc queue start`'s workers keep its standard streams: read through pipes, starting them
     lasted until every queued training had finished, and no progress line could show before."""
     monkeypatch.chdir(project)
@@ -251,4 +251,8 @@ def test_the_queue_workers_start_and_the_wait_begins_while_the_training_still_ru
     try:
         assert experiments.queue_states(["slow"])["slow"] in experiments.ACTIVE  # returned while it trains
     finally:
-        assert experiments.run_queued(["slow"], 1) == {"slow": "Success"}
+        assert experiments.run_queued(["slow"], 1, trainings=1) == {"slow": "Success"}
+    assert re.fullmatch(r"  1 of 1 trainings done, \d+ s: train_weighted@0 trained\n", capsys.readouterr().out)
+    # the progress reads the log files through DVC's queue object: the text `dvc queue logs` prints
+    # (which ends it with one more newline)
+    assert experiments._queue_tasks(logs_of=["slow"])[1] == {"slow": experiments.queue_log("slow")[:-1]}

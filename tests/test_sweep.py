@@ -128,6 +128,14 @@ def test_more_workers_than_ratios_run_each_ratio_s_first_strategy_first():
     first, rest = sweep.batches(ordered, 4)
     assert [p["weights.strategy"] for p in first] == ["balanced"] * 3
     assert [p["weights.strategy"] for p in rest] == ["sqrt_inverse"] * 3
+    # ratio 5's unweighted arm is in a finished experiment: its points wait for nothing
+    ratio_5 = {sweep.unweighted_group(ordered[1])}
+    first, rest = sweep.batches(ordered, 5, trained=ratio_5)
+    assert [(p["imbalance.ratio"], p["weights.strategy"]) for p in first] == [
+        (1, "balanced"), (5, "balanced"), (20, "balanced"), (5, "sqrt_inverse")]
+    assert [(p["imbalance.ratio"], p["weights.strategy"]) for p in rest] == [(1, "sqrt_inverse"), (20, "sqrt_inverse")]
+    assert sweep.batches(ordered, 4, trained=ratio_5) == [first + rest]  # 4 workers: the waiting ones start last
+    assert sweep.batches(ordered[3:], 4, trained={sweep.unweighted_group(p) for p in GRID}) == [ordered[3:]]
 
 
 def test_shards_split_by_ratio_and_cover_the_grid_once():
