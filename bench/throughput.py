@@ -14,6 +14,7 @@ otherwise idle machine. Writes bench/results/throughput.json.
 """
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.benchmark import print_goals_and_save  # noqa: E402
-from tools.sandbox import make_project, merged, run  # noqa: E402
+from tools.sandbox import env, make_project, merged  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 SWEEP = {"grid": {"imbalance.ratio": [2, 10], "weights.strategy": ["balanced", "sqrt_inverse"]}}
@@ -49,11 +50,26 @@ def _busy(times):
     return times.user + times.system + times.nice + getattr(times, "irq", 0) + getattr(times, "softirq", 0)
 
 
+# Where a run's time goes: the first output line holding each mark, in seconds after the start.
+# Serial: the stages before the trainings, the trainings, evaluate. JOBS=2: the stages before the
+# trainings and the queueing, the queue workers' trainings, the final restore and evaluate.
+PHASE_MARKS = {"first_training": "Running stage 'train_", "queue_started": " (arm, seed) pairs on ",
+               "trainings_done": "trainings done in ", "evaluate": "Running stage 'evaluate'"}
+
+
 def timed(project, *args):
-    """Run `python -m orchestration.scaleout args` in project: (wall s, machine CPU s)."""
+    """Run `python -m orchestration.scaleout args` in project: (wall s, machine CPU s, phases:
+    {mark: s after the start of the first line holding it})."""
     cpu, started = _busy(psutil.cpu_times()), time.perf_counter()
-    run(project, sys.executable, "-m", "orchestration.scaleout", *args, timeout=4 * 3600)
-    return time.perf_counter() - started, _busy(psutil.cpu_times()) - cpu
+    lines = []
+    with subprocess.Popen([sys.executable, "-m", "orchestration.scaleout", *args], cwd=project, env=env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            lines.append((time.perf_counter() - started, line))
+    if process.returncode:
+        sys.exit(f"error: {' '.join(args)} in {project} failed:\n{''.join(line for _, line in lines[-20:])}")
+    phases = {key: next((round(t, 1) for t, line in lines if mark in line), None) for key, mark in PHASE_MARKS.items()}
+    return time.perf_counter() - started, _busy(psutil.cpu_times()) - cpu, phases
 
 
 def outputs(project, folder):
@@ -71,9 +87,10 @@ def side_by_side(workdir, name, overrides, command, compared, sweep=None, defaul
         project = make_project(workdir / f"{name}-{key}", merged(overrides, extra))
         if sweep:
             (project / "bench-sweep.yaml").write_text(yaml.safe_dump(sweep))
-        wall, cpu = timed(project, *command, "--jobs", str(jobs))
-        runs[key] = {"wall_s": wall, "cpu_s": cpu, "files": outputs(project, compared)}
-        print(f"  {name:24s} {key:22s}: {wall:7.1f} s wall, {cpu:7.1f} s CPU", flush=True)
+        wall, cpu, phases = timed(project, *command, "--jobs", str(jobs))
+        runs[key] = {"wall_s": wall, "cpu_s": cpu, "phases_s": phases, "files": outputs(project, compared)}
+        print(f"  {name:24s} {key:22s}: {wall:7.1f} s wall, {cpu:7.1f} s CPU; phases began at (s) "
+              f"{', '.join(f'{k} {v}' for k, v in phases.items() if v is not None)}", flush=True)
     files = {key: measured.pop("files") for key, measured in runs.items()}
     identical = files["jobs_1"] == files["jobs_2"]
     result = {**runs, "speedup": runs["jobs_1"]["wall_s"] / runs["jobs_2"]["wall_s"],

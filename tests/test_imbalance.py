@@ -82,8 +82,12 @@ def test_stratified_split_keeps_class_proportions_and_every_class_on_both_sides(
 
 def test_stratified_split_that_cannot_cover_every_class_is_a_user_error():
     labels = np.repeat(np.arange(10), 2)
-    with pytest.raises(UserError, match="split.val_fraction = 0.1"):
+    with pytest.raises(UserError, match="split.val_fraction = 0.1: cannot split 20 images into stratified "
+                                        "training and validation parts"):
         stratified_split(labels, 0.1, seed=0)
+
+
+NAMES = [f"c{c}" for c in range(10)]
 
 
 def raw_arrays(y):
@@ -125,19 +129,18 @@ def test_make_splits_is_seeded():
 
 def test_make_splits_with_a_class_missing_from_training_names_it():
     raw = raw_arrays(np.repeat(np.arange(9), 100).astype(np.uint8))  # no image of class 9
+    raw["class_names"] = np.array(NAMES)
     params = shipped_params({"imbalance": {"profile": "step", "ratio": 5, "n_max": 50}})
-    with pytest.raises(UserError, match="imbalance.n_max = 50: class 9 has only 0 training images"):
+    with pytest.raises(UserError, match="imbalance.n_max = 50: class c9 has only 0 training images"):
         make_splits(raw, params.imbalance, params.split)
-
-
-NAMES = [f"c{c}" for c in range(10)]
 
 
 def test_minority_classes_per_profile_are_named():
     counts = [100] * 10
-    assert minority_classes(imbalance(profile="step", minority_classes=[7, 2]), counts, NAMES)[0] == ["c2", "c7"]
+    assert minority_classes(imbalance(profile="step", minority_classes=[7, 2]), counts, NAMES) == (
+        ["c2", "c7"], "imbalance.minority_classes, the step profile's")
     assert minority_classes(imbalance(profile="longtail", class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]), counts,
-                            NAMES)[0] == ["c0", "c1", "c2", "c3", "c4"]
+                            NAMES) == (["c0", "c1", "c2", "c3", "c4"], "the tail half of imbalance.class_order")
     assert minority_classes(imbalance(profile="none"), counts, NAMES)[0] == []
 
 
@@ -152,16 +155,17 @@ def test_class_counts_lists_every_class_including_empty_ones_by_name():
     from classweights.imbalance import class_counts
 
     assert class_counts(np.array([2, 2, 0], dtype=np.uint8), ["cat", "dog", "owl"]) == {"cat": 1, "dog": 0, "owl": 2}
+    assert class_counts(np.array([0, 0, 1], dtype=np.uint8), ["cat", "dog", "owl"]) == {"cat": 2, "dog": 1, "owl": 0}
 
 
 def test_data_without_a_test_half_gets_a_stratified_held_out_split_with_its_own_imbalance():
     y = np.repeat(np.arange(3), [200, 60, 20]).astype(np.uint8)
     raw = {**raw_arrays(y), "class_names": np.array(["a", "b", "c"])}
     raw["x_test"], raw["y_test"] = raw["x_train"][:0], raw["y_train"][:0]
-    params = shipped_params({"imbalance": {"profile": "none"}, "split": {"test_fraction": 0.25, "val_fraction": 0.1}})
+    params = shipped_params({"imbalance": {"profile": "none"}, "split": {"test_fraction": 0.2, "val_fraction": 0.1}})
     splits = make_splits(raw, params.imbalance, params.split)
-    assert np.bincount(splits["y_test"]).tolist() == [50, 15, 5]  # a quarter of each class
-    assert np.bincount(np.concatenate([splits["y_train"], splits["y_val"]])).tolist() == [150, 45, 15]
+    assert np.bincount(splits["y_test"]).tolist() == [40, 12, 4]  # a fifth of each class (not sklearn's default 1/4)
+    assert np.bincount(np.concatenate([splits["y_train"], splits["y_val"]])).tolist() == [160, 48, 16]
     test_rows = {img.tobytes() for img in splits["x_test"]}
     assert not test_rows & {img.tobytes() for img in np.concatenate([splits["x_train"], splits["x_val"]])}
 
@@ -170,4 +174,14 @@ def test_the_profile_s_class_ids_are_checked_against_the_data_before_splitting()
     raw = {**raw_arrays(np.repeat(np.arange(3), 20).astype(np.uint8)), "class_names": np.array(["a", "b", "c"])}
     params = shipped_params({"imbalance": {"profile": "step", "minority_classes": [0, 4]}})
     with pytest.raises(UserError, match=r"imbalance.minority_classes = \[0, 4\]: the data has classes 0..2"):
+        make_splits(raw, params.imbalance, params.split)
+
+
+def test_a_held_out_test_split_that_cannot_cover_every_class_names_its_own_key():
+    y = np.repeat(np.arange(3), [30, 10, 1]).astype(np.uint8)  # one image of c: not in both parts
+    raw = {**raw_arrays(y), "class_names": np.array(["a", "b", "c"])}
+    raw["x_test"], raw["y_test"] = raw["x_train"][:0], raw["y_train"][:0]
+    params = shipped_params({"imbalance": {"profile": "none"}, "split": {"test_fraction": 0.2}})
+    with pytest.raises(UserError, match="^split.test_fraction = 0.2: cannot split 41 images into stratified "
+                                        "training and test parts"):
         make_splits(raw, params.imbalance, params.split)

@@ -53,6 +53,19 @@ def test_logit_adjusted_loss_at_tau_one_is_balanced_softmax():
                                -np.log(squared[np.arange(4), LABELS] / squared.sum(axis=1)), rtol=1e-5)
 
 
+@pytest.mark.parametrize("rows", [slice(0, 1), slice(1, 4)], ids=["one example", "fewer examples than classes"])
+def test_every_loss_gives_each_example_its_own_value_in_the_logits_dtype(rows):
+    def remedy_losses(labels, logits):
+        return {"focal": losses.focal_loss(labels, logits, 2.0),
+                "ldam": losses.ldam_loss(labels, np.tanh(logits), losses.ldam_margins(COUNTS, 0.5), 30.0),
+                "logit_adjusted": losses.logit_adjusted_loss(labels, logits, losses.log_prior(COUNTS), 1.0)}
+
+    whole = remedy_losses(LABELS, LOGITS)
+    for name, value in remedy_losses(LABELS[rows], LOGITS[rows]).items():
+        assert tuple(value.shape) == (len(LABELS[rows]),) and keras.backend.standardize_dtype(value.dtype) == "float32", name
+        np.testing.assert_allclose(np.asarray(value), np.asarray(whole[name])[rows], rtol=1e-6, err_msg=name)
+
+
 def test_log_prior_and_training_counts():
     np.testing.assert_allclose(losses.log_prior([1, 3]), np.log([0.25, 0.75]))
     assert losses.training_counts(np.array([2, 0, 2, 2], np.uint8), 4).tolist() == [1, 0, 3, 0]
