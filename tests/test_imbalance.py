@@ -166,6 +166,7 @@ def test_data_without_a_test_half_gets_a_stratified_held_out_split_with_its_own_
     splits = make_splits(raw, params.imbalance, params.split)
     assert np.bincount(splits["y_test"]).tolist() == [40, 12, 4]  # a fifth of each class (not sklearn's default 1/4)
     assert np.bincount(np.concatenate([splits["y_train"], splits["y_val"]])).tolist() == [160, 48, 16]
+    assert np.array_equal(make_splits(raw, params.imbalance, params.split)["x_test"], splits["x_test"])  # seeded
     test_rows = {img.tobytes() for img in splits["x_test"]}
     assert not test_rows & {img.tobytes() for img in np.concatenate([splits["x_train"], splits["x_val"]])}
 
