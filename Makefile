@@ -40,9 +40,9 @@ sweep-report: setup
 	$(BIN)/python -m orchestration.sweep '$(SWEEP)' --pull
 
 # One pytest worker per core; a test file's tests stay on one worker, so its module fixtures
-# (a finished tiny project, a shared origin) are built once.
+# (a finished tiny project, a shared origin) are built once. The 15 slowest tests are listed last.
 test: setup
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=15
 
 bench: setup
 	$(BIN)/python -m bench.benchmark
