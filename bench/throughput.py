@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.benchmark import print_goals_and_save  # noqa: E402
+from classweights.machine import describe  # noqa: E402
 from tools.sandbox import env, make_project, merged  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -121,7 +122,7 @@ def main():
     tiny = {"imbalance": {"n_max": 40}, "train": {"epochs": 1}}
     small = tiny if args.tiny else {}
     sweep_params = {**tiny, "train": {"seeds": [0, 1], "epochs": 1}}
-    results = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "tiny": args.tiny,
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": describe(1), "cores": os.cpu_count(), "tiny": args.tiny,
                "full_size_seeds": args.seeds, "full_size_epochs": args.epochs,
                "load_average_before": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
