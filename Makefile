@@ -39,10 +39,11 @@ sweep: setup
 sweep-report: setup
 	$(BIN)/python -m orchestration.sweep '$(SWEEP)' --pull
 
-# One pytest worker per core; a test file's tests stay on one worker, so its module fixtures
-# (a finished tiny project, a shared origin) are built once. The 15 slowest tests are listed last.
+# One pytest worker per core and one more (tests/conftest.py). A test file's tests stay on one
+# worker, so its module fixtures (a shared origin, a cluster) are built once; the files go out
+# slowest first, in conftest's order. The 15 slowest tests are listed last.
 test: setup
-	$(BIN)/python -m pytest -n auto --dist loadfile --durations=15
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=15
 
 bench: setup
 	$(BIN)/python -m bench.benchmark

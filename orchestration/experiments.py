@@ -179,10 +179,12 @@ def report_failures(states):
 def training_counts(names):
     """(trained, restored) (arm, seed) trainings in the named experiments, read from DVC's
     own log lines: "Running stage 'train_…'" versus "Stage 'train_…' is cached"."""
-    logs = "\n".join(queue_log(name) for name in names)
-    trained = len(re.findall(r"Running stage 'train_", logs))
-    restored = len(RESTORED.findall(logs))
-    return trained, restored
+    return count_trainings("\n".join(queue_log(name) for name in names))
+
+
+def count_trainings(log):
+    """(trained, restored) (arm, seed) trainings in the output of a DVC run."""
+    return len(re.findall(r"Running stage 'train_", log)), len(RESTORED.findall(log))
 
 
 def clear_queue_records(names):
@@ -260,6 +262,15 @@ def point_task_commands(name, set_options, git_remote="origin"):
     remotes' run cache holds), then the experiment and its run records pushed to the remotes."""
     return [["dvc", "exp", "run", "--pull", "--name", name, *set_options],
             ["dvc", "exp", "push", "--run-cache", git_remote, name]]
+
+
+def unweighted_task_commands(set_options):
+    """What a cluster task runs in its clone to train a grid point's unweighted arm, every seed,
+    for the point and its group's other points to restore: those stages (and what they need)
+    under the point's params, then their outputs and run records pushed to the DVC remote. The
+    experiment DVC records in the clone is not kept: the points make their own."""
+    return [["dvc", "exp", "run", "--pull", *set_options, "train_unweighted"],
+            ["dvc", "push", "--run-cache", "train_unweighted"]]
 
 
 def training_task_commands(stage):

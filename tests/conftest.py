@@ -2,23 +2,60 @@
 a misbehaving HTTP server on 127.0.0.1 and a folder of small made-up Fashion-MNIST files."""
 import gzip
 import http.server
+import os
+import subprocess
 import threading
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 from tests.fakes import fake_images, idx_bytes, sha256
 from tools.sandbox import clone_finished, commit, dvc, make_project
 
 
+# The end-to-end modules, slowest first (`make test` lists the slowest tests): pytest-xdist
+# hands whole modules to its workers in this order (--no-loadscope-reorder), so that the long
+# ones start at once and the short ones fill in, and the workers end together.
+SLOWEST_MODULES = ["test_scaleout.py", "test_cluster.py", "test_first_hour.py", "test_pipeline.py",
+                   "test_own_data.py", "test_bench.py", "test_faults.py", "test_reproducibility.py",
+                   "test_model.py", "test_remedies.py"]
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker more than cores. The end-to-end tests spend part of their time waiting
+    on their subprocesses (DVC's queue, a Dask cluster, a killed training); on 2 cores, 3 workers
+    kept the cores 96% busy (docs/scale-out.md)."""
+    return (os.cpu_count() or 1) + 1
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
+
+
 @pytest.fixture(scope="session")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, worker_id):
     """A tiny project (tools.sandbox.TINY: 2 seeds, 1 epoch) after its first `dvc repro`, with
-    dvc.lock committed, and that run's output. Read it; to change anything, use `project`."""
-    project = make_project(tmp_path_factory.mktemp("finished"))
-    first = dvc(project, "repro")
-    commit(project, "first run")
-    return project, first
+    dvc.lock committed, and that run's output. Read it; to change anything, use `project`.
+    It runs once per test session: the first pytest-xdist worker to get here builds it in the
+    folder all workers share, and each worker reads its own copy."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # under pytest-xdist: the session's folder, above each worker's
+        shared = shared.parent
+    with FileLock(shared / "finished.lock"):
+        if not (shared / "finished.out").exists():
+            project = make_project(shared / "finished-built")
+            first = dvc(project, "repro")
+            commit(project, "first run")
+            (shared / "finished.err").write_text(first.stderr)
+            (shared / "finished.out").write_text(first.stdout)  # last: the mark that it is built
+    project = clone_finished(shared / "finished-built", tmp_path_factory.mktemp("finished") / "project")
+    return project, subprocess.CompletedProcess(["dvc", "repro"], 0, (shared / "finished.out").read_text(),
+                                                (shared / "finished.err").read_text())
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 (one thread each, their own scratch directories) on 127.0.0.1, a bare git origin and a
 local-directory DVC remote, driven through `make sweep CLUSTER=…` and `make repro CLUSTER=…`."""
 import csv
+import re
 import subprocess
 import time
 
@@ -20,8 +21,10 @@ def cluster(tmp_path_factory):
     cluster.close()
 
 
-# One point per worker: enough for a killed worker's task to move to the other one
-PAIR_SWEEP = {"grid": {"imbalance.ratio": [2, 5]}}
+# Two strategies at one ratio: their unweighted arm is trained once, by a task of its own, then
+# the two points run side by side, one per worker (so a killed worker's point moves to the other)
+PAIR_SWEEP = {"grid": {"weights.strategy": ["balanced", "sqrt_inverse"]}}
+DONE = re.compile(r"^\[\d/(\d)\] done (.+): (\d) trained, (\d) restored from the run cache$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +51,10 @@ def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_f
     out, err = sweep.communicate(timeout=900)
     assert sweep.returncode == 0, out + err
     assert "2 grid points, 0 already done; sending 2 to the cluster" in out
-    assert sorted(line.split()[-1] for line in out.splitlines() if " done sweep-" in line) == sorted(
-        row["experiment"] for row in csv.DictReader(open(local / "sweep/sweep.csv", newline="")))
+    points = sorted(row["experiment"] for row in csv.DictReader(open(local / "sweep/sweep.csv", newline="")))
+    done = DONE.findall(out)  # the arm trains once; each point restores it and trains its own arm
+    assert done[0] == ("3", f"unweighted arm of {points[0]}", "1", "0"), out
+    assert sorted(done[1:]) == [("3", name, "1", "1") for name in points], out
     assert "FAILED" not in err
     for name in ("sweep.csv", "sweep.md"):
         assert (driver / "sweep" / name).read_bytes() == (local / "sweep" / name).read_bytes(), name
@@ -75,8 +80,8 @@ def test_repro_on_the_cluster_gives_the_local_run_s_dvc_lock_and_metrics(origin,
     driver = clone(origin, "repro-driver")
     result = make(driver, "repro", f"CLUSTER={cluster.address}")
     assert "training 2 (arm, seed) pairs on the cluster" in result.stdout
-    assert sorted(line.split()[-1] for line in result.stdout.splitlines() if " done train_" in line) == [
-        "train_unweighted@1", "train_weighted@1"]
+    assert sorted(DONE.findall(result.stdout)) == [("2", "train_unweighted@1", "1", "0"),
+                                                   ("2", "train_weighted@1", "1", "0")]
     final = result.stdout.split("on the cluster", 1)[1]
     assert "Running stage 'train_" not in final  # every training restored from the run cache
     assert (driver / "dvc.lock").read_text() == (local / "dvc.lock").read_text()

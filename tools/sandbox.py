@@ -158,9 +158,14 @@ class LocalCluster:
         self.scheduler = self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0",
                                      "--no-dashboard", "--scheduler-file", str(file), config=config)
         deadline = time.monotonic() + 60
-        while not file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        self.address = json.loads(file.read_text())["address"]
+        while time.monotonic() < deadline:  # the scheduler may have created the file, not yet written it
+            try:
+                self.address = json.loads(file.read_text())["address"]
+                break
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.2)
+        else:
+            raise AssertionError(f"no Dask scheduler address in {file} after 60 s; see {self.tmp / 'scheduler.log'}")
         for k in range(1, workers + 1):
             self.start_worker(f"worker-{k}")
         self.wait_for_workers(workers)
