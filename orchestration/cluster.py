@@ -2,7 +2,8 @@
 
 One Dask task per grid point (or per (arm, seed) training): a clean clone of the git remote
 `origin` at this checkout's commit in the worker's scratch directory, `dvc exp run -S …` (or
-`dvc repro TRAINING`), then `dvc exp push` / `dvc push --run-cache` to the shared remotes.
+`dvc repro TRAINING`), then `dvc exp push` / `dvc push --run-cache` to the shared remotes
+(points that share an unweighted arm wait for one task that trains it: group_jobs).
 This checkout then pulls what finished and draws the map, or restores the trainings from the
 shared run cache (`dvc repro --pull`) as a local `make repro` does from its own. Dask's
 scheduler does the rest: it balances the tasks over the workers and re-runs the task of a
@@ -177,8 +178,10 @@ def run_sweep(path, address):
         for point in missing:
             groups.setdefault(sweep.unweighted_group(point), []).append(point)
         arm_done = {sweep.unweighted_group(record["point"]) for record in matched}  # on the remote run cache
+        waiting = [group for group, group_points in groups.items() if len(group_points) > 1 and group not in arm_done]
+        arm_tasks = sum(client.nthreads().values()) > len(waiting)  # else no worker would idle anyway
         failed = run_all(client, origin, commit, [job for group, group_points in groups.items()
-                                                  for job in group_jobs(fixed, group_points, group in arm_done)])
+                                                  for job in group_jobs(fixed, group_points, group in arm_done, arm_tasks)])
     sweep.collect(path, pull=True)
     failed_points = set(failed) & {sweep.point_name(point) for point in missing}  # not an arm's task alone
     if failed_points:
@@ -186,16 +189,20 @@ def run_sweep(path, address):
                         "retry only those")
 
 
-def group_jobs(fixed, points, arm_done):
-    """run_all's jobs for the missing points that share an unweighted arm. Each point is a task;
-    when several still need the arm, one task trains it first and the points then run side by
-    side, restoring it from the remote run cache (`--pull`). So a point waits for the arm's
-    trainings (half of a point's), not for a whole point, and a sweep's longest chain is the
-    arm plus one point."""
+def group_jobs(fixed, points, arm_done, arm_task):
+    """run_all's jobs for the missing points that share an unweighted arm. Each point is a task.
+    When the arm still has to be trained, the first point trains it and the others restore it
+    from the remote run cache (`--pull`) once that point has ended; with arm_task (more workers
+    than such groups, so some would idle), a task of its own trains the arm and then all the
+    points run side by side, so the longest chain is the arm plus one point, not two points.
+    It costs a task more (a clone, the first stages again, the pushes), so it is not done when
+    every worker would be busy anyway (measured in docs/scale-out.md)."""
     tasks = [(sweep.point_name(p), experiments.point_task_commands(sweep.point_name(p), sweep.set_options({**fixed, **p})))
              for p in points]
     if arm_done or len(tasks) == 1:
         return [(*task, []) for task in tasks]
+    if not arm_task:
+        return [(*tasks[0], tasks[1:])]
     arm = experiments.unweighted_task_commands(sweep.set_options({**fixed, **points[0]}))
     return [(f"unweighted arm of {tasks[0][0]}", arm, tasks)]
 
