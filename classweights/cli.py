@@ -29,14 +29,14 @@ def run_stage(main):
     except KeyboardInterrupt:
         print("error: interrupted; no finished output was written", file=sys.stderr)
         code = EXIT_INTERRUPTED
-    if "tensorflow" in sys.modules:  # a training: see below
+    if "tensorflow" in sys.modules and code != EXIT_INTERRUPTED:  # a training that ended: see below
         exit_without_teardown(code)
     sys.exit(code)
 
 
 def exit_without_teardown(code):
     """Tearing TensorFlow's modules down at exit costs a training process 2-3 s of CPU, a
-    fifth of a tiny training (docs/scale-out.md); every output is written and closed by now
+    fifth of a tiny training (docs/speed.md); every output is written and closed by now
     (files.atomic_path renames it into place), so skip the teardown."""
     sys.stdout.flush()
     sys.stderr.flush()

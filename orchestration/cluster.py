@@ -3,7 +3,7 @@
 One Dask task per grid point (or per (arm, seed) training): a clean clone of the git remote
 `origin` at this checkout's commit in the worker's scratch directory, `dvc exp run -S …` (or
 `dvc repro TRAINING`), then `dvc exp push` / `dvc push --run-cache` to the shared remotes
-(points that share an unweighted arm wait for one task that trains it: group_jobs).
+(points that share an unweighted arm train it once: group_jobs).
 This checkout then pulls what finished and draws the map, or restores the trainings from the
 shared run cache (`dvc repro --pull`) as a local `make repro` does from its own. Dask's
 scheduler does the rest: it balances the tasks over the workers and re-runs the task of a

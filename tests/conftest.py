@@ -25,7 +25,7 @@ SLOWEST_MODULES = ["test_scaleout.py", "test_cluster.py", "test_first_hour.py", 
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: one worker more than cores. The end-to-end tests spend part of their time waiting
     on their subprocesses (DVC's queue, a Dask cluster, a killed training); on 2 cores, 3 workers
-    kept the cores 96% busy (docs/scale-out.md)."""
+    kept the cores 96% busy (docs/speed.md)."""
     return (os.cpu_count() or 1) + 1
 
 

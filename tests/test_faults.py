@@ -188,7 +188,7 @@ def test_a_stage_killed_outside_dvc_keeps_the_previous_output_whole(project):
     assert (project / "models/unweighted/.seed_0.partial").is_dir()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted; no finished output was written"
     assert (project / "models/unweighted/seed_0/model.keras").read_bytes() == before
     assert no_partials(project) == []
