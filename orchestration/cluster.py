@@ -177,11 +177,10 @@ def run_sweep(path, address):
         groups = {}
         for point in missing:
             groups.setdefault(sweep.unweighted_group(point), []).append(point)
-        arm_done = {sweep.unweighted_group(record["point"]) for record in matched}  # on the remote run cache
-        waiting = [group for group, group_points in groups.items() if len(group_points) > 1 and group not in arm_done]
-        arm_tasks = sum(client.nthreads().values()) > len(waiting)  # else no worker would idle anyway
-        failed = run_all(client, origin, commit, [job for group, group_points in groups.items()
-                                                  for job in group_jobs(fixed, group_points, group in arm_done, arm_tasks)])
+        # arm tasks pay off when every point of the groups can then run at once
+        arm_tasks = sum(client.nthreads().values()) >= sum(len(g) for g in groups.values() if len(g) > 1)
+        failed = run_all(client, origin, commit, [job for group_points in groups.values()
+                                                  for job in group_jobs(fixed, group_points, arm_tasks)])
     sweep.collect(path, pull=True)
     failed_points = set(failed) & {sweep.point_name(point) for point in missing}  # not an arm's task alone
     if failed_points:
@@ -189,18 +188,17 @@ def run_sweep(path, address):
                         "retry only those")
 
 
-def group_jobs(fixed, points, arm_done, arm_task):
-    """run_all's jobs for the missing points that share an unweighted arm. Each point is a task.
-    When the arm still has to be trained, the first point trains it and the others restore it
-    from the remote run cache (`--pull`) once that point has ended; with arm_task (more workers
-    than such groups, so some would idle), a task of its own trains the arm and then all the
-    points run side by side, so the longest chain is the arm plus one point, not two points.
-    It costs a task more (a clone, the first stages again, the pushes), so it is not done when
-    every worker would be busy anyway (measured in docs/scale-out.md)."""
+def group_jobs(fixed, points, arm_task):
+    """run_all's jobs for the missing points that share an unweighted arm. Each point is a task:
+    the first trains the arm and the others restore it from the remote run cache (`--pull`)
+    once that point has ended. With arm_task (workers enough to run every such point at once),
+    a task of its own trains the arm and then all the points run side by side, so the longest
+    chain is the arm plus one point, not two points. It costs a task more (a clone, the first
+    stages again, the pushes), so not when the workers would be busy anyway (docs/scale-out.md)."""
     tasks = [(sweep.point_name(p), experiments.point_task_commands(sweep.point_name(p), sweep.set_options({**fixed, **p})))
              for p in points]
-    if arm_done or len(tasks) == 1:
-        return [(*task, []) for task in tasks]
+    if len(tasks) == 1:
+        return [(*tasks[0], [])]
     if not arm_task:
         return [(*tasks[0], tasks[1:])]
     arm = experiments.unweighted_task_commands(sweep.set_options({**fixed, **points[0]}))

@@ -3,6 +3,7 @@ a misbehaving HTTP server on 127.0.0.1 and a folder of small made-up Fashion-MNI
 import gzip
 import http.server
 import os
+import shutil
 import subprocess
 import threading
 
@@ -16,17 +17,20 @@ from tools.sandbox import clone_finished, commit, dvc, make_project
 
 # The end-to-end modules, slowest first (`make test` lists the slowest tests): pytest-xdist
 # hands whole modules to its workers in this order (--no-loadscope-reorder), so that the long
-# ones start at once and the short ones fill in, and the workers end together.
+# ones start at once and the short ones fill in.
 SLOWEST_MODULES = ["test_scaleout.py", "test_cluster.py", "test_first_hour.py", "test_pipeline.py",
                    "test_own_data.py", "test_bench.py", "test_faults.py", "test_reproducibility.py",
                    "test_model.py", "test_remedies.py"]
 
 
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: one worker more than cores. The end-to-end tests spend part of their time waiting
-    on their subprocesses (DVC's queue, a Dask cluster, a killed training); on 2 cores, 3 workers
-    kept the cores 96% busy (docs/speed.md)."""
-    return (os.cpu_count() or 1) + 1
+    """`-n auto`: one worker more than the cores this process may use (unless
+    PYTEST_XDIST_AUTO_NUM_WORKERS says otherwise). The end-to-end tests spend part of their time
+    waiting on their subprocesses (DVC's queue, a Dask cluster, a killed training); on 2 cores,
+    3 workers kept the cores over 90% busy (docs/speed.md)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own reading of it
+    return len(os.sched_getaffinity(0)) + 1
 
 
 def pytest_collection_modifyitems(items):
@@ -48,6 +52,8 @@ def finished(tmp_path_factory, worker_id):
         shared = shared.parent
     with FileLock(shared / "finished.lock"):
         if not (shared / "finished.out").exists():
+            shutil.rmtree(shared / "finished-built", ignore_errors=True)  # a build that failed
+            (shared / "finished-built").mkdir()
             project = make_project(shared / "finished-built")
             first = dvc(project, "repro")
             commit(project, "first run")

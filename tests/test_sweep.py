@@ -143,7 +143,7 @@ def test_a_cluster_with_idle_workers_trains_a_group_s_arm_first_then_its_points_
 
     fixed = {"train.epochs": 2}
     ratio_5 = [p for p in sweep.queue_order(GRID) if p["imbalance.ratio"] == 5]
-    (arm,) = cluster.group_jobs(fixed, ratio_5, arm_done=False, arm_task=True)
+    (arm,) = cluster.group_jobs(fixed, ratio_5, arm_task=True)
     name, commands, later = arm
     assert name == f"unweighted arm of {sweep.point_name(ratio_5[0])}"
     assert commands[0][:4] == ["dvc", "exp", "run", "--pull"] and commands[0][-1] == "train_unweighted"
@@ -151,13 +151,10 @@ def test_a_cluster_with_idle_workers_trains_a_group_s_arm_first_then_its_points_
     assert commands[1] == ["dvc", "push", "--run-cache", "train_unweighted"]
     assert [n for n, _ in later] == [sweep.point_name(p) for p in ratio_5]  # every point, the first too
     assert all(c[0][:3] == ["dvc", "exp", "run"] and "train_unweighted" not in c[0] for _, c in later)
-    # the arm is on the remotes already (a finished point), or the group is one point: no arm task
-    done = cluster.group_jobs(fixed, ratio_5, arm_done=True, arm_task=True)
-    assert [(n, later) for n, _, later in done] == [(sweep.point_name(p), []) for p in ratio_5]
-    lone = cluster.group_jobs(fixed, ratio_5[:1], arm_done=False, arm_task=True)
+    lone = cluster.group_jobs(fixed, ratio_5[:1], arm_task=True)  # one point: it trains the arm itself
     assert [(n, later) for n, _, later in lone] == [(sweep.point_name(ratio_5[0]), [])]
-    # every worker busy anyway: the first point trains the arm, the others wait for it
-    ((first, commands, later),) = cluster.group_jobs(fixed, ratio_5, arm_done=False, arm_task=False)
+    # workers busy anyway: the first point trains the arm, the others wait for it
+    ((first, commands, later),) = cluster.group_jobs(fixed, ratio_5, arm_task=False)
     assert first == sweep.point_name(ratio_5[0]) and "train_unweighted" not in commands[0]
     assert [n for n, _ in later] == [sweep.point_name(ratio_5[1])]
 
