@@ -165,6 +165,7 @@ class LocalCluster:
             except (FileNotFoundError, json.JSONDecodeError):
                 time.sleep(0.2)
         else:
+            os.killpg(self.scheduler.pid, signal.SIGKILL)  # no one would close it
             raise AssertionError(f"no Dask scheduler address in {file} after 60 s; see {self.tmp / 'scheduler.log'}")
         for k in range(1, workers + 1):
             self.start_worker(f"worker-{k}")
