@@ -195,14 +195,15 @@ def group_jobs(fixed, points, arm_task):
     a task of its own trains the arm and then all the points run side by side, so the longest
     chain is the arm plus one point, not two points. It costs a task more (a clone, the first
     stages again, the pushes), so not when the workers would be busy anyway (docs/scale-out.md)."""
-    tasks = [(sweep.point_name(p), experiments.point_task_commands(sweep.point_name(p), sweep.set_options({**fixed, **p})))
-             for p in points]
+    names = [sweep.point_name(point) for point in points]
+    tasks = [(name, experiments.point_task_commands(name, sweep.set_options({**fixed, **point})))
+             for name, point in zip(names, points)]
     if len(tasks) == 1:
         return [(*tasks[0], [])]
     if not arm_task:
         return [(*tasks[0], tasks[1:])]
     arm = experiments.unweighted_task_commands(sweep.set_options({**fixed, **points[0]}))
-    return [(f"unweighted arm of {tasks[0][0]}", arm, tasks)]
+    return [(f"unweighted arm of {names[0]}", arm, tasks)]
 
 
 def run_repro(address):
