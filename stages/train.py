@@ -3,6 +3,7 @@ if not __package__:  # run by path, Python would not find the project's packages
     raise SystemExit("error: run stages as `python -m stages.train` from the project root, or `dvc repro`")
 
 import argparse
+import sys
 
 from classweights.cli import run_stage
 from classweights.files import read_arrays, read_json
@@ -20,6 +21,11 @@ def main():
     splits = read_arrays(SPLITS, ["x_train", "y_train", "x_val", "y_val", "x_test", "class_names"])
     class_weight = read_json(WEIGHTS) if args.arm == "weighted" else None
 
+    # Keras imports scikit-learn, pandas and matplotlib at start-up only to offer its wrappers
+    # and plots, which a training never uses; marked absent, they cost no time (~2 s of CPU a
+    # training, docs/speed.md). setdefault: a process that has them already keeps them.
+    for unused in ("sklearn", "pandas", "matplotlib"):
+        sys.modules.setdefault(unused, None)
     from classweights.model import train_arm  # TensorFlow only once the inputs are known good
 
     if args.arm == "weighted":  # the remedy arm: its loss, its weights, from its epoch on
