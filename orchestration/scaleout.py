@@ -184,7 +184,8 @@ def run_sweep(path, jobs, shard_spec):
     states = experiments.queue_states([sweep.point_name(p) for p in points])
     in_flight = [name for name, state in states.items() if state in experiments.ACTIVE]  # from an interrupted run
     missing = [p for p in points if sweep.point_label(p) not in done and sweep.point_name(p) not in in_flight]
-    print(f"sweep {path}: {len(points)} grid points{f' in shard {index}/{count}' if count > 1 else ''}, "
+    print(f"sweep {path}: {len(points)} grid point{'s' * (len(points) != 1)}"
+          f"{f' in shard {index}/{count}' if count > 1 else ''}, "
           f"{len(points) - len(missing)} already done or running; queuing {len(missing)}", flush=True)
     states = {}
     for batch in sweep.batches(missing, jobs, trained={sweep.unweighted_group(r["point"]) for r in matched}):
@@ -200,7 +201,7 @@ def run_sweep(path, jobs, shard_spec):
     if count > 1:
         ours = [record["name"] for record in matched] + finished
         experiments.share(ours)
-        print(f"pushed {len(ours)} experiments of shard {index}/{count}; `make sweep-report` on any clone draws the map")
+        print(f"pushed {len(ours)} experiment{'s' * (len(ours) != 1)} of shard {index}/{count}; `make sweep-report` on any clone draws the map")
     sweep.collect(path)
     if failed:
         raise UserError(f"{failed} grid point(s) failed (above); run `make sweep` again to retry only those")

@@ -41,7 +41,10 @@ def failing_make(project, *args):
 
 def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_for_byte(origin, cluster):
     local = clone(origin, "local")
-    make(local, "sweep", "SWEEP=pair-sweep.yaml", "JOBS=2")
+    # more queue workers than groups: the second point still waits for the first, then restores
+    # their shared unweighted arm from the run cache
+    assert "(arm, seed) trainings: 3 ran, 1 restored from the run cache" in \
+        make(local, "sweep", "SWEEP=pair-sweep.yaml", "JOBS=2").stdout
 
     driver = clone(origin, "driver")
     sweep = subprocess.Popen([*MAKE, "sweep", "SWEEP=pair-sweep.yaml", f"CLUSTER={cluster.address}"], cwd=driver,
