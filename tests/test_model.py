@@ -38,27 +38,33 @@ def test_model_takes_raw_uint8_images_and_is_the_notebooks_network():
     assert proba.shape == (2, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
 
 
-def test_same_seed_same_model_different_seed_different_model(splits):
+def test_same_seed_same_model_and_saved_bytes_with_no_date_different_seed_different_model(splits, tmp_path):
     first, _ = train_model(splits, TRAIN, seed=3)
     again, _ = train_model(splits, TRAIN, seed=3)
     other, _ = train_model(splits, TRAIN, seed=4)
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), again.get_weights()))
     assert not np.array_equal(first.get_weights()[0], other.get_weights()[0])
+    # equal weights, but different Python objects (Keras writes their ids into config.json)
+    # saved at different times
+    save_model(first, tmp_path / "first.keras")
+    save_model(again, tmp_path / "again.keras")
+    assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "again.keras").read_bytes()
+    with zipfile.ZipFile(tmp_path / "first.keras") as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert set(json.loads(archive.read("metadata.json"))) == {"keras_version"}
+    reloaded = load_model(tmp_path / "first.keras")
+    assert np.array_equal(predict_proba(reloaded, splits["x_test"]), predict_proba(first, splits["x_test"]))
 
 
-def test_class_weights_change_the_training_loss(splits):
+def test_class_weights_change_the_training_loss_also_read_back_from_json_with_string_keys(splits):
+    weights = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
     _, plain = train_model(splits, TRAIN, seed=0)
     _, unit = train_model(splits, TRAIN, seed=0, class_weight={c: 1.0 for c in range(10)})
-    _, weighted = train_model(splits, TRAIN, seed=0, class_weight={c: (5.0 if c >= 5 else 0.2) for c in range(10)})
+    _, weighted = train_model(splits, TRAIN, seed=0, class_weight=weights)
+    _, json_keys = train_model(splits, TRAIN, seed=0, class_weight={str(c): w for c, w in weights.items()})
     assert unit["loss"] == pytest.approx(plain["loss"], rel=1e-6)  # weights of 1 change nothing
     assert abs(weighted["loss"][0] - plain["loss"][0]) > 0.05  # real weights change the loss
-
-
-def test_weights_read_back_from_json_with_string_keys_still_weigh(splits):
-    weights = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
-    _, int_keys = train_model(splits, TRAIN, seed=0, class_weight=weights)
-    _, json_keys = train_model(splits, TRAIN, seed=0, class_weight={str(c): w for c, w in weights.items()})
-    assert json_keys["loss"] == int_keys["loss"]  # Keras would silently weigh every sample 1.0
+    assert json_keys["loss"] == weighted["loss"]  # Keras would silently weigh every sample 1.0
 
 
 def test_train_arm_writes_model_predictions_and_curves_that_agree(splits, tmp_path, capsys):
@@ -78,21 +84,6 @@ def test_train_arm_writes_model_predictions_and_curves_that_agree(splits, tmp_pa
     assert [line.split("  ")[:2] for line in lines] == [["train_weighted@0", "epoch 1/2"], ["train_weighted@0", "epoch 2/2"]]
     assert lines[-1].split("  ")[2] == f"loss {curves['loss'][-1]:.2f}"
     assert lines[-1].split("  ")[3] == f"val_acc {curves['val_accuracy'][-1]:.2f}"
-
-
-def test_saved_model_holds_no_date_and_the_same_training_saves_the_same_bytes(splits, tmp_path):
-    # two models trained alike in one process: equal weights, but different Python objects
-    # (Keras writes their ids into config.json) and saved at different times
-    first, _ = train_model(splits, TRAIN, seed=1)
-    again, _ = train_model(splits, TRAIN, seed=1)
-    save_model(first, tmp_path / "first.keras")
-    save_model(again, tmp_path / "again.keras")
-    assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "again.keras").read_bytes()
-    with zipfile.ZipFile(tmp_path / "first.keras") as archive:
-        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
-        assert set(json.loads(archive.read("metadata.json"))) == {"keras_version"}
-    reloaded = load_model(tmp_path / "first.keras")
-    assert np.array_equal(predict_proba(reloaded, splits["x_test"]), predict_proba(first, splits["x_test"]))
 
 
 def test_training_uses_one_thread_of_each_kind():
