@@ -201,7 +201,8 @@ def run_sweep(path, jobs, shard_spec):
     if count > 1:
         ours = [record["name"] for record in matched] + finished
         experiments.share(ours)
-        print(f"pushed {len(ours)} experiment{'s' * (len(ours) != 1)} of shard {index}/{count}; `make sweep-report` on any clone draws the map")
+        print(f"pushed {len(ours)} experiment{'s' * (len(ours) != 1)} of shard {index}/{count}; "
+              "`make sweep-report` on any clone draws the map")
     sweep.collect(path)
     if failed:
         raise UserError(f"{failed} grid point(s) failed (above); run `make sweep` again to retry only those")
