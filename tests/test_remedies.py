@@ -39,21 +39,28 @@ def same(first, second):
     return all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
 
 
+@pytest.fixture(scope="module")
+def unweighted(splits):
+    """The unweighted arm's weights after 1 and after 2 epochs, seed 0: what deferral is compared with."""
+    train, _ = remedy()
+    return (train_model(splits, train.model_copy(update={"epochs": 1}), 0)[0].get_weights(),
+            train_model(splits, train, 0)[0].get_weights())
+
+
 @pytest.mark.parametrize("apply", ["loss", "sampling"])
-def test_deferred_weights_switch_on_at_exactly_the_named_epoch(splits, apply):
+def test_deferred_weights_switch_on_at_exactly_the_named_epoch(splits, unweighted, apply):
     train, loss = remedy(apply=apply, defer_epoch=2)
+    one_epoch, two_epochs = unweighted
     snapshots = Snapshots()
     deferred, history = train_model(splits, train, 0, WEIGHTS, apply, callbacks=[snapshots], loss=loss, defer_epoch=2)
-    one_epoch, _ = train_model(splits, train.model_copy(update={"epochs": 1}), 0)
-    two_epochs, _ = train_model(splits, train, 0)
     # epoch 1 is the unweighted arm's epoch 1, to the bit; epoch 2 is weighted
-    assert same(snapshots.after_epoch[0], one_epoch.get_weights())
-    assert not np.array_equal(deferred.get_weights()[0], two_epochs.get_weights()[0])
+    assert same(snapshots.after_epoch[0], one_epoch)
+    assert not np.array_equal(deferred.get_weights()[0], two_epochs[0])
     assert len(snapshots.after_epoch) == len(history["loss"]) == 2
     # deferral to epoch 1 is no deferral: the weights act from the first epoch
     from_start = Snapshots()
     train_model(splits, train, 0, WEIGHTS, apply, callbacks=[from_start], loss=loss, defer_epoch=1)
-    assert not np.array_equal(from_start.after_epoch[0][0], one_epoch.get_weights()[0])
+    assert not np.array_equal(from_start.after_epoch[0][0], one_epoch[0])
 
 
 @pytest.mark.parametrize("name, apply, head", [
