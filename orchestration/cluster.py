@@ -172,7 +172,8 @@ def run_sweep(path, address):
         matched = sweep.match_points(sweep.read_base(), fixed, points, sweep.finished_experiments())
         done = {sweep.point_label(record["point"]) for record in matched}
         missing = [p for p in sweep.queue_order(points) if sweep.point_label(p) not in done]
-        print(f"sweep {path}: {len(points)} grid points, {len(points) - len(missing)} already done; "
+        print(f"sweep {path}: {len(points)} grid point{'s' * (len(points) != 1)}, "
+              f"{len(points) - len(missing)} already done; "
               f"sending {len(missing)} to the cluster", flush=True)
         groups = {}
         for point in missing:
