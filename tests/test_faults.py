@@ -194,6 +194,16 @@ def test_a_stage_killed_outside_dvc_keeps_the_previous_output_whole(project):
     assert no_partials(project) == []
 
 
+def test_a_training_that_ended_leaves_none_of_tensorflow_s_temporary_files(project, tmp_path):
+    # its fast exit skips the interpreter's teardown, not the atexit handlers that delete them
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    result = subprocess.run([sys.executable, "-m", "stages.train", "--arm", "weighted", "--seed", "0"], cwd=project,
+                            env={**env(), "TMPDIR": str(temporary)}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in temporary.iterdir()) == []
+
+
 def test_fetch_killed_mid_download_leaves_no_file_a_later_run_could_trust(project, http_server):
     http_server.routes["/mnist.npz"] = [("half_then_stall", b"m" * 2_000_000)]
     set_params(project, {"data": {"source": "mnist", "mirror": http_server.url}})
