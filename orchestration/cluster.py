@@ -199,9 +199,7 @@ def group_jobs(fixed, points, arm_task):
     names = [sweep.point_name(point) for point in points]
     tasks = [(name, experiments.point_task_commands(name, sweep.set_options({**fixed, **point})))
              for name, point in zip(names, points)]
-    if len(tasks) == 1:
-        return [(*tasks[0], [])]
-    if not arm_task:
+    if not arm_task or len(tasks) == 1:  # a lone point trains its arm itself
         return [(*tasks[0], tasks[1:])]
     arm = experiments.unweighted_task_commands(sweep.set_options({**fixed, **points[0]}))
     return [(f"unweighted arm of {names[0]}", arm, tasks)]

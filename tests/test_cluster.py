@@ -10,8 +10,8 @@ import psutil
 import pytest
 import yaml
 
-from tests.test_scaleout import MAKE, make, metrics_files, tiny_sweep_origin, training
-from tools.sandbox import LocalCluster, clone, commit, dvc, env, run, set_params
+from tests.test_scaleout import MAKE, make, tiny_sweep_origin, training
+from tools.sandbox import LocalCluster, clone, commit, dvc, env, metrics_files, run, set_params
 
 
 @pytest.fixture(scope="module")

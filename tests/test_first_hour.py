@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from orchestration import experiments, scaleout, sweep_report
-from tools.sandbox import ROOT, dvc, env, link_venv, make_project, ran_stages, run, set_params, shipped_params
+from tools.sandbox import (ROOT, dvc, env, link_venv, make_project, metrics_files, ran_stages, run, set_params,
+                           shipped_params)
 
 ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
@@ -164,10 +165,6 @@ def test_the_lock_editing_internals_drop_and_order_entries(tmp_path):
 
 
 # --- the README's sharing lines, and the way back ----------------------------------------------
-
-def metrics_files(project):
-    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))}
-
 
 def readme_block(name):
     """The shell lines between `<!-- name -->` and `<!-- /name -->` in the README, comments cut."""

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from orchestration import experiments
-from tools.sandbox import clone, commit, dvc, env, link_venv, make_project, ran_stages, run, shared_origin
+from tools.sandbox import (clone, commit, dvc, env, link_venv, make_project, metrics_files, ran_stages, run,
+                           shared_origin)
 
 ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
@@ -37,10 +38,6 @@ def training(project, arm, process, seconds=300):
                 return candidate
         time.sleep(0.1)
     raise AssertionError(f"no {arm} training started in {project}")
-
-
-def metrics_files(project):
-    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))}
 
 
 QUEUE_LOG = """Running stage 'train_weighted@0':

@@ -49,6 +49,11 @@ def ran_stages(result):
     return sorted(re.findall(r"Running stage '([^']+)'", result.stdout))
 
 
+def metrics_files(project):
+    """{path: bytes} of every JSON file under project/metrics: two runs' metrics, compared whole."""
+    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))}
+
+
 def committed_params():
     """params.yaml as committed at HEAD, as a dict: the shipped defaults."""
     text = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True,
