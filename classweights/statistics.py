@@ -64,15 +64,6 @@ def sign_flip_p(differences):
     return float(test.pvalue)
 
 
-def fewest_seeds_for_a_verdict(alpha):
-    """The fewest seeds whose smallest possible sign-flip p, 2 / 2^n, lies below alpha: with
-    fewer, no paired comparison can be called better or worse."""
-    n = 1
-    while 2 / 2 ** n >= alpha:
-        n += 1
-    return n
-
-
 def t_interval(mean, sd, n, alpha):
     """The (1 − alpha) Student-t interval of a mean of n paired differences."""
     half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / np.sqrt(n))

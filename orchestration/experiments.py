@@ -2,6 +2,7 @@
 dvc.api, plus two internals where DVC has no public way, named and tested below (the queue's
 task statuses, and editing dvc.lock). Queue experiments, start workers, wait with progress,
 report failures, reproduce, share and fetch experiments."""
+import functools
 import json
 import re
 import subprocess
@@ -171,15 +172,17 @@ def report_failures(states):
     """Print each failed experiment with the line of its log that names the problem;
     return how many failed (`dvc queue logs NAME` shows the whole log)."""
     failed = [name for name, state in states.items() if state != "Success"]
-    for name in failed:
-        print(f"FAILED {name}: {last_line(queue_log(name))}", file=sys.stderr)
+    logs = _queue_tasks(logs_of=failed)[1] if failed else {}
+    for name in failed:  # no log on record (it failed while starting): DVC's command says why
+        print(f"FAILED {name}: {last_line(logs.get(name) or queue_log(name))}", file=sys.stderr)
     return len(failed)
 
 
 def training_counts(names):
     """(trained, restored) (arm, seed) trainings in the named experiments, read from DVC's
     own log lines: "Running stage 'train_…'" versus "Stage 'train_…' is cached"."""
-    return count_trainings("\n".join(queue_log(name) for name in names))
+    logs = _queue_tasks(logs_of=names)[1] if names else {}  # one process, not a `dvc queue logs` each
+    return count_trainings("\n".join(logs.values()))
 
 
 def count_trainings(log):
@@ -205,6 +208,7 @@ def fetch_all(git_remote="origin"):
     return dvc("exp", "pull", "--run-cache", git_remote, fix=fix)
 
 
+@functools.cache  # asked before each `dvc repro`; a run does not change its remotes
 def has_default_remote():
     return subprocess.run([DVC, "remote", "default"], capture_output=True).returncode == 0
 

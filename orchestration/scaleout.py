@@ -10,12 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from orchestration import experiments, sweep
+from orchestration import experiments
 from classweights import machine
 from classweights.errors import UserError
-from classweights.params import load_params, parse_params
+from classweights.params import fewest_seeds_for_a_verdict, load_params, parse_params
 from classweights.paths import ARMS, MACHINE
-from classweights.statistics import fewest_seeds_for_a_verdict
 
 TRAINING_STAGES = tuple(f"train_{arm}@" for arm in ARMS)  # dvc.yaml's foreach stages, one per (arm, seed)
 HELPER_PREFIX = "repro-"  # the experiments make repro JOBS=N queues and removes again
@@ -92,11 +91,12 @@ def warn(*lines):
         print(line, file=sys.stderr, flush=True)
 
 
-def serial_repro(*repro_args):
+def serial_repro(*repro_args, forget_unrestorable=True):
     """`dvc repro [repro_args]`, after dropping the lock entries of trainings that no cache here
-    holds (so that those the run cache knows are restored, not re-trained); dvc.lock in
-    pipeline order."""
-    experiments.forget_lock_entries(trainings_to_run()[1])
+    holds (so that those the run cache knows are restored, not re-trained; parallel_repro has
+    dropped them already); dvc.lock in pipeline order."""
+    if forget_unrestorable:
+        experiments.forget_lock_entries(trainings_to_run()[1])
     code = experiments.repro(*repro_args)
     # DVC appends a stage it restores to the end of the lock: without this the same run gives a
     # dvc.lock that differs in order only, and a fresh clone's `make repro` leaves git status dirty.
@@ -142,7 +142,7 @@ def parallel_repro(jobs):
         raise UserError("a training failed (above); finished trainings are kept: run `make repro` again")
     if names:
         print(f"trainings done in {time.perf_counter() - started:.0f} s; restoring them", flush=True)
-    code = serial_repro()
+    code = serial_repro(forget_unrestorable=False)
     experiments.clear_queue_records(names)
     return code
 
@@ -170,6 +170,8 @@ def restore_committed_run():
 def run_sweep(path, jobs, shard_spec):
     """Queue every grid point (of this shard) that has no finished experiment, run them on
     `jobs` workers, report failures, share them when sharded, then draw the map."""
+    from orchestration import sweep  # with the map's SciPy and scikit-learn: ~2 s that `make repro` skips
+
     fixed, points = sweep.read_sweep(path)
     index, count = shard_spec
     points = sweep.queue_order(points)

@@ -12,7 +12,7 @@ import pytest
 from filelock import FileLock
 
 from tests.fakes import fake_images, idx_bytes, sha256
-from tools.sandbox import clone_finished, commit, dvc, make_project
+from tools.sandbox import MAKE, ONE_SEED, clone_finished, commit, dvc, link_venv, make_project, run
 
 
 # The end-to-end modules, slowest first (`make test` lists the slowest tests): pytest-xdist
@@ -41,27 +41,50 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)  # stable: each module's tests keep their order
 
 
-@pytest.fixture(scope="session")
-def finished(tmp_path_factory, worker_id):
-    """A tiny project (tools.sandbox.TINY: 2 seeds, 1 epoch) after its first `dvc repro`, with
-    dvc.lock committed, and that run's output. Read it; to change anything, use `project`.
-    It runs once per test session: the first pytest-xdist worker to get here builds it in the
-    folder all workers share, and each worker reads its own copy."""
+def built_once(tmp_path_factory, worker_id, name, build):
+    """A project that build(empty folder) makes and runs (returning the run's CompletedProcess),
+    made once per test session, and that run: the first pytest-xdist worker to get here builds it
+    in the folder all workers share, and each caller gets its own copy (cache and all)."""
     shared = tmp_path_factory.getbasetemp()
     if worker_id != "master":  # under pytest-xdist: the session's folder, above each worker's
         shared = shared.parent
-    with FileLock(shared / "finished.lock"):
-        if not (shared / "finished.out").exists():
-            shutil.rmtree(shared / "finished-built", ignore_errors=True)  # a build that failed
-            (shared / "finished-built").mkdir()
-            project = make_project(shared / "finished-built")
-            first = dvc(project, "repro")
-            commit(project, "first run")
-            (shared / "finished.err").write_text(first.stderr)
-            (shared / "finished.out").write_text(first.stdout)  # last: the mark that it is built
-    project = clone_finished(shared / "finished-built", tmp_path_factory.mktemp("finished") / "project")
-    return project, subprocess.CompletedProcess(["dvc", "repro"], 0, (shared / "finished.out").read_text(),
-                                                (shared / "finished.err").read_text())
+    built = shared / f"{name}-built"
+    with FileLock(shared / f"{name}.lock"):
+        if not (shared / f"{name}.out").exists():
+            shutil.rmtree(built, ignore_errors=True)  # a build that failed
+            built.mkdir()
+            first = build(built)
+            (shared / f"{name}.err").write_text(first.stderr)
+            (shared / f"{name}.out").write_text(first.stdout)  # last: the mark that it is built
+    project = clone_finished(built, tmp_path_factory.mktemp(name) / "project")
+    return project, subprocess.CompletedProcess([name], 0, (shared / f"{name}.out").read_text(),
+                                                (shared / f"{name}.err").read_text())
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory, worker_id):
+    """A tiny project (tools.sandbox.TINY: 2 seeds, 1 epoch) after its first `dvc repro`, with
+    dvc.lock committed, and that run's output. Read it; to change anything, use `project`."""
+    def build(folder):
+        project = make_project(folder)
+        first = dvc(project, "repro")
+        commit(project, "first run")
+        return first
+
+    return built_once(tmp_path_factory, worker_id, "finished", build)
+
+
+@pytest.fixture(scope="session")
+def serial(tmp_path_factory, worker_id):
+    """A one-seed project (tools.sandbox.ONE_SEED) after `make repro JOBS=1`, committed, with no
+    remote, and that run's output: the local run the scale-out tests compare theirs with."""
+    def build(folder):
+        project = link_venv(make_project(folder, ONE_SEED))
+        first = run(project, *MAKE, "repro", "JOBS=1", timeout=900)
+        commit(project, "serial run")
+        return first
+
+    return built_once(tmp_path_factory, worker_id, "serial", build)
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import psutil
 import pytest
 import yaml
 
-from tests.test_scaleout import MAKE, make, tiny_sweep_origin, training
-from tools.sandbox import LocalCluster, clone, commit, dvc, env, metrics_files, run, set_params
+from tests.test_scaleout import make, tiny_sweep_origin, training
+from tools.sandbox import MAKE, LocalCluster, clone, dvc, env, metrics_files, run
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +70,15 @@ def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_f
     assert (third / "sweep/sweep.csv").read_bytes() == (local / "sweep/sweep.csv").read_bytes()
 
 
-def test_repro_on_the_cluster_gives_the_local_run_s_dvc_lock_and_metrics(origin, cluster):
+def test_repro_on_the_cluster_gives_the_local_run_s_dvc_lock_and_metrics(serial, cluster, tmp_path):
     cluster.wait_for_workers(2)
-    # seed 1: trainings no sweep has run, so the cluster trains them
-    author = clone(origin, "author")
-    set_params(author, {"train": {"seeds": [1]}})
-    commit(author, "seed 1")
-    run(author, "git", "push", "-q", "origin", "HEAD:main")
-
-    local = clone(origin, "repro-local")
-    make(local, "repro", "JOBS=1")
-    driver = clone(origin, "repro-driver")
+    local, _ = serial  # the session's `make repro JOBS=1` of the same one-seed project (conftest.py)
+    # an origin of its own: the sweeps' trainings on this module's remotes would be restored
+    driver = clone(tiny_sweep_origin(tmp_path), "repro-driver")
     result = make(driver, "repro", f"CLUSTER={cluster.address}")
     assert "training 2 (arm, seed) pairs on the cluster" in result.stdout
-    assert sorted(DONE.findall(result.stdout)) == [("2", "train_unweighted@1", "1", "0"),
-                                                   ("2", "train_weighted@1", "1", "0")]
+    assert sorted(DONE.findall(result.stdout)) == [("2", "train_unweighted@0", "1", "0"),
+                                                   ("2", "train_weighted@0", "1", "0")]
     final = result.stdout.split("on the cluster", 1)[1]
     assert "Running stage 'train_" not in final  # every training restored from the run cache
     assert (driver / "dvc.lock").read_text() == (local / "dvc.lock").read_text()
@@ -126,7 +120,7 @@ def test_a_point_whose_every_worker_dies_is_one_line(origin, tmp_path):
         scratch = str(lone.tmp / "worker-1")
         while not any(scratch in (p.info["cwd"] or "") for p in psutil.process_iter(["cwd"])):  # the task runs
             assert sweep.poll() is None, sweep.communicate()
-            time.sleep(0.1)
+            time.sleep(0.5)
         lone.kill("worker-1")
         out, err = sweep.communicate(timeout=600)
     finally:

@@ -2,7 +2,6 @@
 serve stale results after an edit, an extra one would re-run a stage for nothing."""
 import ast
 import copy
-from pathlib import Path
 
 import pytest
 import yaml

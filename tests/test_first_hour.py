@@ -11,11 +11,9 @@ import pytest
 import yaml
 
 from orchestration import experiments, scaleout, sweep_report
-from tools.sandbox import (ROOT, dvc, env, link_venv, make_project, metrics_files, ran_stages, run, set_params,
+from tools.sandbox import (MAKE, ONE_SEED, ROOT, dvc, env, link_venv, make_project, metrics_files, ran_stages, run, set_params,
                            shipped_params)
 
-ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
-MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
 README = (ROOT / "README.md").read_text()
 
 

@@ -11,11 +11,9 @@ import pytest
 import yaml
 
 from orchestration import experiments
-from tools.sandbox import (clone, commit, dvc, env, link_venv, make_project, metrics_files, ran_stages, run,
-                           shared_origin)
+from tools.sandbox import (MAKE, ONE_SEED, clone, commit, dvc, env, link_venv, make_project, metrics_files, ran_stages,
+                           run, shared_origin)
 
-ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
-MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
 TINY_SWEEP = {"grid": {"imbalance.ratio": [2, 5]}}  # one point a shard (a group's second point: test_cluster.py)
 
 
@@ -36,7 +34,7 @@ def training(project, arm, process, seconds=300):
             if (command and Path(command[0]).name.startswith("python") and "stages.train" in command
                     and arm in " ".join(command) and str(project) in (candidate.info["cwd"] or "")):
                 return candidate
-        time.sleep(0.1)
+        time.sleep(0.5)  # a scan of every process costs ~10 ms of CPU; a tiny training lasts ~5 s
     raise AssertionError(f"no {arm} training started in {project}")
 
 
@@ -58,20 +56,18 @@ def test_a_failure_is_named_by_the_stage_s_error_else_dvc_s_not_by_what_a_leftov
 
 
 @pytest.fixture(scope="module")
-def serial(tmp_path_factory):
-    """`make repro JOBS=1` (no remote configured), committed and shared: the reference run. (A
-    colleague's clone that pulls it and trains nothing: test_first_hour.py, the README's lines.)"""
-    tmp = tmp_path_factory.mktemp("scaleout")
-    project = make_project(tmp / "serial", ONE_SEED)
-    link_venv(project)
-    first = make(project, "repro", "JOBS=1")
-    commit(project, "serial run")
+def serial_origin(serial):
+    """The session's serial run (conftest.py: `make repro JOBS=1`, no remote) shared through a bare
+    origin and a DVC remote, as a team would. (A colleague's clone that pulls it and trains
+    nothing: test_first_hour.py, the README's lines.)"""
+    project, first = serial
+    tmp = project.parent
     shared_origin(tmp, project)
     return tmp, project, first
 
 
-def test_parallel_repro_from_an_empty_cache_resumes_after_a_killed_training_and_matches_serial(serial):
-    tmp, project, first = serial
+def test_parallel_repro_from_an_empty_cache_resumes_after_a_killed_training_and_matches_serial(serial_origin):
+    tmp, project, first = serial_origin
     assert ran_stages(first) == ["check_params", "compute_weights", "evaluate", "fetch", "preprocess",
                                  "train_unweighted@0", "train_weighted@0"]
     fresh = clone(tmp, "parallel")

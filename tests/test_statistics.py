@@ -451,7 +451,7 @@ def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
 
 
 def test_fewest_seeds_for_a_verdict_is_where_2_over_2_to_the_n_drops_below_alpha():
-    from classweights.statistics import fewest_seeds_for_a_verdict
+    from classweights.params import fewest_seeds_for_a_verdict
 
     # 2/2^5 = 0.0625, 2/2^6 = 0.03125, 2/2^7 = 0.0156, 2/2^8 = 0.0078: by hand
     assert [fewest_seeds_for_a_verdict(a) for a in (0.05, 0.1, 0.01, 0.5)] == [6, 5, 8, 3]

@@ -12,9 +12,8 @@ import yaml
 
 from orchestration import scaleout, sweep, sweep_report
 from classweights.errors import UserError
-from tools.sandbox import ROOT, committed_params, dvc, env, link_venv, make_project
+from tools.sandbox import MAKE, ROOT, committed_params, dvc, env, link_venv, make_project
 
-MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # the venv is the one running the tests
 
 
 @pytest.fixture(scope="module")

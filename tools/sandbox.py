@@ -22,6 +22,8 @@ TINY = {
     "imbalance": {"profile": "step", "ratio": 5, "n_max": 40},
     "train": {"seeds": [0, 1], "epochs": 1},
 }
+ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
+MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # a copy's `make`: its .venv is this venv (link_venv)
 
 
 # Set when the tests run under `make test`: a `make` the tests start must behave as a user's does.
