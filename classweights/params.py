@@ -14,16 +14,6 @@ from classweights.errors import UserError
 INPUT_DIR = "data/input"  # own data lives here: dvc.yaml's fetch depends on the whole folder
 
 
-def fewest_seeds_for_a_verdict(alpha):
-    """The fewest seeds whose smallest possible sign-flip p (classweights.statistics), 2 / 2^n,
-    lies below alpha: with fewer, no paired comparison can be called better or worse. Here, not
-    in statistics.py, so that `make repro` can warn without loading SciPy and scikit-learn."""
-    n = 1
-    while 2 / 2 ** n >= alpha:
-        n += 1
-    return n
-
-
 def _under_input(path):
     parts = Path(path).parts if path else ()
     return len(parts) > 2 and parts[:2] == tuple(INPUT_DIR.split("/")) and ".." not in parts

@@ -13,7 +13,7 @@ from pathlib import Path
 from orchestration import experiments
 from classweights import machine
 from classweights.errors import UserError
-from classweights.params import fewest_seeds_for_a_verdict, load_params, parse_params
+from classweights.params import load_params, parse_params
 from classweights.paths import ARMS, MACHINE
 
 TRAINING_STAGES = tuple(f"train_{arm}@" for arm in ARMS)  # dvc.yaml's foreach stages, one per (arm, seed)
@@ -75,6 +75,16 @@ def trainings_to_run():
     return changed, unrestorable
 
 
+def fewest_seeds_for_a_verdict(alpha):
+    """The fewest seeds whose smallest possible sign-flip p (classweights.statistics.sign_flip_p),
+    2 / 2^n, lies below alpha: with fewer, no paired comparison can be called better or worse.
+    Here, not in statistics.py, so that `make repro` warns without loading SciPy and scikit-learn."""
+    n = 1
+    while 2 / 2 ** n >= alpha:
+        n += 1
+    return n
+
+
 def few_seeds_warning(params, where="params.yaml"):
     """A line when train.seeds are too few for any paired verdict to reach evaluate.alpha."""
     needed = fewest_seeds_for_a_verdict(params.evaluate.alpha)
@@ -93,8 +103,8 @@ def warn(*lines):
 
 def serial_repro(*repro_args, forget_unrestorable=True):
     """`dvc repro [repro_args]`, after dropping the lock entries of trainings that no cache here
-    holds (so that those the run cache knows are restored, not re-trained; parallel_repro has
-    dropped them already); dvc.lock in pipeline order."""
+    holds (so that those the run cache knows are restored, not re-trained; forget_unrestorable
+    False: the caller has dropped them already); dvc.lock in pipeline order."""
     if forget_unrestorable:
         experiments.forget_lock_entries(trainings_to_run()[1])
     code = experiments.repro(*repro_args)

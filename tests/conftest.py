@@ -1,5 +1,6 @@
-"""Fixtures: one tiny project that has run (shared by the end-to-end modules, which work on copies),
-a misbehaving HTTP server on 127.0.0.1 and a folder of small made-up Fashion-MNIST files."""
+"""Fixtures: two tiny projects that have run, each built once a session (`finished`: 2 seeds, by
+`dvc repro`; `serial`: 1 seed, by `make repro JOBS=1`; the end-to-end modules work on copies), a
+misbehaving HTTP server on 127.0.0.1 and a folder of small made-up Fashion-MNIST files."""
 import gzip
 import http.server
 import os

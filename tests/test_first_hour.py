@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from orchestration import experiments, scaleout, sweep_report
-from tools.sandbox import (MAKE, ONE_SEED, ROOT, dvc, env, link_venv, make_project, metrics_files, ran_stages, run, set_params,
-                           shipped_params)
+from tools.sandbox import (MAKE, ONE_SEED, ROOT, dvc, env, link_venv, make_project, metrics_files, ran_stages, run,
+                           set_params, shipped_params)
 
 README = (ROOT / "README.md").read_text()
 
@@ -117,6 +117,20 @@ def test_one_training_line_per_finished_training_from_the_queue_log(capsys):
     assert [re.sub(r", \d+ s:", ",", line) for line in lines] == [
         "  1 of 3 trainings done, train_unweighted@0 trained",
         "  2 of 3 trainings done, train_weighted@0 restored from the run cache"]
+
+
+def test_fewest_seeds_for_a_verdict_is_where_2_over_2_to_the_n_drops_below_alpha():
+    # 2/2^5 = 0.0625, 2/2^6 = 0.03125, 2/2^7 = 0.0156, 2/2^8 = 0.0078: by hand
+    assert [scaleout.fewest_seeds_for_a_verdict(a) for a in (0.05, 0.1, 0.01, 0.5)] == [6, 5, 8, 3]
+    assert scaleout.fewest_seeds_for_a_verdict(0.0625) == 6  # p must lie below alpha: 5 seeds reach 0.0625 exactly
+
+
+def test_make_repro_s_driver_loads_neither_scipy_nor_scikit_learn():
+    # ~2 s of start-up on every `make repro` (docs/speed.md); the sweep's modules load them
+    loaded = subprocess.run([sys.executable, "-c", "import sys, orchestration.scaleout; "
+                             "print(sorted({'scipy', 'sklearn', 'orchestration.sweep'} & set(sys.modules)))"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert loaded == "[]\n"
 
 
 def test_few_seeds_are_named_before_anything_is_queued():

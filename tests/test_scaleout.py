@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from orchestration import experiments
-from tools.sandbox import (MAKE, ONE_SEED, clone, commit, dvc, env, link_venv, make_project, metrics_files, ran_stages,
-                           run, shared_origin)
+from tools.sandbox import (MAKE, ONE_SEED, clone, clone_finished, commit, dvc, env, link_venv, make_project,
+                           metrics_files, ran_stages, run, shared_origin)
 
 TINY_SWEEP = {"grid": {"imbalance.ratio": [2, 5]}}  # one point a shard (a group's second point: test_cluster.py)
 
@@ -34,7 +34,7 @@ def training(project, arm, process, seconds=300):
             if (command and Path(command[0]).name.startswith("python") and "stages.train" in command
                     and arm in " ".join(command) and str(project) in (candidate.info["cwd"] or "")):
                 return candidate
-        time.sleep(0.5)  # a scan of every process costs ~10 ms of CPU; a tiny training lasts ~5 s
+        time.sleep(0.5)  # a scan of every process costs ~7 ms of CPU or more; a tiny training lasts ~5 s
     raise AssertionError(f"no {arm} training started in {project}")
 
 
@@ -56,14 +56,14 @@ def test_a_failure_is_named_by_the_stage_s_error_else_dvc_s_not_by_what_a_leftov
 
 
 @pytest.fixture(scope="module")
-def serial_origin(serial):
-    """The session's serial run (conftest.py: `make repro JOBS=1`, no remote) shared through a bare
-    origin and a DVC remote, as a team would. (A colleague's clone that pulls it and trains
-    nothing: test_first_hour.py, the README's lines.)"""
-    project, first = serial
-    tmp = project.parent
+def serial_origin(serial, tmp_path_factory):
+    """A copy of the session's serial run (conftest.py: `make repro JOBS=1`, no remote) shared
+    through a bare origin and a DVC remote, as a team would. (A colleague's clone that pulls it
+    and trains nothing: test_first_hour.py, the README's lines.)"""
+    tmp = tmp_path_factory.mktemp("scaleout")
+    project = clone_finished(serial[0], tmp / "serial")
     shared_origin(tmp, project)
-    return tmp, project, first
+    return tmp, project, serial[1]
 
 
 def test_parallel_repro_from_an_empty_cache_resumes_after_a_killed_training_and_matches_serial(serial_origin):

@@ -450,12 +450,8 @@ def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
     assert single["worst_majority_recall"]["class"] == "5"
 
 
-def test_fewest_seeds_for_a_verdict_is_where_2_over_2_to_the_n_drops_below_alpha():
-    from classweights.params import fewest_seeds_for_a_verdict
-
-    # 2/2^5 = 0.0625, 2/2^6 = 0.03125, 2/2^7 = 0.0156, 2/2^8 = 0.0078: by hand
-    assert [fewest_seeds_for_a_verdict(a) for a in (0.05, 0.1, 0.01, 0.5)] == [6, 5, 8, 3]
-    assert fewest_seeds_for_a_verdict(0.0625) == 6  # p must lie below alpha: 5 seeds reach 0.0625 exactly
+def test_the_smallest_sign_flip_p_is_2_over_2_to_the_n():
+    # what orchestration.scaleout.fewest_seeds_for_a_verdict counts on (tested in test_first_hour)
     assert sign_flip_p([0.1] * 6) == 2 / 2 ** 6 < 0.05 < sign_flip_p([0.1] * 5)
 
 

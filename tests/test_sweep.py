@@ -15,7 +15,6 @@ from classweights.errors import UserError
 from tools.sandbox import MAKE, ROOT, committed_params, dvc, env, link_venv, make_project
 
 
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     return link_venv(make_project(tmp_path_factory.mktemp("sweep-input")))
