@@ -151,6 +151,12 @@ def forget_failed(prefix):
         dvc("queue", "remove", *failed)
 
 
+def queue_logs(names):
+    """{name: log} of the named experiments that have started, read in this process (_queue_tasks),
+    not by a `dvc queue logs` process each."""
+    return _queue_tasks(logs_of=names)[1] if names else {}
+
+
 def queue_log(name):
     result = subprocess.run([DVC, "queue", "logs", name], capture_output=True, text=True)
     return result.stdout + result.stderr
@@ -172,7 +178,7 @@ def report_failures(states):
     """Print each failed experiment with the line of its log that names the problem;
     return how many failed (`dvc queue logs NAME` shows the whole log)."""
     failed = [name for name, state in states.items() if state != "Success"]
-    logs = _queue_tasks(logs_of=failed)[1] if failed else {}
+    logs = queue_logs(failed)
     for name in failed:  # no log on record (it failed while starting): DVC's command says why
         print(f"FAILED {name}: {last_line(logs.get(name) or queue_log(name))}", file=sys.stderr)
     return len(failed)
@@ -181,8 +187,7 @@ def report_failures(states):
 def training_counts(names):
     """(trained, restored) (arm, seed) trainings in the named experiments, read from DVC's
     own log lines: "Running stage 'train_…'" versus "Stage 'train_…' is cached"."""
-    logs = _queue_tasks(logs_of=names)[1] if names else {}  # one process, not a `dvc queue logs` each
-    return count_trainings("\n".join(logs.values()))
+    return count_trainings("\n".join(queue_logs(names).values()))
 
 
 def count_trainings(log):

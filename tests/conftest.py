@@ -13,7 +13,7 @@ import pytest
 from filelock import FileLock
 
 from tests.fakes import fake_images, idx_bytes, sha256
-from tools.sandbox import MAKE, ONE_SEED, clone_finished, commit, dvc, link_venv, make_project, run
+from tools.sandbox import ONE_SEED, clone_finished, commit, dvc, link_venv, make, make_project
 
 
 # The end-to-end modules, slowest first (`make test` lists the slowest tests): pytest-xdist
@@ -81,7 +81,7 @@ def serial(tmp_path_factory, worker_id):
     remote, and that run's output: the local run the scale-out tests compare theirs with."""
     def build(folder):
         project = link_venv(make_project(folder, ONE_SEED))
-        first = run(project, *MAKE, "repro", "JOBS=1", timeout=900)
+        first = make(project, "repro", "JOBS=1")
         commit(project, "serial run")
         return first
 

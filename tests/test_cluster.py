@@ -10,8 +10,8 @@ import psutil
 import pytest
 import yaml
 
-from tests.test_scaleout import make, tiny_sweep_origin, training
-from tools.sandbox import MAKE, LocalCluster, clone, dvc, env, metrics_files, run
+from tests.test_scaleout import tiny_sweep_origin, training
+from tools.sandbox import MAKE, LocalCluster, clone, dvc, env, make, metrics_files, run
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,10 @@ import pytest
 import yaml
 
 from orchestration import experiments, scaleout, sweep_report
-from tools.sandbox import (MAKE, ONE_SEED, ROOT, dvc, env, link_venv, make_project, metrics_files, ran_stages, run,
-                           set_params, shipped_params)
+from tools.sandbox import (MAKE, ONE_SEED, ROOT, dvc, env, link_venv, make, make_project, metrics_files, ran_stages,
+                           run, set_params, shipped_params)
 
 README = (ROOT / "README.md").read_text()
-
-
-def make(project, *args, check=True):
-    result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=900)
-    assert not check or result.returncode == 0, f"make {args}:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def git_status(project):
@@ -264,4 +258,4 @@ def test_the_queue_workers_start_and_the_wait_begins_while_the_training_still_ru
     assert re.fullmatch(r"  1 of 1 trainings done, \d+ s: train_weighted@0 trained\n", capsys.readouterr().out)
     # the progress reads the log files through DVC's queue object: the text `dvc queue logs` prints
     # (which ends it with one more newline)
-    assert experiments._queue_tasks(logs_of=["slow"])[1] == {"slow": experiments.queue_log("slow")[:-1]}
+    assert experiments.queue_logs(["slow"]) == {"slow": experiments.queue_log("slow")[:-1]}

@@ -11,16 +11,10 @@ import pytest
 import yaml
 
 from orchestration import experiments
-from tools.sandbox import (MAKE, ONE_SEED, clone, clone_finished, commit, dvc, env, link_venv, make_project,
+from tools.sandbox import (MAKE, ONE_SEED, clone, clone_finished, commit, dvc, env, link_venv, make, make_project,
                            metrics_files, ran_stages, run, shared_origin)
 
 TINY_SWEEP = {"grid": {"imbalance.ratio": [2, 5]}}  # one point a shard (a group's second point: test_cluster.py)
-
-
-def make(project, *args):
-    result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"make {args}:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def training(project, arm, process, seconds=300):
@@ -160,8 +154,7 @@ def test_two_machines_each_run_a_shard_and_a_third_draws_the_map_without_trainin
 def test_an_unusable_remote_shows_dvc_s_error_and_the_command_to_fix(sweep_origin):
     broken = clone(sweep_origin, "broken")
     dvc(broken, "remote", "modify", "--local", "shared", "url", "/dev/null/remote")
-    result = subprocess.run([*MAKE, "sweep-report", "SWEEP=tiny-sweep.yaml"], cwd=broken, env=env(),
-                            capture_output=True, text=True)
+    result = make(broken, "sweep-report", "SWEEP=tiny-sweep.yaml", check=False)
     assert result.returncode != 0 and "ERROR" in result.stderr  # DVC's own message
     ours = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert ours == ["error: `dvc exp pull --run-cache origin` failed; check `git remote -v` and `dvc remote list` "
@@ -172,8 +165,7 @@ def test_failed_grid_points_are_named_with_their_last_log_line_and_the_rest_stil
     project = link_venv(make_project(tmp_path / "failing", ONE_SEED))
     missing = {"fixed": {"data.source": "fashion-mnist"}, "grid": {"data.path": ["/nowhere/a", "/nowhere/b"]}}
     (project / "failing.yaml").write_text(yaml.safe_dump(missing))
-    result = subprocess.run([*MAKE, "sweep", "SWEEP=failing.yaml", "JOBS=1"], cwd=project, env=env(),
-                            capture_output=True, text=True, timeout=600)
+    result = make(project, "sweep", "SWEEP=failing.yaml", "JOBS=1", check=False)
     assert result.returncode != 0
     failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED ")]
     assert len(failed) == 2, result.stderr  # the second point ran although the first had failed

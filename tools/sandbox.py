@@ -22,7 +22,7 @@ TINY = {
     "imbalance": {"profile": "step", "ratio": 5, "n_max": 40},
     "train": {"seeds": [0, 1], "epochs": 1},
 }
-ONE_SEED = {"imbalance": {"profile": "step", "ratio": 5, "n_max": 40}, "train": {"seeds": [0], "epochs": 1}}
+ONE_SEED = {**TINY, "train": {**TINY["train"], "seeds": [0]}}
 MAKE = ["make", "-s", "-o", ".venv/.installed-requirements"]  # a copy's `make`: its .venv is this venv (link_venv)
 
 
@@ -44,6 +44,11 @@ def run(cwd, *args, check=True, timeout=600):
 
 def dvc(cwd, *args, check=True, timeout=600):
     return run(cwd, str(BIN / "dvc"), *args, check=check, timeout=timeout)
+
+
+def make(project, *args, check=True):
+    """`make args` in a copy that runs in this venv (link_venv), as its user would."""
+    return run(project, *MAKE, *args, check=check, timeout=900)
 
 
 def ran_stages(result):
