@@ -15,7 +15,15 @@ from pathlib import Path
 from classweights.errors import UserError
 
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of the venv this runs in
-ACTIVE = ("Queued", "Running")
+# "Starting": DVC's queue shows it Running, but its experiment's process has not started yet.
+STARTING = "Starting"
+ACTIVE = ("Queued", STARTING, "Running")
+# A task shown as running, with no process of its own this long while no queue worker holds it,
+# was lost: a worker took it off the queue and stopped without running it (a race among DVC's
+# queue workers started together, treeverse/dvc#10673). DVC would show it as running forever.
+LOST_AFTER_SECONDS = 60
+LOST = "Lost"
+LOST_LINE = "DVC's queue lost it: a queue worker took it and never ran it"
 PUSH_HINT = "Use `dvc push` to send your updates to remote storage."
 # Seconds between reads of the queue's states and logs: in this process a read costs about 0.03 s
 # of CPU. (A `dvc queue logs` process per running experiment every 10 s cost 1.2 s each: with two
@@ -44,28 +52,39 @@ def queue_experiment(name, set_options=(), targets=()):
     return name
 
 
-def run_queued(names, jobs, trainings=0):
+def run_queued(names, jobs, trainings=0, lost_after=LOST_AFTER_SECONDS):
     """Start `jobs` workers (`dvc queue start -j`), wait until every named experiment has
-    finished; return {name: "Success" | "Failed"}. With `trainings` (how many (arm, seed)
+    finished; return {name: "Success" | "Failed" | LOST}. With `trainings` (how many (arm, seed)
     trainings the experiments hold) a line per finished training shows the progress.
     Ctrl-C stops the waiting, not the workers."""
     if not names:
         return {}
     start_workers(jobs)
     progress = TrainingProgress(trainings)
+    starting_since, lost = {}, set()
     try:
         while True:
             tasks, logs = _queue_tasks(logs_of=names if trainings else ())
             states = {name: tasks.get(name) for name in names}
             for name, log in logs.items():
                 progress.report(name, log)
-            if not any(state in ACTIVE for state in states.values()):
-                return states
+            now = time.monotonic()
+            starting_since = {name: starting_since.get(name, now) for name in names if states[name] == STARTING}
+            lost.update(mark_lost([name for name, since in starting_since.items() if now - since >= lost_after]))
+            if not any(state in ACTIVE for name, state in states.items() if name not in lost):
+                return {**states, **dict.fromkeys(lost, LOST)}
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         raise UserError("interrupted; the queued experiments keep running in the background (`dvc queue status`; "
                         "`dvc queue stop --kill` stops them); run the same make command again to wait for them "
                         "and queue only what is missing") from None
+
+
+def mark_lost(names):
+    """The named tasks that `dvc queue kill` marks as failed: it refuses a task a queue worker
+    still holds (one slow to start its experiment), and marks one that no worker holds."""
+    return [name for name in names
+            if subprocess.run([DVC, "queue", "kill", name], capture_output=True).returncode == 0]
 
 
 def start_workers(jobs):
@@ -113,15 +132,21 @@ def _queue_tasks(logs_of=()):
     """({experiment name: status} of every task DVC's queue holds, {name: log so far} of those in
     logs_of that have started). DVC internals: `dvc queue status` has no --json and `dvc queue
     logs NAME` reads one log per process, so this reads the same table and the same log files
-    (the `.out` file of the task's process) through the queue object, in one process."""
+    (the `.out` file of the task's process) through the queue object, in one process. A task
+    shown as Running whose process has no record yet is STARTING. A name queued again after a
+    failure has two tasks: DVC lists running and queued tasks first, and the first one counts."""
     from dvc.repo import Repo
 
+    statuses, revs = {}, {}
     with dvc_errors("reading DVC's experiment queue"), Repo() as repo:
         queue = repo.experiments.celery_queue
-        tasks = queue.status()
-        logs = {task["name"]: _read_log(queue, task["rev"]) for task in tasks
-                if task["name"] in logs_of and task["status"] != "Queued"}
-    return {task["name"]: task["status"] for task in tasks}, logs
+        for task in queue.status():
+            if task["name"] not in statuses:
+                started = task["status"] != "Running" or queue.proc.get(task["rev"]) is not None
+                statuses[task["name"]] = task["status"] if started else STARTING
+                revs[task["name"]] = task["rev"]
+        logs = {name: _read_log(queue, revs[name]) for name in logs_of if statuses.get(name) not in (None, "Queued")}
+    return statuses, logs
 
 
 def _read_log(queue, stash_rev):
@@ -142,11 +167,10 @@ def succeeded(states):
     return [name for name, state in states.items() if state == "Success"]
 
 
-def forget_failed(prefix):
-    """Drop the queue records of failed experiments named prefix…: a new run supersedes them
-    (a failed run keeps them so that `dvc queue logs NAME` can show what went wrong)."""
-    failed = [name for name, status in _queue_tasks()[0].items()
-              if status == "Failed" and (name or "").startswith(prefix)]
+def forget_failed(wanted):
+    """Drop the queue records of failed experiments whose name wanted(name) accepts: a new run
+    supersedes them (a failed run keeps them so that `dvc queue logs NAME` can show what went wrong)."""
+    failed = [name for name, status in _queue_tasks()[0].items() if status == "Failed" and name and wanted(name)]
     if failed:
         dvc("queue", "remove", *failed)
 
@@ -180,7 +204,8 @@ def report_failures(states):
     failed = [name for name, state in states.items() if state != "Success"]
     logs = queue_logs(failed)
     for name in failed:  # no log on record (it failed while starting): DVC's command says why
-        print(f"FAILED {name}: {last_line(logs.get(name) or queue_log(name))}", file=sys.stderr)
+        why = LOST_LINE if states[name] == LOST else last_line(logs.get(name) or queue_log(name))
+        print(f"FAILED {name}: {why}", file=sys.stderr)
     return len(failed)
 
 

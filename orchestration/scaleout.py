@@ -131,7 +131,7 @@ def parallel_repro(jobs):
     code = experiments.repro("compute_weights")
     if code:
         return code
-    experiments.forget_failed(HELPER_PREFIX)
+    experiments.forget_failed(lambda name: name.startswith(HELPER_PREFIX))
     changed, unrestorable = trainings_to_run()
     experiments.forget_lock_entries(unrestorable)
     shares = [changed[k::jobs] for k in range(min(jobs, len(changed)))]
@@ -199,6 +199,8 @@ def run_sweep(path, jobs, shard_spec):
     print(f"sweep {path}: {len(points)} grid point{'s' * (len(points) != 1)}"
           f"{f' in shard {index}/{count}' if count > 1 else ''}, "
           f"{len(points) - len(missing)} already done or running; queuing {len(missing)}", flush=True)
+    if missing:  # a failed point's record would stand for the point about to run again
+        experiments.forget_failed({sweep.point_name(p) for p in missing}.__contains__)
     states = {}
     for batch in sweep.batches(missing, jobs, trained={sweep.unweighted_group(r["point"]) for r in matched}):
         queued = [experiments.queue_experiment(sweep.point_name(p), sweep.set_options({**fixed, **p})) for p in batch]

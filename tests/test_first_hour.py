@@ -259,3 +259,24 @@ def test_the_queue_workers_start_and_the_wait_begins_while_the_training_still_ru
     # the progress reads the log files through DVC's queue object: the text `dvc queue logs` prints
     # (which ends it with one more newline)
     assert experiments.queue_logs(["slow"]) == {"slow": experiments.queue_log("slow")[:-1]}
+
+
+def test_a_task_the_queue_lost_ends_the_wait_as_one_failed_line_and_a_new_run_of_its_name_counts(project, monkeypatch,
+                                                                                                capsys):
+    """A queue worker that takes a task off DVC's queue and stops without running it (a race among
+    workers started together) leaves it Running forever, with no process: the wait ended never."""
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PATH", env()["PATH"])
+    dvc(project, "exp", "run", "--queue", "--name", "lost", "train_weighted@0")
+    broker = project / ".dvc/tmp/exps/celery/broker"
+    for message in (broker / "in").iterdir():  # what a worker's fetch does in DVC's file broker (kombu)
+        message.rename(broker / "processed" / message.name)
+    assert experiments.queue_states(["lost"]) == {"lost": experiments.STARTING}
+    states = experiments.run_queued(["lost"], 1, lost_after=1)
+    assert states == {"lost": experiments.LOST}
+    assert experiments.report_failures(states) == 1
+    assert capsys.readouterr().err == f"FAILED lost: {experiments.LOST_LINE}\n"
+    assert experiments.queue_states(["lost"]) == {"lost": "Failed"}  # no longer Running: a new wait ends
+    experiments.forget_failed({"lost"}.__contains__)  # what `make sweep` does before it queues the point again
+    dvc(project, "exp", "run", "--queue", "--name", "lost", "train_weighted@0")
+    assert experiments.queue_states(["lost"]) == {"lost": "Queued"}  # the new task counts, not a failed record
