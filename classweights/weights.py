@@ -1,11 +1,11 @@
 """Class weights from training counts, normalised so the mean weight over training samples is 1."""
 import numpy as np
-from sklearn.utils.class_weight import compute_class_weight
 
 # Unnormalised weight per class from (labels, classes, counts, beta); params.py lists the same names.
 STRATEGIES = {
-    # N / (K * n_c): scikit-learn's compute_class_weight, the notebook's choice
-    "balanced": lambda labels, classes, counts, beta: compute_class_weight("balanced", classes=classes, y=labels),
+    # N / (K * n_c): scikit-learn's compute_class_weight("balanced"), the notebook's choice, in its
+    # arithmetic (tests/test_weights.py compares the two); importing scikit-learn cost the stage ~2 s
+    "balanced": lambda labels, classes, counts, beta: counts.sum() / (len(classes) * counts),
     "sqrt_inverse": lambda labels, classes, counts, beta: 1.0 / np.sqrt(counts),
     # (1 - beta) / (1 - beta^n_c): Cui et al. 2019
     "effective_number": lambda labels, classes, counts, beta: (1.0 - beta) / (1.0 - np.power(beta, counts)),
