@@ -24,7 +24,7 @@ from pathlib import Path
 import cloudpickle
 
 from classweights.errors import UserError
-from orchestration import experiments, scaleout, sweep
+from orchestration import experiments, scaleout
 
 CONNECT_TIMEOUT = "15s"
 # What a run needs from the commit; the cluster clones the commit, so edits not committed and
@@ -165,6 +165,8 @@ def run_all(client, origin, commit, jobs):
 def run_sweep(path, address):
     """Every grid point without a finished experiment (here or on the remotes) as one task;
     then pull what finished and draw the map."""
+    from orchestration import sweep  # with the map's SciPy and scikit-learn: ~2 s that `make repro CLUSTER=…` skips
+
     fixed, points = sweep.read_sweep(path)
     origin, commit = pushed_commit()
     with connect(address) as client:
@@ -196,6 +198,8 @@ def group_jobs(fixed, points, arm_task):
     a task of its own trains the arm and then all the points run side by side, so the longest
     chain is the arm plus one point, not two points. It costs a task more (a clone, the first
     stages again, the pushes), so not when the workers would be busy anyway (docs/scale-out.md)."""
+    from orchestration import sweep
+
     names = [sweep.point_name(point) for point in points]
     tasks = [(name, experiments.point_task_commands(name, sweep.set_options({**fixed, **point})))
              for name, point in zip(names, points)]

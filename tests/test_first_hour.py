@@ -119,9 +119,11 @@ def test_fewest_seeds_for_a_verdict_is_where_2_over_2_to_the_n_drops_below_alpha
     assert scaleout.fewest_seeds_for_a_verdict(0.0625) == 6  # p must lie below alpha: 5 seeds reach 0.0625 exactly
 
 
-def test_make_repro_s_driver_loads_neither_scipy_nor_scikit_learn():
-    # ~2 s of start-up on every `make repro` (docs/speed.md); the sweep's modules load them
-    loaded = subprocess.run([sys.executable, "-c", "import sys, orchestration.scaleout; "
+@pytest.mark.parametrize("driver", ["orchestration.scaleout", "orchestration.cluster"])
+def test_make_repro_s_driver_loads_neither_scipy_nor_scikit_learn(driver):
+    # ~2 s of start-up on every `make repro` and `make repro CLUSTER=…` (docs/speed.md); the
+    # sweep's modules load them
+    loaded = subprocess.run([sys.executable, "-c", f"import sys, {driver}; "
                              "print(sorted({'scipy', 'sklearn', 'orchestration.sweep'} & set(sys.modules)))"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert loaded == "[]\n"
