@@ -134,18 +134,18 @@ def _queue_tasks(logs_of=()):
     logs NAME` reads one log per process, so this reads the same table and the same log files
     (the `.out` file of the task's process) through the queue object, in one process. A task
     shown as Running whose process has no record yet is STARTING. A name queued again after a
-    failure has two tasks: DVC lists running and queued tasks first, and the first one counts."""
+    failure has two tasks: the newer one counts (a running or queued one within the same second)."""
     from dvc.repo import Repo
 
-    statuses, revs = {}, {}
     with dvc_errors("reading DVC's experiment queue"), Repo() as repo:
         queue = repo.experiments.celery_queue
-        for task in queue.status():
-            if task["name"] not in statuses:
-                started = task["status"] != "Running" or queue.proc.get(task["rev"]) is not None
-                statuses[task["name"]] = task["status"] if started else STARTING
-                revs[task["name"]] = task["rev"]
-        logs = {name: _read_log(queue, revs[name]) for name in logs_of if statuses.get(name) not in (None, "Queued")}
+        newest = {}
+        for task in sorted(queue.status(), key=lambda t: (t["timestamp"], t["status"] in ("Queued", "Running"))):
+            newest[task["name"]] = task
+        statuses = {name: task["status"] if task["status"] != "Running" or queue.proc.get(task["rev"]) is not None
+                    else STARTING for name, task in newest.items()}
+        logs = {name: _read_log(queue, newest[name]["rev"]) for name in logs_of
+                if statuses.get(name) not in (None, "Queued")}
     return statuses, logs
 
 
