@@ -70,7 +70,9 @@ def run_queued(names, jobs, trainings=0, lost_after=LOST_AFTER_SECONDS):
                 progress.report(name, log)
             now = time.monotonic()
             starting_since = {name: starting_since.get(name, now) for name in names if states[name] == STARTING}
-            lost.update(mark_lost([name for name, since in starting_since.items() if now - since >= lost_after]))
+            stuck = [name for name, since in starting_since.items() if now - since >= lost_after and name not in lost]
+            lost.update(mark_lost(stuck))
+            starting_since.update((name, now) for name in stuck if name not in lost)  # a worker holds it: ask later
             if not any(state in ACTIVE for name, state in states.items() if name not in lost):
                 return {**states, **dict.fromkeys(lost, LOST)}
             time.sleep(POLL_SECONDS)
