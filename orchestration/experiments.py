@@ -15,12 +15,13 @@ from pathlib import Path
 from classweights.errors import UserError
 
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of the venv this runs in
-# "Starting": DVC's queue shows it Running, but its experiment's process has not started yet.
+# "Starting": DVC's queue shows it Running, but no worker has begun to set it up yet.
 STARTING = "Starting"
 ACTIVE = ("Queued", STARTING, "Running")
-# A task shown as running, with no process of its own this long while no queue worker holds it,
-# was lost: a worker took it off the queue and stopped without running it (a race among DVC's
-# queue workers started together, treeverse/dvc#10673). DVC would show it as running forever.
+# A task still Starting after this long was lost: a worker took it off the queue and stopped
+# without running it (DVC's races among queue workers, treeverse/dvc#10673 and #8165); DVC
+# would show it as Running forever. A worker sets a task up within seconds (the first thing
+# it writes is the executor's info file), however long the setup then takes.
 LOST_AFTER_SECONDS = 60
 LOST = "Lost"
 LOST_LINE = "DVC's queue lost it: a queue worker took it and never ran it"
@@ -70,9 +71,10 @@ def run_queued(names, jobs, trainings=0, lost_after=LOST_AFTER_SECONDS):
                 progress.report(name, log)
             now = time.monotonic()
             starting_since = {name: starting_since.get(name, now) for name in names if states[name] == STARTING}
-            stuck = [name for name, since in starting_since.items() if now - since >= lost_after and name not in lost]
+            stuck = [name for name, since in starting_since.items() if now - since >= lost_after]
             lost.update(mark_lost(stuck))
-            starting_since.update((name, now) for name in stuck if name not in lost)  # a worker holds it: ask later
+            # `dvc queue kill` refused (a worker said it holds the task): ask again a minute later
+            starting_since.update((name, now) for name in stuck if name not in lost)
             if not any(state in ACTIVE for name, state in states.items() if name not in lost):
                 return {**states, **dict.fromkeys(lost, LOST)}
             time.sleep(POLL_SECONDS)
@@ -83,8 +85,9 @@ def run_queued(names, jobs, trainings=0, lost_after=LOST_AFTER_SECONDS):
 
 
 def mark_lost(names):
-    """The named tasks that `dvc queue kill` marks as failed: it refuses a task a queue worker
-    still holds (one slow to start its experiment), and marks one that no worker holds."""
+    """The named (Starting) tasks that `dvc queue kill` marks as failed: with no process to stop,
+    it asks the live workers which tasks they hold, refuses one that a worker names, and marks
+    the others failed."""
     return [name for name in names
             if subprocess.run([DVC, "queue", "kill", name], capture_output=True).returncode == 0]
 
@@ -135,7 +138,7 @@ def _queue_tasks(logs_of=()):
     logs_of that have started). DVC internals: `dvc queue status` has no --json and `dvc queue
     logs NAME` reads one log per process, so this reads the same table and the same log files
     (the `.out` file of the task's process) through the queue object, in one process. A task
-    shown as Running whose process has no record yet is STARTING. A name queued again after a
+    shown as Running that no worker has begun to set up is STARTING. A name queued again after a
     failure has two tasks: the newer one counts (a running or queued one within the same second)."""
     from dvc.repo import Repo
 
@@ -144,11 +147,17 @@ def _queue_tasks(logs_of=()):
         newest = {}
         for task in sorted(queue.status(), key=lambda t: (t["timestamp"], t["status"] in ("Queued", "Running"))):
             newest[task["name"]] = task
-        statuses = {name: task["status"] if task["status"] != "Running" or queue.proc.get(task["rev"]) is not None
-                    else STARTING for name, task in newest.items()}
+        statuses = {name: STARTING if task["status"] == "Running" and not _set_up(queue, task["rev"])
+                    else task["status"] for name, task in newest.items()}
         logs = {name: _read_log(queue, newest[name]["rev"]) for name in logs_of
                 if statuses.get(name) not in (None, "Queued")}
     return statuses, logs
+
+
+def _set_up(queue, stash_rev):
+    """Whether a worker has begun to set the task up: the executor's info file (written first,
+    before any wait for DVC's locks) or the record of the experiment's process exists."""
+    return Path(queue.get_infofile_path(stash_rev)).exists() or queue.proc.get(stash_rev) is not None
 
 
 def _read_log(queue, stash_rev):
@@ -159,7 +168,7 @@ def _read_log(queue, stash_rev):
 
 
 def queue_states(names):
-    """{name: "Queued" | "Running" | "Success" | "Failed" | None (not in the queue)}."""
+    """{name: "Queued" | STARTING | "Running" | "Success" | "Failed" | None (not in the queue)}."""
     tasks, _ = _queue_tasks()
     return {name: tasks.get(name) for name in names}
 

@@ -22,6 +22,16 @@ def test_balanced_equals_scikit_learn_and_the_formula():
     assert np.allclose([weights[c] for c in range(10)], len(LABELS) / (10 * counts))
 
 
+def test_balanced_gives_scikit_learn_s_bits_before_the_normalisation():
+    # the stage computes N / (K * n_c) itself (importing scikit-learn cost it ~2 s): the same
+    # float64 arithmetic, so the committed class_weights.json keeps its bytes
+    rng = np.random.default_rng(0)
+    for labels in [LABELS, rng.integers(0, 7, 1001), rng.integers(0, 39, 60_000), np.repeat([3, 8], [5, 123_457])]:
+        classes, counts = np.unique(labels, return_counts=True)
+        ours = STRATEGIES["balanced"](labels, classes, counts, 0.999)
+        assert np.array_equal(ours, compute_class_weight("balanced", classes=classes, y=labels))
+
+
 @pytest.mark.parametrize("strategy, formula", [
     ("sqrt_inverse", lambda n: 1 / np.sqrt(n)),
     ("effective_number", lambda n: (1 - 0.99) / (1 - 0.99 ** n)),
