@@ -15,16 +15,22 @@ from pathlib import Path
 from classweights.errors import UserError
 
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of the venv this runs in
-# "Starting": DVC's queue shows it Running, but no worker has begun to set it up yet.
-STARTING = "Starting"
-ACTIVE = ("Queued", STARTING, "Running")
-# A task still Starting after this long was lost: a worker took it off the queue and stopped
-# without running it (DVC's races among queue workers, treeverse/dvc#10673 and #8165); DVC
-# would show it as Running forever. A worker sets a task up within seconds (the first thing
-# it writes is the executor's info file), however long the setup then takes.
-LOST_AFTER_SECONDS = 60
-LOST = "Lost"
-LOST_LINE = "DVC's queue lost it: a queue worker took it and never ran it"
+# Two ways DVC's queue shows a task as Running forever though no worker runs it:
+STARTING = "Starting"  # no worker has begun to set it up: one took it off the queue and stopped
+# (DVC's races among queue workers, treeverse/dvc#10673 and #8165)
+ORPHANED = "Orphaned"  # its process has ended, but its worker died before recording that
+ACTIVE = ("Queued", STARTING, ORPHANED, "Running")
+# After this long in either state, `dvc queue kill` settles the task (mark_unattended). A live
+# worker sets a task up within seconds (it writes the executor's info file first, however long
+# the setup then takes) and records a process's end at once.
+UNATTENDED_SECONDS = 60
+# What such a task ends as, and the line that reports it. (DVC shows an ORPHANED task whose
+# process finished as Success, but no worker collected its experiment; its stages are in the
+# run cache, so running it again restores them.)
+LOST, WORKER_DIED = "Lost", "Worker died"
+SETTLED = {STARTING: LOST, ORPHANED: WORKER_DIED}
+UNATTENDED_LINES = {LOST: "DVC's queue lost it: a queue worker took it and never ran it",
+                    WORKER_DIED: "its queue worker died while it ran; what its stages finished is in the run cache"}
 PUSH_HINT = "Use `dvc push` to send your updates to remote storage."
 # Seconds between reads of the queue's states and logs: in this process a read costs about 0.03 s
 # of CPU. (A `dvc queue logs` process per running experiment every 10 s cost 1.2 s each: with two
@@ -53,16 +59,16 @@ def queue_experiment(name, set_options=(), targets=()):
     return name
 
 
-def run_queued(names, jobs, trainings=0, lost_after=LOST_AFTER_SECONDS):
+def run_queued(names, jobs, trainings=0, unattended_after=UNATTENDED_SECONDS):
     """Start `jobs` workers (`dvc queue start -j`), wait until every named experiment has
-    finished; return {name: "Success" | "Failed" | LOST}. With `trainings` (how many (arm, seed)
-    trainings the experiments hold) a line per finished training shows the progress.
+    finished; return {name: "Success" | "Failed" | LOST | WORKER_DIED}. With `trainings` (how many
+    (arm, seed) trainings the experiments hold) a line per finished training shows the progress.
     Ctrl-C stops the waiting, not the workers."""
     if not names:
         return {}
     start_workers(jobs)
     progress = TrainingProgress(trainings)
-    starting_since, lost = {}, set()
+    unattended_since, settled = {}, {}
     try:
         while True:
             tasks, logs = _queue_tasks(logs_of=names if trainings else ())
@@ -70,13 +76,14 @@ def run_queued(names, jobs, trainings=0, lost_after=LOST_AFTER_SECONDS):
             for name, log in logs.items():
                 progress.report(name, log)
             now = time.monotonic()
-            starting_since = {name: starting_since.get(name, now) for name in names if states[name] == STARTING}
-            stuck = [name for name, since in starting_since.items() if now - since >= lost_after]
-            lost.update(mark_lost(stuck))
-            # `dvc queue kill` refused (a worker said it holds the task): ask again a minute later
-            starting_since.update((name, now) for name in stuck if name not in lost)
-            if not any(state in ACTIVE for name, state in states.items() if name not in lost):
-                return {**states, **dict.fromkeys(lost, LOST)}
+            unattended_since = {name: unattended_since.get(name, now) for name in names
+                                if states[name] in (STARTING, ORPHANED)}
+            due = [name for name, since in unattended_since.items() if now - since >= unattended_after]
+            settled.update((name, SETTLED[states[name]]) for name in mark_unattended(due))
+            # `dvc queue kill` refused (a worker said it holds the task): ask again later
+            unattended_since.update((name, now) for name in due if name not in settled)
+            if not any(state in ACTIVE for name, state in states.items() if name not in settled):
+                return {**states, **settled}
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         raise UserError("interrupted; the queued experiments keep running in the background (`dvc queue status`; "
@@ -84,10 +91,10 @@ def run_queued(names, jobs, trainings=0, lost_after=LOST_AFTER_SECONDS):
                         "and queue only what is missing") from None
 
 
-def mark_lost(names):
-    """The named (Starting) tasks that `dvc queue kill` marks as failed: with no process to stop,
-    it asks the live workers which tasks they hold, refuses one that a worker names, and marks
-    the others failed."""
+def mark_unattended(names):
+    """The named tasks (STARTING or ORPHANED) that `dvc queue kill` settles. With no process to
+    stop, it asks the live workers which tasks they hold, refuses one that a worker names, and
+    marks the others failed."""
     return [name for name in names
             if subprocess.run([DVC, "queue", "kill", name], capture_output=True).returncode == 0]
 
@@ -138,7 +145,7 @@ def _queue_tasks(logs_of=()):
     logs_of that have started). DVC internals: `dvc queue status` has no --json and `dvc queue
     logs NAME` reads one log per process, so this reads the same table and the same log files
     (the `.out` file of the task's process) through the queue object, in one process. A task
-    shown as Running that no worker has begun to set up is STARTING. A name queued again after a
+    shown as Running that no worker attends is STARTING or ORPHANED (_attended). A name queued again after a
     failure has two tasks: the newer one counts (a running or queued one within the same second)."""
     from dvc.repo import Repo
 
@@ -147,17 +154,33 @@ def _queue_tasks(logs_of=()):
         newest = {}
         for task in sorted(queue.status(), key=lambda t: (t["timestamp"], t["status"] in ("Queued", "Running"))):
             newest[task["name"]] = task
-        statuses = {name: STARTING if task["status"] == "Running" and not _set_up(queue, task["rev"])
-                    else task["status"] for name, task in newest.items()}
+        statuses = {name: _attended(queue, task["rev"]) if task["status"] == "Running" else task["status"]
+                    for name, task in newest.items()}
         logs = {name: _read_log(queue, newest[name]["rev"]) for name in logs_of
                 if statuses.get(name) not in (None, "Queued")}
     return statuses, logs
 
 
-def _set_up(queue, stash_rev):
-    """Whether a worker has begun to set the task up: the executor's info file (written first,
-    before any wait for DVC's locks) or the record of the experiment's process exists."""
-    return Path(queue.get_infofile_path(stash_rev)).exists() or queue.proc.get(stash_rev) is not None
+def _attended(queue, stash_rev):
+    """What a task DVC shows as Running is: STARTING when no worker has begun to set it up (neither
+    the executor's info file nor the record of the experiment's process exists), ORPHANED when
+    that process has ended but its record has no exit code (the worker that waited for it died),
+    else "Running"."""
+    process = queue.proc.get(stash_rev)
+    if process is None:
+        return "Running" if Path(queue.get_infofile_path(stash_rev)).exists() else STARTING
+    return ORPHANED if process.returncode is None and not _alive(process.pid) else "Running"
+
+
+def _alive(pid):
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's: it exists
+        return True
 
 
 def _read_log(queue, stash_rev):
@@ -168,7 +191,7 @@ def _read_log(queue, stash_rev):
 
 
 def queue_states(names):
-    """{name: "Queued" | STARTING | "Running" | "Success" | "Failed" | None (not in the queue)}."""
+    """{name: "Queued" | STARTING | ORPHANED | "Running" | "Success" | "Failed" | None (not in the queue)}."""
     tasks, _ = _queue_tasks()
     return {name: tasks.get(name) for name in names}
 
@@ -215,7 +238,7 @@ def report_failures(states):
     failed = [name for name, state in states.items() if state != "Success"]
     logs = queue_logs(failed)
     for name in failed:  # no log on record (it failed while starting): DVC's command says why
-        why = LOST_LINE if states[name] == LOST else last_line(logs.get(name) or queue_log(name))
+        why = UNATTENDED_LINES.get(states[name]) or last_line(logs.get(name) or queue_log(name))
         print(f"FAILED {name}: {why}", file=sys.stderr)
     return len(failed)
 

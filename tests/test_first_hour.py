@@ -4,9 +4,13 @@ tracked file whichever command ran and the project's line comes first, a failing
 sharing lines work as written, and the README stays short and readable."""
 import ast
 import re
+import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 
+import psutil
 import pytest
 import yaml
 
@@ -263,6 +267,21 @@ def test_the_queue_workers_start_and_the_wait_begins_while_the_training_still_ru
     assert experiments.queue_logs(["slow"]) == {"slow": experiments.queue_log("slow")[:-1]}
 
 
+@contextmanager
+def deadline(seconds):
+    """Fail, rather than hang the suite, if the block is still waiting after `seconds`."""
+    def give_up(*_):
+        raise AssertionError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_a_task_the_queue_lost_is_one_failed_line_and_a_new_run_of_it_is_followed(project, monkeypatch, capsys):
     """A queue worker that takes a task off DVC's queue and stops without running it (a race among
     workers started together) leaves it Running forever, with no process: the wait ended never."""
@@ -273,14 +292,42 @@ def test_a_task_the_queue_lost_is_one_failed_line_and_a_new_run_of_it_is_followe
     for message in (broker / "in").iterdir():  # what a worker's fetch does in DVC's file broker (kombu)
         message.rename(broker / "processed" / message.name)
     assert experiments.queue_states(["lost"]) == {"lost": experiments.STARTING}
-    states = experiments.run_queued(["lost"], 1, lost_after=1)
+    with deadline(300):
+        states = experiments.run_queued(["lost"], 1, unattended_after=1)
     assert states == {"lost": experiments.LOST}
     assert experiments.report_failures(states) == 1
-    assert capsys.readouterr().err == f"FAILED lost: {experiments.LOST_LINE}\n"
+    assert capsys.readouterr().err == f"FAILED lost: {experiments.UNATTENDED_LINES[experiments.LOST]}\n"
     assert experiments.queue_states(["lost"]) == {"lost": "Failed"}  # no longer Running: a new wait ends
     # Run again under the same name (as `make sweep` does a failed point): the queue then holds
     # the failed task and the new one, and the new one counts (the worker started above may
     # have taken it already).
     dvc(project, "exp", "run", "--queue", "--name", "lost", "train_weighted@0")
     assert experiments.queue_states(["lost"])["lost"] in experiments.ACTIVE
-    assert experiments.run_queued(["lost"], 1) == {"lost": "Success"}
+    with deadline(300):
+        assert experiments.run_queued(["lost"], 1) == {"lost": "Success"}
+
+
+def test_a_task_whose_queue_worker_died_is_one_failed_line_and_its_training_is_kept(project, monkeypatch, capsys):
+    """The experiment's process outlives a killed queue worker (DVC starts it detached) and
+    finishes, but no worker records that: DVC would show the task Running forever."""
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PATH", env()["PATH"])
+    dvc(project, "exp", "run", "--queue", "--name", "orphan", "-S", "train.epochs=2", "train_weighted@0")  # not cached
+    experiments.start_workers(1)
+    deadline_s = time.monotonic() + 300
+    while not any("stages.train" in (p.info["cmdline"] or []) and str(project) in (p.info["cwd"] or "")
+                  for p in psutil.process_iter(["cmdline", "cwd"])):
+        assert time.monotonic() < deadline_s, "no training started"
+        time.sleep(0.5)
+    workers = [p for p in psutil.process_iter(["cmdline", "cwd"])
+               if "queue-worker" in (p.info["cmdline"] or []) and p.info["cwd"] == str(project)]
+    assert len(workers) == 1
+    workers[0].kill()  # while its experiment trains
+    with deadline(300):
+        states = experiments.run_queued(["orphan"], 1, unattended_after=1)
+    assert states == {"orphan": experiments.WORKER_DIED}
+    assert experiments.report_failures(states) == 1
+    assert capsys.readouterr().err == f"FAILED orphan: {experiments.UNATTENDED_LINES[experiments.WORKER_DIED]}\n"
+    # its training finished, and running it again restores it
+    again = dvc(project, "exp", "run", "--temp", "-S", "train.epochs=2", "train_weighted@0")
+    assert experiments.count_trainings(again.stdout) == (0, 1), again.stdout  # (trained, restored)
