@@ -145,8 +145,8 @@ def _queue_tasks(logs_of=()):
     logs_of that have started). DVC internals: `dvc queue status` has no --json and `dvc queue
     logs NAME` reads one log per process, so this reads the same table and the same log files
     (the `.out` file of the task's process) through the queue object, in one process. A task
-    shown as Running that no worker attends is STARTING or ORPHANED (_attended). A name queued again after a
-    failure has two tasks: the newer one counts (a running or queued one within the same second)."""
+    shown as Running that no worker attends is STARTING or ORPHANED (_attended). A name queued
+    again after a failure has two tasks: the newer counts (in a same-second tie, the active one)."""
     from dvc.repo import Repo
 
     with dvc_errors("reading DVC's experiment queue"), Repo() as repo:
