@@ -202,11 +202,15 @@ def succeeded(states):
 
 
 def forget_failed(wanted):
-    """Drop the queue records of failed experiments whose name wanted(name) accepts: a new run
-    supersedes them (a failed run keeps them so that `dvc queue logs NAME` can show what went wrong)."""
-    failed = [name for name, status in _queue_tasks()[0].items() if status == "Failed" and name and wanted(name)]
-    if failed:
-        dvc("queue", "remove", *failed)
+    """Drop the queue records of failed experiments whose name wanted(name) accepts."""
+    forget([name for name, status in _queue_tasks()[0].items() if status == "Failed" and name and wanted(name)])
+
+
+def forget(names):
+    """Drop the queue records of the named failed experiments: a new run supersedes them (a failed
+    run keeps them so that `dvc queue logs NAME` can show what went wrong)."""
+    if names:
+        dvc("queue", "remove", *names)
 
 
 def queue_logs(names):

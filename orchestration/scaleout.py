@@ -199,8 +199,8 @@ def run_sweep(path, jobs, shard_spec):
     print(f"sweep {path}: {len(points)} grid point{'s' * (len(points) != 1)}"
           f"{f' in shard {index}/{count}' if count > 1 else ''}, "
           f"{len(points) - len(missing)} already done or running; queuing {len(missing)}", flush=True)
-    if missing:  # a failed point's record would stand for the point about to run again
-        experiments.forget_failed({sweep.point_name(p) for p in missing}.__contains__)
+    # a failed point's record would stand for the point about to run again
+    experiments.forget([sweep.point_name(p) for p in missing if states[sweep.point_name(p)] == "Failed"])
     states = {}
     for batch in sweep.batches(missing, jobs, trained={sweep.unweighted_group(r["point"]) for r in matched}):
         queued = [experiments.queue_experiment(sweep.point_name(p), sweep.set_options({**fixed, **p})) for p in batch]

@@ -34,7 +34,7 @@ def origin(tmp_path_factory):
 
 
 def failing_make(project, *args):
-    result = subprocess.run([*MAKE, *args], cwd=project, env=env(), capture_output=True, text=True, timeout=600)
+    result = make(project, *args, check=False, timeout=600)
     assert result.returncode != 0, result.stdout
     return result.stdout, [line for line in result.stderr.splitlines() if not line.startswith("make: *** ")]
 

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 
 import psutil
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from orchestration import experiments, scaleout, sweep_report
+from tests.test_scaleout import training
 from tools.sandbox import (MAKE, ONE_SEED, ROOT, dvc, env, link_venv, make, make_project, metrics_files, ran_stages,
                            run, set_params, shipped_params)
 
@@ -314,11 +314,7 @@ def test_a_task_whose_queue_worker_died_is_one_failed_line_and_its_training_is_k
     monkeypatch.setenv("PATH", env()["PATH"])
     dvc(project, "exp", "run", "--queue", "--name", "orphan", "-S", "train.epochs=2", "train_weighted@0")  # not cached
     experiments.start_workers(1)
-    deadline_s = time.monotonic() + 300
-    while not any("stages.train" in (p.info["cmdline"] or []) and str(project) in (p.info["cwd"] or "")
-                  for p in psutil.process_iter(["cmdline", "cwd"])):
-        assert time.monotonic() < deadline_s, "no training started"
-        time.sleep(0.5)
+    training(project, "--arm weighted")
     workers = [p for p in psutil.process_iter(["cmdline", "cwd"])
                if "queue-worker" in (p.info["cmdline"] or []) and p.info["cwd"] == str(project)]
     assert len(workers) == 1

@@ -17,12 +17,13 @@ from tools.sandbox import (MAKE, ONE_SEED, clone, clone_finished, commit, dvc, e
 TINY_SWEEP = {"grid": {"imbalance.ratio": [2, 5]}}  # one point a shard (a group's second point: test_cluster.py)
 
 
-def training(project, arm, process, seconds=300):
+def training(project, arm, process=None, seconds=300):
     """The Python process training `arm` in a queue worker of project, once it has started (not
-    the shell DVC may start it from: the OOM killer picks the process holding the memory)."""
+    the shell DVC may start it from: the OOM killer picks the process holding the memory), while
+    `process` (the command that started it, if given) still runs."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
+        assert process is None or process.poll() is None, process.communicate()
         for candidate in psutil.process_iter(["cmdline", "cwd"]):
             command = candidate.info["cmdline"] or []
             if (command and Path(command[0]).name.startswith("python") and "stages.train" in command

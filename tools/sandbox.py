@@ -46,9 +46,9 @@ def dvc(cwd, *args, check=True, timeout=600):
     return run(cwd, str(BIN / "dvc"), *args, check=check, timeout=timeout)
 
 
-def make(project, *args, check=True):
+def make(project, *args, check=True, timeout=900):
     """`make args` in a copy that runs in this venv (link_venv), as its user would."""
-    return run(project, *MAKE, *args, check=check, timeout=900)
+    return run(project, *MAKE, *args, check=check, timeout=timeout)
 
 
 def ran_stages(result):
