@@ -315,8 +315,9 @@ def test_a_task_whose_queue_worker_died_is_one_failed_line_and_its_training_is_k
     dvc(project, "exp", "run", "--queue", "--name", "orphan", "-S", "train.epochs=2", "train_weighted@0")  # not cached
     experiments.start_workers(1)
     training(project, "--arm weighted")
+    # celery renames the worker's process ("[celeryd: …] -active- (exp queue-worker …)")
     workers = [p for p in psutil.process_iter(["cmdline", "cwd"])
-               if "queue-worker" in (p.info["cmdline"] or []) and p.info["cwd"] == str(project)]
+               if "queue-worker" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(project)]
     assert len(workers) == 1
     workers[0].kill()  # while its experiment trains
     with deadline(300):
