@@ -81,6 +81,11 @@ def calibration_bins(y_true, proba, bins=CALIBRATION_BINS):
     return count, mean_confidence, accuracy
 
 
+def pooled_calibration_bins(y_true, proba_by_seed):
+    """calibration_bins over every seed's test images together (the reliability diagram's)."""
+    return calibration_bins(np.tile(y_true, len(proba_by_seed)), np.concatenate(list(proba_by_seed.values())))
+
+
 def expected_calibration_error(y_true, proba, bins=CALIBRATION_BINS):
     """ECE: sum over the calibration bins of (images in it / all images) · |accuracy − mean
     confidence|, on the top-class confidence (calibration_bins)."""

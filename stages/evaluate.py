@@ -10,7 +10,8 @@ if not __package__:  # run by path, Python would not find the project's packages
 
 from classweights.cli import run_stage
 from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, arm_probabilities, comparison_name, comparison_pairs, confusion,
-                                     headline_metrics, in_class_order, seed_metrics, summarise_seeds)
+                                     headline_metrics, in_class_order, pooled_calibration_bins, seed_metrics,
+                                     summarise_seeds)
 from classweights.files import atomic_path, read_arrays, read_json, write_json
 from classweights.machine import describe
 from classweights.params import load_params
@@ -39,9 +40,11 @@ def main():
     headline = headline_comparison(comparisons, minority)
     confusions = {arm: sum(confusion(y_test, p, len(names)) for p in predictions[arm].values()) for arm in proba}
     curves = {arm: mean_curves([read_curves(model_dir(arm, s) / HISTORY) for s in seeds]) for arm in ARMS}
+    reliability = {arm: pooled_calibration_bins(y_test, by_seed) for arm, by_seed in proba.items()}
     machine = describe(params.train.threads)
 
-    write_report(REPORTS, params, summaries, comparisons, headline, class_counts, confusions, curves, machine)
+    write_report(REPORTS, params, summaries, comparisons, headline, class_counts, confusions, curves, machine,
+                 reliability)
     with atomic_path(METRICS / "details") as details:  # one folder, so no arm that is off lingers
         details.mkdir()
         for arm, summary in summaries.items():

@@ -38,12 +38,13 @@ def test_first_repro_runs_every_stage_and_writes_every_output(finished):
     provenance = json.loads((project / "data/provenance.json").read_text())
     assert provenance["source"] == "mnist-sample" and provenance["images_per_class"]["train"][3] == 400
     assert provenance["class_names"] == [str(digit) for digit in range(10)] and provenance["image_shape"] == [28, 28]
-    for png in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png"):
+    for png in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png", "reliability_diagrams.png"):
         assert (project / "reports" / png).read_bytes()[:8] == PNG_MAGIC
         with Image.open(project / "reports" / png) as image:
             assert image.text["Title"].startswith(DESCRIPTION), png
     summary = (project / "reports/summary.md").read_text()
     assert summary.startswith(f"# {DESCRIPTION}\n") and "| minority_recall |" in summary
+    assert "| minority_precision |" in summary and "| ece |" in summary and "first cost, minority precision" in summary
     assert "| metric | unweighted | weighted (loss) | logit-adjusted (τ = 1) |" in summary and "McNemar" in summary
     last = first.stdout[first.stdout.rindex("> python -m stages.evaluate"):].splitlines()[1]
     assert last.startswith("evaluate: minority recall: weighted (loss) − unweighted = ")
@@ -135,7 +136,7 @@ def test_plots_show_renders_the_figures_offline_as_images(finished, tmp_path):
     dvc(project, "plots", "show", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots/index.html").read_text()
     assert "<script" not in html  # nothing to fetch from a CDN
-    for name in ("per_class_recall", "confusion_matrices", "training_curves"):
+    for name in ("per_class_recall", "confusion_matrices", "training_curves", "reliability_diagrams"):
         assert f'<img src="static/workspace_reports_{name}.png">' in html
 
 
