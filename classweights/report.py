@@ -386,7 +386,9 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
               "Test images only the first arm gets right vs only the second, and the exact p.", ""]
     lines += _mcnemar_table(comparisons, labels)
     lines += ["", "Figures: [per-class recall](per_class_recall.png), [confusion matrices](confusion_matrices.png), "
-              "[training curves](training_curves.png), [reliability diagrams](reliability_diagrams.png).", ""]
+              "[training curves](training_curves.png), [reliability diagrams](reliability_diagrams.png).", "",
+              "Training time: each trained arm's fit seconds per training are in metrics/training_seconds.json, "
+              "not here: wall-clock time differs from run to run, and this report does not.", ""]
     if machine is not None:
         lines += [machine_line(machine), ""]
     return "\n".join(lines)

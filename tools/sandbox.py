@@ -56,9 +56,28 @@ def ran_stages(result):
     return sorted(re.findall(r"Running stage '([^']+)'", result.stdout))
 
 
+def wall_clock(path):
+    """Whether a path holds wall-clock seconds (classweights.paths.SECONDS, TRAINING_SECONDS): the
+    one output two runs of the same params, code and machine do not give byte for byte."""
+    return "seconds" in str(path)
+
+
 def metrics_files(project):
-    """{path: bytes} of every JSON file under project/metrics: two runs' metrics, compared whole."""
-    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))}
+    """{path: bytes} of every JSON file under project/metrics but the wall-clock seconds: two runs'
+    metrics, compared whole."""
+    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))
+            if not wall_clock(p.relative_to(project))}
+
+
+def lock_text(project):
+    """dvc.lock with the hashes of the wall-clock seconds (their files, and evaluate's dependency on
+    them) left out: what two runs that trained the same models give byte for byte."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    for stage in lock.get("stages", {}).values():
+        for kind in ("deps", "outs"):
+            stage[kind] = [{"path": entry["path"]} if wall_clock(entry["path"]) else entry
+                           for entry in stage.get(kind, [])]
+    return yaml.safe_dump(lock, sort_keys=False)
 
 
 def committed_params():
