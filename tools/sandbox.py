@@ -4,6 +4,8 @@ A copy holds the project's sources (never the pipeline's outputs) and the *commi
 params.yaml with the caller's overrides, so an experiment applied to the working tree
 (`dvc exp run` writes its params there) cannot change what a test or benchmark runs.
 """
+import csv
+import io
 import json
 import os
 import re
@@ -67,6 +69,27 @@ def metrics_files(project):
     metrics, compared whole."""
     return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))
             if not wall_clock(p.relative_to(project))}
+
+
+def without_seconds_columns(path):
+    """A sweep's sweep.csv (as rows) or sweep.md (as text) without the columns whose heading names
+    seconds: what two sweeps that trained the same points give byte for byte."""
+    text = Path(path).read_text()
+    if Path(path).suffix == ".csv":
+        rows = list(csv.reader(io.StringIO(text)))
+        keep = [i for i, name in enumerate(rows[0]) if not wall_clock(name)]
+        return [[row[i] for i in keep] for row in rows]
+    lines, keep = [], None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            keep = None  # no table, or its end
+        else:
+            cells = line.split("|")
+            if keep is None:  # a table's heading row
+                keep = [i for i, cell in enumerate(cells) if not wall_clock(cell)]
+            line = "|".join(cells[i] for i in keep)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def lock_text(project):
