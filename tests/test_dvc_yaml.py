@@ -6,9 +6,9 @@ import copy
 import pytest
 import yaml
 
-from classweights.paths import ARMS
+from classweights.paths import ARMS, SECONDS, TRAINING_SECONDS, model_dir, seconds_file
 from orchestration import scaleout, sweep
-from tools.sandbox import ROOT
+from tools.sandbox import ROOT, lock_text, wall_clock
 
 PROJECT_PACKAGES = ("classweights", "stages")
 
@@ -116,7 +116,8 @@ def test_the_training_stages_are_the_arms_named_once_in_the_code():
     assert list(trained) == [f"train_{arm}" for arm in ARMS]
     for arm in ARMS:
         body = trained[f"train_{arm}"]
-        assert f"--arm {arm} " in body["cmd"] and body["outs"] == [f"models/{arm}/seed_${{item}}"]
+        assert f"--arm {arm} " in body["cmd"]
+        assert body["outs"] == [str(model_dir(arm, "${item}")), f"{seconds_file(arm, '${item}')}"]
     assert scaleout.TRAINING_STAGES == tuple(f"{name}@" for name in trained)
 
 
@@ -175,3 +176,36 @@ def test_the_science_and_the_stages_never_reach_up_into_orchestration_or_dvc(pac
                    for path in sorted((ROOT / package).glob("*.py"))}
     assert {path: names for path, names in reaching_up.items() if names} == {}
     assert reaching_up  # the package was found and read
+
+
+def test_the_wall_clock_outputs_are_the_only_paths_named_seconds():
+    # tools/sandbox compares two runs' dvc.lock and metrics leaving out every path with "seconds" in it:
+    # exactly the trainings' seconds files, evaluate's dependency on them and its mean of them
+    named = []
+    for body in stage_bodies(DVC_YAML).values():
+        named += [*body.get("deps", []), *_outs(body), *_outs({"outs": body.get("metrics", [])})]
+    paths = {path for path in named if wall_clock(path)}
+    assert paths == {str(SECONDS), str(TRAINING_SECONDS), *(str(seconds_file(arm, "${item}")) for arm in ARMS)}
+    assert not wall_clock(model_dir("weighted", 0)) and wall_clock(seconds_file("weighted", 0))
+
+
+def test_lock_text_leaves_out_the_seconds_hashes_and_nothing_else(tmp_path):
+    def lock(seconds_md5, model_md5):
+        return {"schema": "2.0", "stages": {
+            "train_weighted@0": {"cmd": "python -m stages.train --arm weighted --seed 0",
+                                 "deps": [{"path": "data/splits.npz", "hash": "md5", "md5": "aa", "size": 1}],
+                                 "outs": [{"path": "models/weighted/seed_0", "hash": "md5", "md5": model_md5,
+                                           "size": 9, "nfiles": 3},
+                                          {"path": "metrics/seconds/weighted/seed_0.json", "hash": "md5",
+                                           "md5": seconds_md5, "size": 25}]},
+            "evaluate": {"cmd": "python -m stages.evaluate",
+                         "deps": [{"path": "metrics/seconds", "hash": "md5", "md5": f"{seconds_md5}.dir", "size": 50,
+                                   "nfiles": 2}]}}}
+
+    texts = {}
+    for name, hashes in {"first": ("s1", "m1"), "slower": ("s2", "m1"), "other model": ("s1", "m2")}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dvc.lock").write_text(yaml.safe_dump(lock(*hashes), sort_keys=False))
+        texts[name] = lock_text(tmp_path / name)
+    assert texts["first"] == texts["slower"] and texts["first"] != texts["other model"]
+    assert list(yaml.safe_load(texts["first"])["stages"]) == ["train_weighted@0", "evaluate"]  # the order kept
