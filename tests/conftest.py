@@ -106,12 +106,12 @@ def pytest_runtest_protocol(item):
         return (yield)
 
 
-def built_once(tmp_path_factory, worker_id, name, build):
+def built_once(tmp_path_factory, name, build):
     """A project that build(empty folder) makes and runs (returning the run's CompletedProcess),
     made once per test session, and that run: the first pytest-xdist worker to get here builds it
     in the folder all workers share, and each caller gets its own copy (cache and all)."""
     shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":  # under pytest-xdist: the session's folder, above each worker's
+    if "PYTEST_XDIST_WORKER" in os.environ:  # a pytest-xdist worker: the session's folder, above each worker's
         shared = shared.parent
     built = shared / f"{name}-built"
     with FileLock(shared / f"{name}.lock"):
@@ -127,7 +127,7 @@ def built_once(tmp_path_factory, worker_id, name, build):
 
 
 @pytest.fixture(scope="session")
-def finished(subprocesses, tmp_path_factory, worker_id):
+def finished(subprocesses, tmp_path_factory):
     """A tiny project (tools.sandbox.TINY: 2 seeds, 1 epoch) after its first `dvc repro`, with
     dvc.lock committed, and that run's output. Read it; to change anything, use `project`."""
     def build(folder):
@@ -136,11 +136,11 @@ def finished(subprocesses, tmp_path_factory, worker_id):
         commit(project, "first run")
         return first
 
-    return built_once(tmp_path_factory, worker_id, "finished", build)
+    return built_once(tmp_path_factory, "finished", build)
 
 
 @pytest.fixture(scope="session")
-def serial(subprocesses, tmp_path_factory, worker_id):
+def serial(subprocesses, tmp_path_factory):
     """A one-seed project (tools.sandbox.ONE_SEED) after `make repro JOBS=1`, committed, with no
     remote, and that run's output: the local run the scale-out tests compare theirs with."""
     def build(folder):
@@ -149,7 +149,7 @@ def serial(subprocesses, tmp_path_factory, worker_id):
         commit(project, "serial run")
         return first
 
-    return built_once(tmp_path_factory, worker_id, "serial", build)
+    return built_once(tmp_path_factory, "serial", build)
 
 
 @pytest.fixture
