@@ -72,9 +72,10 @@ def subprocesses():
 
 
 def program(args):
-    """The name of the program a Popen(args) would start."""
-    first = shlex.split(args)[0] if isinstance(args, (str, bytes)) else os.fspath(list(args)[0])
-    return Path(os.fsdecode(first)).name
+    """The name of the program a Popen(args) would start (a command line's first word)."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        return Path(shlex.split(os.fsdecode(args))[0]).name
+    return Path(os.fsdecode(list(args)[0])).name
 
 
 @contextmanager
