@@ -115,7 +115,7 @@ def test_a_bad_tau_is_one_line_naming_key_value_and_what_is_allowed(tau, words):
     assert "evaluate.logit_adjustment_tau = " in message and words in message and "\n" not in message
 
 
-def test_the_params_check_rejects_a_negative_tau_before_anything_runs(tmp_path):
+def test_the_params_check_rejects_a_negative_tau_before_anything_runs(subprocesses, tmp_path):
     params = merged(committed_params(), {"evaluate": {"logit_adjustment_tau": -1}})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run([sys.executable, "-m", "classweights.params"], cwd=tmp_path, capture_output=True,

@@ -16,7 +16,7 @@ from tools.sandbox import (MAKE, LocalCluster, clone, dvc, env, lock_text, make,
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(subprocesses, tmp_path_factory):
     cluster = LocalCluster(tmp_path_factory.mktemp("dask"), workers=2)
     yield cluster
     cluster.close()
@@ -29,7 +29,7 @@ DONE = re.compile(r"^\[\d/(\d)\] done (.+): (\d) trained, (\d) restored from the
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory):
+def origin(subprocesses, tmp_path_factory):
     return tiny_sweep_origin(tmp_path_factory.mktemp("cluster-origin"),
                              {"pair-sweep.yaml": PAIR_SWEEP})
 

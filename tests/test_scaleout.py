@@ -109,7 +109,7 @@ def tiny_sweep_origin(tmp, sweeps=None):
 
 
 @pytest.fixture(scope="module")
-def sweep_origin(tmp_path_factory):
+def sweep_origin(subprocesses, tmp_path_factory):
     return tiny_sweep_origin(tmp_path_factory.mktemp("sweep"))
 
 
@@ -163,7 +163,7 @@ def test_an_unusable_remote_shows_dvc_s_error_and_the_command_to_fix(sweep_origi
                     "(a default DVC remote: dvc remote add -d NAME URL)"]
 
 
-def test_failed_grid_points_are_named_with_their_last_log_line_and_the_rest_still_run(tmp_path):
+def test_failed_grid_points_are_named_with_their_last_log_line_and_the_rest_still_run(subprocesses, tmp_path):
     project = link_venv(make_project(tmp_path / "failing", ONE_SEED))
     missing = {"fixed": {"data.source": "fashion-mnist"}, "grid": {"data.path": ["/nowhere/a", "/nowhere/b"]}}
     (project / "failing.yaml").write_text(yaml.safe_dump(missing))

@@ -86,7 +86,8 @@ def test_good_jobs_and_shard_settings():
     ("sweep", "SWEEP=bad.yaml", "error: bad.yaml: unknown key 'imbalance.ratoi'"),
     ("repro", "JOBS=abc", "error: JOBS=abc: must be a whole number >= 1"),
 ])
-def test_bad_input_through_make_is_one_line_and_queues_or_runs_nothing(project, target, setting, expected):
+def test_bad_input_through_make_is_one_line_and_queues_or_runs_nothing(subprocesses, project, target, setting,
+                                                                    expected):
     (project / "bad.yaml").write_text(yaml.safe_dump(BAD_SWEEPS["unknown key"][0]))
     result = run_make(project, target, setting)
     assert result.returncode != 0
