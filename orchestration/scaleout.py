@@ -5,6 +5,7 @@ Every argument is checked here, before anything is queued (one line on a bad val
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from orchestration import experiments
 from classweights import machine
 from classweights.errors import UserError
 from classweights.params import load_params, parse_params
-from classweights.paths import ARMS, MACHINE
+from classweights.paths import ARMS, MACHINE, MODELS, model_dir
 
 TRAINING_STAGES = tuple(f"train_{arm}@" for arm in ARMS)  # dvc.yaml's foreach stages, one per (arm, seed)
 HELPER_PREFIX = "repro-"  # the experiments make repro JOBS=N queues and removes again
@@ -101,10 +102,26 @@ def warn(*lines):
         print(line, file=sys.stderr, flush=True)
 
 
+def remove_stale_models(seeds, models=MODELS):
+    """Delete models/<arm>/seed_N for every N not in seeds; return the deleted folders.
+
+    evaluate depends on the whole models/<arm> folders (DVC cannot template a list of them), and
+    DVC leaves the outputs of a seed dropped from train.seeds in place: they would enter
+    evaluate's hashes, and after `make restore` evaluate would run again and change dvc.lock.
+    The folders are in DVC's cache and run cache, so a later run with those seeds restores them."""
+    current = {models / model_dir(arm, seed).relative_to(MODELS) for arm in ARMS for seed in seeds}
+    stale = [folder for arm in ARMS for folder in sorted((models / arm).glob("seed_*")) if folder not in current]
+    for folder in stale:
+        shutil.rmtree(folder)
+    return stale
+
+
 def serial_repro(*repro_args, forget_unrestorable=True):
-    """`dvc repro [repro_args]`, after dropping the lock entries of trainings that no cache here
-    holds (so that those the run cache knows are restored, not re-trained; forget_unrestorable
-    False: the caller has dropped them already); dvc.lock in pipeline order."""
+    """`dvc repro [repro_args]`, after removing the models of seeds no longer in train.seeds and
+    dropping the lock entries of trainings that no cache here holds (so that those the run cache
+    knows are restored, not re-trained; forget_unrestorable False: the caller has dropped them
+    already); dvc.lock in pipeline order."""
+    remove_stale_models(load_params().train.seeds)
     if forget_unrestorable:
         experiments.forget_lock_entries(trainings_to_run()[1])
     code = experiments.repro(*repro_args)

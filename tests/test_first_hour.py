@@ -238,6 +238,30 @@ def test_make_restore_goes_back_to_the_committed_run_from_the_run_cache(shared):
     assert git_status(project) == ""
 
 
+def test_make_restore_after_a_seeds_edit_leaves_git_status_and_dvc_status_clean(project):
+    """The README's way back after `make repro` with another train.seeds: the models of a seed
+    the committed run does not train must not enter evaluate's hashes."""
+    link_venv(project)
+    set_params(project, {"train": {"seeds": [0, 1, 2]}})
+    make(project, "repro", "JOBS=1")
+    assert (project / "models/weighted/seed_2").is_dir()
+    restored = make(project, "restore")
+    assert ran_stages(restored) == []
+    assert git_status(project) == ""
+    assert not (project / "models/weighted/seed_2").exists()
+    assert dvc(project, "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_the_models_of_seeds_no_longer_trained_are_removed_and_only_those(tmp_path):
+    for arm in ("unweighted", "weighted"):
+        for seed in (0, 1, 6, 12):
+            (tmp_path / arm / f"seed_{seed}").mkdir(parents=True)
+    (tmp_path / "weighted" / "seed_6" / "model.keras").write_bytes(b"x")
+    removed = scaleout.remove_stale_models([0, 1, 12], tmp_path)
+    assert [str(p.relative_to(tmp_path)) for p in removed] == ["unweighted/seed_6", "weighted/seed_6"]
+    assert sorted(p.name for p in (tmp_path / "weighted").iterdir()) == ["seed_0", "seed_1", "seed_12"]
+
+
 # --- the README itself -------------------------------------------------------------------------
 
 def test_the_readme_stays_short():
