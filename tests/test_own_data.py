@@ -306,3 +306,52 @@ def test_the_network_is_the_seed_s_at_28_by_28_grey_and_its_head_does_not_grow_w
         model = build_model(input_shape=shape, num_classes=4)
         assert model.count_params() == 65_156 and "GlobalAveragePooling2D" in kinds(model), shape
         assert model.output_shape == (None, 4)
+
+
+# ---- own data that cannot be silently wrong ------------------------------------------------------
+
+def test_scikit_learn_s_digits_cast_to_uint8_are_refused_with_the_scaling_that_fixes_them(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # 8 x 8 images of values 0..16
+    np.savez(tmp_path / "digits.npz", x=digits.images.astype(np.uint8), y=digits.target)
+    with pytest.raises(UserError) as error:
+        datasets.load_npz(tmp_path / "digits.npz", [24, 24])
+    assert str(error.value) == (f"{tmp_path / 'digits.npz'}: the brightest pixel is 16, far below 255: images must be "
+                                "uint8 0-255; scale them, e.g. x = (x * 255 / 16).round().astype(np.uint8)")
+    np.savez(tmp_path / "digits.npz", x=(digits.images * 255 / 16).round().astype(np.uint8), y=digits.target)
+    arrays, names, _ = datasets.load_npz(tmp_path / "digits.npz", [24, 24])
+    assert names == [str(d) for d in range(10)] and arrays["x_train"].max() == 255
+
+
+@pytest.mark.parametrize("class_names", [None, ["zebra", "ant", "cat"]])
+def test_string_labels_are_numbered_for_the_user_and_keep_their_names(tmp_path, class_names):
+    labels = np.array(["cat", "zebra", "ant"] * 4)
+    x = np.random.default_rng(0).integers(0, 256, (12, 20, 20), dtype=np.uint8)
+    extra = {} if class_names is None else {"class_names": np.array(class_names)}
+    np.savez(tmp_path / "animals.npz", x=x, y=labels, **extra)
+    arrays, names, provenance = datasets.load_npz(tmp_path / "animals.npz", None)
+    expected = class_names or ["ant", "cat", "zebra"]
+    assert names == expected
+    assert [expected[label] for label in arrays["y_train"]] == labels.tolist()  # each image keeps its class
+    assert provenance["labels"].startswith(f"strings, numbered 0..2 in {'sorted' if class_names is None else 'class'}")
+
+
+def test_a_string_label_missing_from_class_names_is_named(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (6, 20, 20), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", x=x, y=np.array(["a", "b", "c"] * 2), class_names=np.array(["a", "b"]))
+    with pytest.raises(UserError, match=r"label 'c' in y is not in class_names \['a', 'b'\]"):
+        datasets.load_npz(tmp_path / "a.npz", None)
+
+
+def test_os_litter_and_hidden_files_are_skipped_and_counted(tmp_path):
+    two_classes(tmp_path / "shop" / "train")
+    two_classes(tmp_path / "shop" / "test")
+    for litter in ("train/a/Thumbs.db", "train/b/desktop.ini", "test/a/.DS_Store", "train/.hidden.png",
+                   "Thumbs.db"):
+        (tmp_path / "shop" / litter).write_bytes(b"not an image")
+    arrays, names, provenance = load_folder(tmp_path / "shop", None)
+    assert names == ["a", "b"] and len(arrays["y_train"]) == 6 and len(arrays["y_test"]) == 6
+    assert provenance["layout"] == "train/ and test/"
+    assert provenance["skipped_files"]["count"] == 5
+    assert provenance["skipped_files"]["examples"] == [".DS_Store", ".hidden.png", "Thumbs.db", "desktop.ini"]
