@@ -103,9 +103,11 @@ def test_a_colour_long_tail_folder_runs_end_to_end_with_its_class_names(long_tai
     details = json.loads((project / "metrics/details/weighted.json").read_text())
     assert list(details["mean"]["per_class"]) == ["grass", "lava", "sand", "sky"]
     summary = (project / "reports/summary.md").read_text()
-    assert summary.startswith("# folder data/input/tail, no imbalance;")
+    ratio = counts["train"]["sky"] / min(counts["train"].values())  # the data's own imbalance, measured
+    assert summary.startswith(f"# folder data/input/tail, own imbalance, ratio {ratio:.3g} (largest / smallest class);")
+    assert "compute_weights: balanced: grass: " in first.stdout  # class names, not indices
     assert "minority classes: lava, sand (every class with at most 50% of the largest class's training" in summary
-    assert "**The test set is imbalanced** (2 to 12 images a class" in summary
+    assert "**The test set is imbalanced** (2 to 12 images a class, ratio 6 ≥ 1.5" in summary
     assert "| recall of class lava |" in summary and "Training images per class: grass: " in summary
     assert (project / "reports/per_class_recall.csv").read_text().splitlines()[1].startswith("grass,")
     comparison = json.loads((project / "metrics/comparison.json").read_text())
