@@ -194,7 +194,7 @@ def plot_recall(path, summaries, train_counts, minority, labels, title, comparis
         for k, name in enumerate(names):
             if name in marks.get(arm, {}):
                 ax_recall.text(positions[k] + offset, min(mean[k] + sd[k], 1) + 0.02, marks[arm][name], ha="center",
-                               va="bottom", fontsize=7, color=colours[arm])
+                               va="bottom", fontsize=9, color=colours[arm])
     ax_recall.set(xlabel="class (* minority)", ylabel="test recall", ylim=(0, 1.1),
                   title="Per-class test recall, mean ± sd over seeds; ▲ / ▼ significantly above / below unweighted")
     ax_recall.title.set_fontsize(10)
@@ -287,6 +287,32 @@ def _imbalanced_test_note(test_counts):
             "per-class recall (minority recall) and balanced accuracy, not accuracy."]
 
 
+# A run too small to mean much is named in the summary: an arm whose mean balanced accuracy lies
+# within NEAR_CHANCE of chance (1/K), and a class with fewer than FEW_TEST_IMAGES test images
+# (its recall moves in steps of 1/n).
+NEAR_CHANCE = 0.1
+FEW_TEST_IMAGES = 20
+
+
+def too_small_warnings(summaries, test_counts, labels):
+    """Lines naming what makes this run too small to mean much; [] when nothing does."""
+    chance = 1 / len(test_counts)
+    lines = []
+    for arm, summary in summaries.items():
+        accuracy = summary["mean"]["balanced_accuracy"]
+        if accuracy < chance + NEAR_CHANCE:
+            lines.append(f"- **{labels.get(arm, arm)} is near chance**: balanced accuracy {accuracy:.3f}, chance "
+                         f"1/{len(test_counts)} = {chance:.3f} (warned within {NEAR_CHANCE:g} of it); train more "
+                         "epochs (train.epochs) before reading its comparisons.")
+    few = {name: n for name, n in test_counts.items() if n < FEW_TEST_IMAGES}
+    if few:
+        lines.append("- **Few test images**: " + ", ".join(f"{name} {n} (recall in steps of 1/{n})"
+                                                          for name, n in few.items())
+                     + f"; fewer than {FEW_TEST_IMAGES} a class: their recalls and verdicts rest on a handful of "
+                     "images (more data, or a larger split.test_fraction, helps).")
+    return ["", "## Too small to mean much", ""] + lines if lines else []
+
+
 def _side_by_side(comparisons, headline, labels):
     """Every comparison's headline differences in one table: mean [interval] → verdict."""
     names = list(comparisons)
@@ -353,6 +379,7 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     lines = [f"# {describe_run(params, class_counts['train'])}", ""]
     lines += [f"- **{line}**" for line in verdict_lines(comparisons, labels)] + [""]
     lines += _run_paragraph(params, class_counts, alpha)
+    lines += too_small_warnings(summaries, class_counts["test"], labels)
     lines += ["", "## Test metrics, mean ± sd over seeds", "",
               "| metric | " + " | ".join(labels[a] for a in arms) + " |", "|---|" + "---|" * len(arms)]
     for metric in HEADLINE_METRICS:

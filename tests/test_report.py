@@ -229,3 +229,23 @@ def test_long_class_names_lay_out_without_overlap_and_significant_recalls_are_ma
     marks = sorted((round(t.get_position()[0]), t.get_text()) for t in recall.axes[0].texts)
     assert marks == [(0, "▲"), (6, "▼")]
     assert "Ankle boot" in [t.get_text() for t in confusions.axes[2].get_yticklabels()]
+
+
+def test_a_model_near_chance_and_a_class_with_few_test_images_are_named(three_arms, clothes):
+    from classweights.report import too_small_warnings
+
+    labels = arm_labels(clothes["params"])
+    assert too_small_warnings(clothes["summaries"], clothes["class_counts"]["test"], labels) == []  # 35 to 37
+    # three_arms: unweighted's balanced accuracy over its seeds (100 - 20 - s) / 100 = 0.79 is far from chance
+    test = {**{str(c): 100 for c in range(10)}, "9": 6}
+    near = {**three_arms["summaries"], "weighted": {"mean": {"balanced_accuracy": 0.19}}}  # chance 0.1 + 0.09
+    lines = too_small_warnings(near, test, labels)
+    assert lines[:3] == ["", "## Too small to mean much", ""]
+    assert lines[3].startswith("- **weighted (loss) is near chance**: balanced accuracy 0.190, chance 1/10 = 0.100")
+    assert lines[4].startswith("- **Few test images**: 9 6 (recall in steps of 1/6); fewer than 20 a class")
+    assert len(lines) == 5  # 0.21 would be no warning: the rule is within 0.1 of chance
+    near["weighted"]["mean"]["balanced_accuracy"] = 0.21
+    assert len(too_small_warnings(near, test, labels)) == 4
+    text = summary_markdown(clothes["params"], clothes["summaries"], clothes["comparisons"], clothes["headline"],
+                            {**clothes["class_counts"], "test": {**clothes["class_counts"]["test"], "Ankle boot": 6}})
+    assert "- **Few test images**: Ankle boot 6 (recall in steps of 1/6)" in text
