@@ -240,7 +240,8 @@ def read_yaml(path, missing_hint):
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}: not valid YAML{line}") from None
+        reason = getattr(error, "problem", None)  # yaml's own words, e.g. "mapping values are not allowed here"
+        raise UserError(f"{path}: not valid YAML{line}{f': {reason}' if reason else ''}") from None
 
 
 def load_params(path="params.yaml"):

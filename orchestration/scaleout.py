@@ -124,10 +124,14 @@ def serial_repro(*repro_args, forget_unrestorable=True):
     remove_stale_models(load_params().train.seeds)
     if forget_unrestorable:
         experiments.forget_lock_entries(trainings_to_run()[1])
-    code = experiments.repro(*repro_args)
+    named = []
+    code = experiments.repro(*repro_args, git_files=named)
     # DVC appends a stage it restores to the end of the lock: without this the same run gives a
     # dvc.lock that differs in order only, and a fresh clone's `make repro` leaves git status dirty.
     experiments.order_lock(experiments.stage_names())
+    advice = experiments.git_add_advice(named)  # only when dvc.lock (or a file DVC named) really changed
+    if advice:
+        print(advice, flush=True)
     return code
 
 

@@ -250,6 +250,9 @@ def test_make_restore_after_a_seeds_edit_leaves_git_status_and_dvc_status_clean(
     assert git_status(project) == ""
     assert not (project / "models/weighted/seed_2").exists()
     assert dvc(project, "status").stdout.strip() == "Data and pipelines are up to date."
+    again = make(project, "repro", "JOBS=1")
+    assert ran_stages(again) == [] and git_status(project) == ""
+    assert "git add" not in restored.stdout + again.stdout  # dvc.lock is as committed: no advice to add it
 
 
 def test_the_models_of_seeds_no_longer_trained_are_removed_and_only_those(tmp_path):
@@ -260,6 +263,30 @@ def test_the_models_of_seeds_no_longer_trained_are_removed_and_only_those(tmp_pa
     removed = scaleout.remove_stale_models([0, 1, 12], tmp_path)
     assert [str(p.relative_to(tmp_path)) for p in removed] == ["unweighted/seed_6", "weighted/seed_6"]
     assert sorted(p.name for p in (tmp_path / "weighted").iterdir()) == ["seed_0", "seed_1", "seed_12"]
+
+
+DVC_OUTPUT = ["Running stage 'evaluate':\n", "Updating lock file 'dvc.lock'\n", "\n",
+              "To track the changes with git, run:\n", "\n", "\tgit add dvc.lock reports/.gitignore\n", "\n",
+              "To enable auto staging, run:\n", "\n", "\tdvc config core.autostage true\n",
+              "Use `dvc push` to send your updates to remote storage.\n"]
+
+
+def test_dvc_s_git_add_advice_is_given_only_when_a_file_it_names_differs_from_git_s(tmp_path, monkeypatch):
+    named = []
+    kept = list(experiments.without_git_advice(DVC_OUTPUT, named))
+    assert kept == [DVC_OUTPUT[0], DVC_OUTPUT[1], DVC_OUTPUT[-1]] and named == ["dvc.lock", "reports/.gitignore"]
+    monkeypatch.chdir(tmp_path)
+    run(tmp_path, "git", "init", "-q")
+    (tmp_path / "dvc.lock").write_text("stages: {}\n")
+    run(tmp_path, "git", "add", "dvc.lock")
+    assert experiments.git_add_advice(["dvc.lock"]) is None  # as git has it: nothing to add
+    (tmp_path / "dvc.lock").write_text("stages: {a: {}}\n")
+    assert experiments.git_add_advice([]) == "\nTo track the changes with git, run:\n\n\tgit add dvc.lock\n"
+
+
+def test_make_sweep_s_map_is_ignored_by_git():
+    ignored = run(ROOT, "git", "check-ignore", "sweep/sweep.png", "sweep/sweep.md", check=False)
+    assert ignored.stdout.split() == ["sweep/sweep.png", "sweep/sweep.md"]
 
 
 # --- the README itself -------------------------------------------------------------------------

@@ -139,6 +139,11 @@ def test_load_params_reports_missing_file_and_bad_yaml(tmp_path):
     broken.write_text("train:\n  seeds: [0, 1\n")
     with pytest.raises(UserError, match="not valid YAML at line"):
         load_params(broken)
+    # the reason is yaml's own words, whatever line it finds it on
+    broken.write_text("train:\n  epochs: 3\n  seeds [0, 1]: x: y\n")
+    with pytest.raises(UserError) as caught:
+        load_params(broken)
+    assert str(caught.value) == f"{broken}: not valid YAML at line 3: mapping values are not allowed here"
 
 
 def test_yaml_is_read_with_the_safe_loader(tmp_path):
