@@ -152,6 +152,22 @@ def test_the_map_cuts_a_band_at_the_range_of_a_difference_and_the_table_says_so(
     assert "cuts its band at ±1" in sweep_report.markdown([row], ["imbalance.ratio"])
 
 
+def test_a_sweep_row_whose_interval_excludes_0_without_a_verdict_says_why():
+    row = {"imbalance.ratio": 5, "experiment": "e", "weighted_vs_unweighted.worst_majority_recall.class": 6}
+    for metric, _ in sweep_report.PANELS:
+        row.update({f"weighted_vs_unweighted.{metric}.{k}": v for k, v in
+                    (("mean", 0.2), ("ci_low", 0.05), ("ci_high", 0.35), ("p", 0.5),
+                     ("verdict", "no significant difference"))})  # 2 seeds: t-test passes, sign-flip p 0.5
+    row["weighted_vs_unweighted.balanced_accuracy.verdict"] = "better"
+    text = sweep_report.markdown([row], ["imbalance.ratio"])
+    cells = next(line for line in text.splitlines() if line.startswith("| 5 |")).split(" | ")
+    assert cells[1] == "+0.200 [+0.050, +0.350] no significant difference †" and cells[2].endswith("better")
+    assert "† The interval excludes 0, yet the verdict is no significant difference: a verdict also needs the " \
+           "exact sign-flip test below α, and with n seeds its p cannot fall below 2/2ⁿ" in text
+    row["weighted_vs_unweighted.minority_recall.ci_low"] = -0.05
+    assert "†" not in sweep_report.markdown([row], ["imbalance.ratio"])
+
+
 def test_orchestration_reaches_dvc_only_through_the_adapter():
     """experiments.py is the one module that imports DVC or runs its command line."""
     for path in sorted((ROOT / "orchestration").glob("*.py")):
