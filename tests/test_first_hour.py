@@ -305,6 +305,19 @@ def test_make_sweep_s_map_is_ignored_by_git():
     assert ignored.stdout.split() == ["sweep/sweep.png", "sweep/sweep.md"]
 
 
+def test_right_after_a_temp_experiment_the_readme_s_compare_line_shows_it_and_a_typo_under_s_is_dvc_s_line(project):
+    run(project, "git", "branch", "-m", "main")
+    typo = dvc(project, "exp", "run", "--temp", "-S", "weights.stratgy=sqrt_inverse", check=False)
+    # DVC refuses a key params.yaml lacks before any stage runs: its line, which the README quotes
+    assert typo.returncode != 0 and "Could not override 'weights.stratgy'" in typo.stderr
+    assert "`Could not override 'weights.stratgy'`" in README and git_status(project) == ""
+    dvc(project, "exp", "run", "--temp", "--name", "strict", "-S", "evaluate.alpha=0.1")
+    assert dvc(project, "metrics", "diff", "main").stdout == ""  # the workspace is still the committed run
+    line = next(line for line in README.splitlines() if line.startswith("dvc exp diff main NAME"))
+    shown = dvc(project, *line.split("#")[0].replace("NAME", "strict").split()[1:]).stdout
+    assert re.search(r"metrics/comparison\.json\s+alpha\s+0\.05\s+0\.1", shown), shown
+
+
 # --- the README itself -------------------------------------------------------------------------
 
 def test_the_readme_stays_short():
