@@ -163,8 +163,8 @@ def read_mnist_npz(path):
 
 
 def load_mnist(data, download_dir):
-    if data.path:
-        path = Path(data.path)
+    if data.local_copy:
+        path = Path(data.local_copy)
         origin = str(path)
     else:
         path = Path(download_dir) / MNIST_FILE
@@ -208,8 +208,8 @@ def read_idx_gz(path, sha256):
 
 
 def load_fashion_mnist(data, download_dir, files=FASHION_FILES):
-    if data.path:
-        folder = Path(data.path)
+    if data.local_copy:
+        folder = Path(data.local_copy)
         if not folder.is_dir():
             raise UserError(f"data.path {folder}: {'is a file' if folder.exists() else 'not found'}; "
                             "expected a directory holding the four Fashion-MNIST .gz files")
@@ -220,12 +220,12 @@ def load_fashion_mnist(data, download_dir, files=FASHION_FILES):
     arrays, checksums = {}, {}
     for name, (filename, sha256) in files.items():
         path = folder / filename
-        if not data.path and not path.is_file():
+        if not data.local_copy and not path.is_file():
             download(data.mirror + filename, path)
         try:
             arrays[name] = read_idx_gz(path, sha256)
         except UserError:
-            if not data.path:
+            if not data.local_copy:
                 path.unlink(missing_ok=True)  # a bad download must not be taken for good next time
             raise
         checksums[filename] = sha256

@@ -80,13 +80,23 @@ def test_a_stage_script_run_by_path_says_how_to_run_it():
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_failing_stage_under_make_repro_is_its_own_line_never_a_traceback(project, jobs):
     link_venv(project)
-    set_params(project, {"data": {"source": "mnist", "path": "nowhere/mnist.npz"}})
+    (project / "data/input/mnist.npz").write_bytes(b"not Keras' mnist.npz")
+    set_params(project, {"data": {"source": "mnist", "path": "data/input/mnist.npz"}})
     result = make(project, "repro", f"JOBS={jobs}", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
-    assert first_error(result.stderr).startswith("error: data.path nowhere/mnist.npz: not found")
+    assert first_error(result.stderr).startswith("error: data/input/mnist.npz: checksum mismatch")
     assert "ERROR: failed to reproduce 'fetch'" in result.stderr  # DVC's line names the stage
     # fetch's tracked output is kept (persist); dvc.lock records the check that passed
-    assert git_status(project) == " M dvc.lock\n M params.yaml\n"
+    assert git_status(project) == " M dvc.lock\n M params.yaml\n?? data/input/mnist.npz\n"
+
+
+def test_a_data_path_that_does_not_exist_is_our_line_before_dvc_s_missing_dependency(project):
+    set_params(project, {"data": {"source": "folder", "path": "data/input/clothes"}})
+    result = dvc(project, "repro", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert first_error(result.stderr) == ("error: data.path data/input/clothes: not found; put your data there "
+                                          "(see data/input/README.md) or correct data.path")
+    assert git_status(project) == " M params.yaml\n"
 
 
 def test_a_valid_edit_under_make_repro_warns_of_too_few_seeds_first_and_re_runs_only_what_it_touches(project):
