@@ -120,9 +120,9 @@ def test_editing_one_image_re_runs_fetch_and_everything_after_it_and_nothing_els
     project = tmp_path / "project"
     shutil.copytree(long_tail_project[0], project, symlinks=True)
     assert ran_stages(dvc(project, "repro")) == []
-    # a file beside the data set under data/input: fetch runs, decodes the same arrays, nothing else runs
+    # a file beside the data set under data/input: not fetch's input, nothing runs
     (project / "data/input/README.md").write_text("notes\n")
-    assert ran_stages(dvc(project, "repro")) == ["fetch"]
+    assert ran_stages(dvc(project, "repro")) == []
     # one image's pixels change: fetch and everything downstream (up to the split here, then
     # DVC's status names every later stage: no need to train to see it)
     edited = next((project / "data/input/tail/lava").iterdir())
@@ -131,6 +131,26 @@ def test_editing_one_image_re_runs_fetch_and_everything_after_it_and_nothing_els
     status = json.loads(dvc(project, "status", "--json").stdout)
     assert sorted(status) == [stage for stage in ALL_STAGES if stage not in ("check_params", "fetch", "preprocess")]
     # (adding or removing an image changes the same folder hash, and the counts too)
+
+
+def test_a_second_data_set_beside_the_first_changes_nothing_for_it_until_chosen(long_tail_project, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(long_tail_project[0], project, symlinks=True)
+    lock = (project / "dvc.lock").read_text()
+    rng = np.random.default_rng(0)
+    for edit in range(2):  # added, then changed: each time tracked by DVC as the README says
+        x = rng.integers(0, 256, (12, 20, 20), dtype=np.uint8)
+        np.savez(project / "data/input/digits.npz", x=x, y=np.arange(12) % 3)
+        dvc(project, "add", "data/input/digits.npz")
+        assert dvc(project, "status").stdout.strip() == "Data and pipelines are up to date.", edit
+    dvc(project, "remove", "data/input/digits.npz.dvc")  # and removed, as DVC removes what it tracks
+    (project / "data/input/digits.npz").unlink()
+    assert dvc(project, "status").stdout.strip() == "Data and pipelines are up to date."
+    assert ran_stages(dvc(project, "repro")) == [] and (project / "dvc.lock").read_text() == lock
+    np.savez(project / "data/input/digits.npz", x=x, y=np.arange(12) % 3)
+    set_params(project, {"data": {"source": "npz", "path": "data/input/digits.npz", "image_size": None}})
+    assert ran_stages(dvc(project, "repro", "fetch")) == ["check_params", "fetch"]  # chosen: it is fetch's input
+    assert json.loads((project / "data/provenance.json").read_text())["origin"] == "data/input/digits.npz"
 
 
 def test_make_sweep_on_your_own_folder_restores_its_unweighted_trainings_and_names_its_classes(

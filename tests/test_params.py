@@ -12,7 +12,7 @@ def parse_with(overrides):
 
 def test_the_committed_params_yaml_poses_an_unbalanced_question_offline():
     params = parse_params(committed_params())
-    assert params.data.source == "mnist-sample" and params.data.path is None  # no network needed
+    assert params.data.source == "mnist-sample" and params.data.local_copy is None  # no network needed
     assert params.imbalance.profile in ("step", "longtail") and params.imbalance.ratio > 1
     assert len(params.train.seeds) >= 3  # a paired test needs several seeds
 
