@@ -106,6 +106,7 @@ def test_a_colour_long_tail_folder_runs_end_to_end_with_its_class_names(long_tai
     ratio = counts["train"]["sky"] / min(counts["train"].values())  # the data's own imbalance, measured
     assert summary.startswith(f"# folder data/input/tail, own imbalance, ratio {ratio:.3g} (largest / smallest class);")
     assert "compute_weights: balanced: grass: " in first.stdout  # class names, not indices
+    assert "preprocess: none profile, training images per class grass: " in first.stdout
     assert "minority classes: lava, sand (every class with at most 50% of the largest class's training" in summary
     assert "**The test set is imbalanced** (2 to 12 images a class, ratio 6 ≥ 1.5" in summary
     assert "| recall of class lava |" in summary and "Training images per class: grass: " in summary
