@@ -32,6 +32,10 @@ SETTLED = {STARTING: LOST, ORPHANED: WORKER_DIED}
 UNATTENDED_LINES = {LOST: "DVC's queue lost it: a queue worker took it and never ran it",
                     WORKER_DIED: "its queue worker died while it ran; what its stages finished is in the run cache"}
 PUSH_HINT = "Use `dvc push` to send your updates to remote storage."
+# DVC's advice after a repro that wrote its lock file, even one that changed no byte of it; held back
+# and given again only when a file it names differs from what git has (git_add_advice).
+GIT_ADVICE = "To track the changes with git, run:"
+AUTOSTAGE_ADVICE = "dvc config core.autostage true"
 # Seconds between reads of the queue's states and logs: in this process a read costs about 0.03 s
 # of CPU. (A `dvc queue logs` process per running experiment every 10 s cost 1.2 s each: with two
 # running, an eighth of this 2-core machine, taken from the trainings it watched.)
@@ -281,16 +285,48 @@ def has_default_remote():
     return subprocess.run([DVC, "remote", "default"], capture_output=True).returncode == 0
 
 
-def repro(*targets):
+def repro(*targets, git_files=None):
     """`dvc repro targets` with its output passed through as it comes (DVC's advice to
-    `dvc push` only when a default remote is set); return its exit code."""
+    `dvc push` only when a default remote is set); return its exit code. DVC's advice to
+    `git add` files is left out; the files it names are appended to git_files (git_add_advice)."""
     keep_hint = has_default_remote()
     with subprocess.Popen([DVC, "repro", *targets], stdout=subprocess.PIPE, text=True) as process:
-        for line in process.stdout:
+        for line in without_git_advice(process.stdout, git_files if git_files is not None else []):
             if keep_hint or line.strip() != PUSH_HINT:
                 sys.stdout.write(line)
                 sys.stdout.flush()
     return process.returncode
+
+
+def without_git_advice(lines, files):
+    """The lines of DVC's output without its `git add` advice (and the blank lines around it);
+    the files it names are appended to files."""
+    blank, advice = [], False
+    for line in lines:
+        if line.strip() == GIT_ADVICE:
+            advice, blank = True, []
+        elif advice:
+            if line.strip().startswith("git add "):
+                files.extend(line.split()[2:])
+            advice = line.strip() != AUTOSTAGE_ADVICE
+        elif not line.strip():
+            blank.append(line)
+        else:
+            yield from blank
+            blank = []
+            yield line
+    yield from blank
+
+
+def git_add_advice(files):
+    """DVC's advice to `git add` dvc.lock (and the files it named), when one of them differs from
+    git's index; None when git has them as they are (or this is no git repository)."""
+    files = sorted({"dvc.lock", *files})
+    status = subprocess.run(["git", "status", "--porcelain", "--", *files], capture_output=True, text=True)
+    # the second column: the file as it is against git's index ('?' untracked); a staged change needs no add
+    if status.returncode or all(line[1] == " " for line in status.stdout.splitlines()):
+        return None
+    return f"\n{GIT_ADVICE}\n\n\tgit add {' '.join(files)}\n"
 
 
 def changed_stages():

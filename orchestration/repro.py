@@ -1,7 +1,10 @@
 """`dvc repro` of the whole pipeline, as every way of running it ends (`make repro` with any JOBS,
 `make restore`, `make repro CLUSTER=…`): which trainings are left to run, and a serial
 `dvc repro` that restores what the caches hold and keeps dvc.lock in pipeline order."""
-from classweights.paths import ARMS
+import shutil
+
+from classweights.params import load_params
+from classweights.paths import ARMS, MODELS, model_dir
 from orchestration import experiments
 
 TRAINING_STAGES = tuple(f"train_{arm}@" for arm in ARMS)  # dvc.yaml's foreach stages, one per (arm, seed)
@@ -18,14 +21,34 @@ def trainings_to_run():
     return changed, unrestorable
 
 
+def remove_stale_models(seeds, models=MODELS):
+    """Delete models/<arm>/seed_N for every N not in seeds; return the deleted folders.
+
+    evaluate depends on the whole models/<arm> folders (DVC cannot template a list of them), and
+    DVC leaves the outputs of a seed dropped from train.seeds in place: they would enter
+    evaluate's hashes, and after `make restore` evaluate would run again and change dvc.lock.
+    The folders are in DVC's cache and run cache, so a later run with those seeds restores them."""
+    current = {models / model_dir(arm, seed).relative_to(MODELS) for arm in ARMS for seed in seeds}
+    stale = [folder for arm in ARMS for folder in sorted((models / arm).glob("seed_*")) if folder not in current]
+    for folder in stale:
+        shutil.rmtree(folder)
+    return stale
+
+
 def serial_repro(*repro_args, forget_unrestorable=True):
-    """`dvc repro [repro_args]`, after dropping the lock entries of trainings that no cache here
-    holds (so that those the run cache knows are restored, not re-trained; forget_unrestorable
-    False: the caller has dropped them already); dvc.lock in pipeline order."""
+    """`dvc repro [repro_args]`, after removing the models of seeds no longer in train.seeds and
+    dropping the lock entries of trainings that no cache here holds (so that those the run cache
+    knows are restored, not re-trained; forget_unrestorable False: the caller has dropped them
+    already); dvc.lock in pipeline order."""
+    remove_stale_models(load_params().train.seeds)
     if forget_unrestorable:
         experiments.forget_lock_entries(trainings_to_run()[1])
-    code = experiments.repro(*repro_args)
+    named = []
+    code = experiments.repro(*repro_args, git_files=named)
     # DVC appends a stage it restores to the end of the lock: without this the same run gives a
     # dvc.lock that differs in order only, and a fresh clone's `make repro` leaves git status dirty.
     experiments.order_lock(experiments.stage_names())
+    advice = experiments.git_add_advice(named)  # only when dvc.lock (or a file DVC named) really changed
+    if advice:
+        print(advice, flush=True)
     return code

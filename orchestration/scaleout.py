@@ -5,6 +5,7 @@ Every argument is checked here, before anything is queued (one line on a bad val
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
