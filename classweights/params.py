@@ -156,8 +156,8 @@ class EvaluateParams(_Section):
         if value == TUNED:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"must be a number >= 0 (0 turns the arm off) or {TUNED!r} (chosen per seed on the "
-                             "validation split from evaluate.logit_adjustment_tau_grid)")
+            raise ValueError(f"must be a finite number >= 0 (0 turns the arm off) or {TUNED!r} (chosen per seed "
+                             "on the validation split from evaluate.logit_adjustment_tau_grid)")
         return float(value)
 
     @field_validator("logit_adjustment_tau_grid")
