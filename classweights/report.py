@@ -255,11 +255,11 @@ def _adjustment_phrase(evaluate, tuned_tau):
     """What the logit-adjusted arm did: its τ, or how τ was tuned and what each seed got."""
     if tuned_tau is not None:
         grid = ", ".join(f"{tau:g}" for tau in sorted(set(evaluate.logit_adjustment_tau_grid)))
-        chosen = ", ".join(f"seed {seed}: {tau:g}" for seed, tau in tuned_tau.items())
+        chosen = ", ".join(f"seed {seed} τ = {tau:g}" for seed, tau in tuned_tau.items())
         return ("logit adjustment with the training class frequencies as prior and τ tuned on the validation "
                 "split, per seed: the τ of {" + grid + "} whose adjustment of the unweighted model's validation "
                 f"predictions has the highest balanced accuracy (a tie, within {TIE_TOLERANCE:g}, goes to the "
-                f"smaller τ; the test split is never used), chosen τ {chosen}")
+                f"smaller τ; the test split is never used); chosen: {chosen}")
     tau = evaluate.logit_adjustment_tau
     return (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
             else "logit adjustment off (τ = 0)")

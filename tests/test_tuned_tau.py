@@ -1,17 +1,16 @@
 """The post-hoc logit-adjusted arm with τ tuned on the validation split: the choice on probabilities
-whose answers are worked by hand, the param's bad values, the labels, and one real `dvc repro`."""
-import json
-
+whose answers are worked by hand, the param's bad values and the labels (a real `dvc repro` with a
+tuned τ: tests/test_pipeline.py)."""
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from classweights.errors import UserError
-from classweights.evaluation import LOGIT_ADJUSTED, arm_probabilities, logit_adjusted_proba, tune_tau, tuned_taus
+from classweights.evaluation import (LOGIT_ADJUSTED, arm_probabilities, describe_tau, logit_adjusted_proba, tune_tau,
+                                     tuned_taus)
 from classweights.params import parse_params
 from classweights.report import arm_labels
-from orchestration.sweep_report import remedies_of
-from tools.sandbox import committed_params, dvc, merged, ran_stages, set_params, shipped_params
+from tools.sandbox import committed_params, merged, shipped_params
 
 # Two classes, prior (0.8, 0.2): the adjustment raises class 1's log score by τ · ln 4 against class 0's,
 # so an image with p1 / p0 = 4^-t is called class 1 exactly when τ > t: t is the τ at which it flips.
@@ -69,18 +68,15 @@ def test_the_arm_s_label_says_tau_was_tuned_on_validation():
     tuned = shipped_params({"evaluate": {"logit_adjustment_tau": "tuned"}})
     assert arm_labels(tuned)[LOGIT_ADJUSTED] == "logit-adjusted (τ tuned on validation)"
     assert arm_labels(shipped_params())[LOGIT_ADJUSTED] == "logit-adjusted (τ = 1)"  # today's words
-    per_seed = {LOGIT_ADJUSTED: {"0": {"balanced_accuracy": 0.5}}}
-    records = [{"name": f"exp-{tau}", "params": merged(committed_params(), {"evaluate": {"logit_adjustment_tau": tau}}),
-                "per_seed": per_seed} for tau in ("tuned", 1.0)]
-    assert set(remedies_of(records)) == {"post-hoc logit adjustment (τ tuned on validation)",
-                                         "post-hoc logit adjustment (τ = 1)"}  # two remedies in a sweep
+    assert describe_tau(0.25) == "τ = 0.25"
 
 
 @pytest.mark.parametrize("evaluate, words", [
     ({"logit_adjustment_tau": "tune"}, "evaluate.logit_adjustment_tau = 'tune': must be a finite number >= 0"),
     ({"logit_adjustment_tau": True}, "evaluate.logit_adjustment_tau = True: must be a finite number >= 0"),
     ({"logit_adjustment_tau_grid": []}, "evaluate.logit_adjustment_tau_grid = []: must list at least one τ"),
-    ({"logit_adjustment_tau_grid": [0, 1, -1]}, "τ -1 is not allowed; every τ of the grid must be a finite number >= 0"),
+    ({"logit_adjustment_tau_grid": [0, 1, -1]},
+     "evaluate.logit_adjustment_tau_grid = [0, 1, -1]: τ -1 is not allowed; every τ of the grid must be a finite number >= 0"),
     ({"logit_adjustment_tau_grid": [0, float("nan")]}, "τ nan is not allowed"),
 ])
 def test_a_bad_tau_or_grid_is_one_line_naming_the_key_and_what_is_allowed(evaluate, words):
@@ -91,34 +87,3 @@ def test_a_bad_tau_or_grid_is_one_line_naming_the_key_and_what_is_allowed(evalua
     assert words in message and "\n" not in message
     if "logit_adjustment_tau_grid" not in evaluate:
         assert "or 'tuned'" in message
-
-
-def test_a_tuned_tau_reruns_only_evaluate_and_is_chosen_on_the_validation_predictions(project):
-    set_params(project, {"evaluate": {"logit_adjustment_tau": "tuned", "logit_adjustment_tau_grid": [0, 0.5, 1, 2, 4]}})
-    assert ran_stages(dvc(project, "repro")) == ["check_params", "evaluate"]  # no training
-    headline = json.loads((project / "metrics/logit_adjusted.json").read_text())
-    details = json.loads((project / "metrics/details/logit_adjusted.json").read_text())
-    chosen = headline["tuned_tau"]
-    assert set(chosen) == {"0", "1"} and details["tuned_tau"] == chosen
-
-    # the choice again, independently: Keras' predictions on the validation split, scikit-learn's score
-    import keras
-
-    splits = np.load(project / "data/splits.npz")
-    counts = json.loads((project / "data/class_counts.json").read_text())
-    prior = np.array([counts["train"][name] for name in counts["class_names"]], dtype=float)
-    log_prior = np.log(prior / prior.sum())
-    for seed, tau in chosen.items():
-        model_dir = project / f"models/unweighted/seed_{seed}"
-        val = keras.models.load_model(model_dir / "model.keras").predict(splits["x_val"], verbose=0)
-        scores = [balanced_accuracy_score(splits["y_val"], (np.log(np.clip(val, 1e-12, None)) - t * log_prior).argmax(axis=1))
-                  for t in (0, 0.5, 1, 2, 4)]
-        assert tau == [0, 0.5, 1, 2, 4][int(np.argmax(scores))]  # argmax: the first, smallest, best
-        # and the test metrics are the test probabilities adjusted with that seed's τ
-        test = np.load(model_dir / "test_proba.npz")["proba"]
-        expected = balanced_accuracy_score(splits["y_test"], (np.log(np.clip(test, 1e-12, None)) - tau * log_prior).argmax(axis=1))
-        assert details["seeds"][seed]["balanced_accuracy"] == pytest.approx(expected, abs=1e-12)
-
-    summary = (project / "reports/summary.md").read_text()
-    assert "logit-adjusted (τ tuned on validation)" in summary
-    assert f"chosen τ seed 0: {chosen['0']:g}, seed 1: {chosen['1']:g}" in summary
