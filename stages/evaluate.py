@@ -73,6 +73,9 @@ def main():
     print(f"evaluate: {'; '.join(verdict_lines(comparisons, arm_labels(params)))} "
           f"(paired over {len(seeds)} seeds; reports/summary.md); seconds per training: {per_training} "
           f"({TRAINING_SECONDS})")
+    if isinstance(tau, dict):
+        print(f"evaluate: τ tuned on validation, per seed: {', '.join(f'{s} {t:g}' for s, t in tau.items())} "
+              f"({METRICS / LOGIT_ADJUSTED}.json)")
 
 
 def validation_proba(seeds, x_val, threads):

@@ -140,11 +140,14 @@ def test_evaluate_edit_reruns_only_evaluate_and_tau_zero_turns_the_logit_adjuste
 
 def test_a_tuned_tau_reruns_only_evaluate_and_is_chosen_on_the_validation_predictions(project):
     set_params(project, {"evaluate": {"logit_adjustment_tau": "tuned", "logit_adjustment_tau_grid": [0, 0.5, 1, 2, 4]}})
-    assert ran_stages(dvc(project, "repro")) == ["check_params", "evaluate"]  # no training
+    result = dvc(project, "repro")
+    assert ran_stages(result) == ["check_params", "evaluate"]  # no training
     headline = json.loads((project / "metrics/logit_adjusted.json").read_text())
     details = json.loads((project / "metrics/details/logit_adjusted.json").read_text())
     chosen = headline["tuned_tau"]
     assert set(chosen) == {"0", "1"} and details["tuned_tau"] == chosen
+    assert (f"evaluate: τ tuned on validation, per seed: 0 {chosen['0']:g}, 1 {chosen['1']:g} "
+            "(metrics/logit_adjusted.json)") in result.stdout
 
     # the choice again, independently: Keras' predictions on the validation split, scikit-learn's score
     import keras
