@@ -3,6 +3,7 @@
 The models declare types and constraints only; every default value lives in params.yaml.
 Every problem becomes a UserError naming the key, the bad value and what is allowed.
 """
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -153,10 +154,34 @@ class TrainParams(_Section):
         return value
 
 
+TUNED = "tuned"  # evaluate.logit_adjustment_tau: chosen per seed on the validation split
+
+
 class EvaluateParams(_Section):
     alpha: float = Field(gt=0, lt=1)  # significance level of the paired tests
-    # the logit-adjusted arm's strength; 0 turns the arm off
-    logit_adjustment_tau: float = Field(ge=0, allow_inf_nan=False)
+    # the logit-adjusted arm's strength: a number (0 turns the arm off) or TUNED
+    logit_adjustment_tau: float | Literal["tuned"]
+    logit_adjustment_tau_grid: list[float]  # the τ values TUNED chooses among
+
+    @field_validator("logit_adjustment_tau", mode="before")
+    @classmethod
+    def _tau(cls, value):
+        if value == TUNED:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"must be a finite number >= 0 (0 turns the arm off) or {TUNED!r} (chosen per seed "
+                             "on the validation split from evaluate.logit_adjustment_tau_grid)")
+        return float(value)
+
+    @field_validator("logit_adjustment_tau_grid")
+    @classmethod
+    def _grid(cls, value):
+        if not value:
+            raise ValueError("must list at least one τ, e.g. [0, 0.5, 1, 1.5, 2]")
+        bad = [tau for tau in value if not (math.isfinite(tau) and tau >= 0)]
+        if bad:
+            raise ValueError(f"τ {bad[0]:g} is not allowed; every τ of the grid must be a finite number >= 0")
+        return value
 
 
 class LossParams(_Section):

@@ -5,7 +5,8 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
 from matplotlib.ticker import MaxNLocator
 
-from classweights.evaluation import CALIBRATION_BINS, HEADLINE_METRICS, LOGIT_ADJUSTED, LOWER_IS_BETTER
+from classweights.evaluation import (CALIBRATION_BINS, HEADLINE_METRICS, LOGIT_ADJUSTED, LOWER_IS_BETTER,
+                                     TIE_TOLERANCE, describe_tau)
 from classweights.files import atomic_path, read_json
 from classweights.machine import line as machine_line
 from classweights.statistics import confidence_label
@@ -73,7 +74,7 @@ def arm_labels(params):
     """How each arm is named in tables and legends: the weighted (remedy) arm says its loss and how its
     weights were applied."""
     return {"unweighted": "unweighted", "weighted": remedy_label(params.weights, params.loss),
-            LOGIT_ADJUSTED: f"logit-adjusted (τ = {params.evaluate.logit_adjustment_tau:g})"}
+            LOGIT_ADJUSTED: f"logit-adjusted ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
 
 
 def _colours(arms):
@@ -293,11 +294,23 @@ def plot_reliability(path, reliability, summaries, labels, title):
     _save(fig, path, title)
 
 
-def _run_paragraph(params, class_counts, alpha):
+def _adjustment_phrase(evaluate, tuned_tau):
+    """What the logit-adjusted arm did: its τ, or how τ was tuned and what each seed got."""
+    if tuned_tau is not None:
+        grid = ", ".join(f"{tau:g}" for tau in sorted(set(evaluate.logit_adjustment_tau_grid)))
+        chosen = ", ".join(f"seed {seed} τ = {tau:g}" for seed, tau in tuned_tau.items())
+        return ("logit adjustment with the training class frequencies as prior and τ tuned on the validation "
+                "split, per seed: the τ of {" + grid + "} whose adjustment of the unweighted model's validation "
+                f"predictions has the highest balanced accuracy (a tie, within {TIE_TOLERANCE:g}, goes to the "
+                f"smaller τ; the test split is never used); chosen: {chosen}")
+    tau = evaluate.logit_adjustment_tau
+    return (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
+            else "logit adjustment off (τ = 0)")
+
+
+def _run_paragraph(params, class_counts, alpha, tuned_tau=None):
     minority = ", ".join(class_counts["minority_classes"]) or "none"
-    tau = params.evaluate.logit_adjustment_tau
-    adjustment = (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
-                  else "logit adjustment off (τ = 0)")
+    adjustment = _adjustment_phrase(params.evaluate, tuned_tau)
     imbalance = params.imbalance
     shape = (f"the data's own class counts (largest / smallest training class: "
              f"{measured_ratio(class_counts['train']):.3g})" if imbalance.profile == "none"
@@ -439,7 +452,7 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     alpha = next(iter(comparisons.values()))["alpha"]
     lines = [f"# {describe_run(params, class_counts['train'])}", ""]
     lines += [f"- {line}" for line in headline_lines(comparisons, labels)] + [""]
-    lines += _run_paragraph(params, class_counts, alpha)
+    lines += _run_paragraph(params, class_counts, alpha, summaries.get(LOGIT_ADJUSTED, {}).get("tuned_tau"))
     lines += too_small_warnings(summaries, class_counts["test"], labels)
     lines += ["", "## Test metrics, mean ± sd over seeds", "",
               "| metric | " + " | ".join(labels[a] for a in arms) + " |", "|---|" + "---|" * len(arms)]

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from classweights.evaluation import (ARMS, COMPARED_METRICS, COMPARISONS, HEADLINE_METRICS, LOGIT_ADJUSTED,
-                                     comparison_name)
+                                     comparison_name, describe_tau)
 from classweights.files import atomic_path
 from classweights.machine import kind
 from classweights.machine import line as machine_line
@@ -359,7 +359,7 @@ def remedies_of(records):
         seconds = {arm: value.get("mean") for arm, value in
                    record.get("metrics", {}).get("training_seconds", {}).items()}
         arms = {"unweighted": "unweighted (cross-entropy)", "weighted": remedy_name(params),
-                LOGIT_ADJUSTED: f"post-hoc logit adjustment (τ = {params.evaluate.logit_adjustment_tau:g})"}
+                LOGIT_ADJUSTED: f"post-hoc logit adjustment ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
         trained_by = {"unweighted": "unweighted", "weighted": "weighted", LOGIT_ADJUSTED: "unweighted"}
         for arm, name in arms.items():
             if arm in per_seed:
