@@ -146,6 +146,66 @@ class EvaluateParams(_Section):
     logit_adjustment_tau: float = Field(ge=0, allow_inf_nan=False)
 
 
+RESNET_DEPTHS = "6n+2 with n >= 1: 8, 14, 20, 32, 44, 56, 110"
+KERAS_PREFIX, PYTHON_PREFIX = "keras:", "python:"
+CODE_DIR = "networks"  # python: backbones live in this package; the train stages depend on the whole folder
+
+
+class ModelParams(_Section):
+    """The network: a backbone that maps an input to a feature vector, and the head each remedy needs."""
+    backbone: str  # cnn | resnet | mlp | keras:NAME | python:networks.module:function
+    resnet_depth: int  # resnet: 6n+2 layers
+    mlp_hidden: list[int]  # mlp: the hidden layers' sizes
+    weights: str | None  # keras:NAME: imagenet, a weights file in the repository, or None (random)
+    trainable: Literal["all", "head"]  # keras:NAME: fine-tune everything, or train the head on frozen features
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone(cls, value):
+        if value in ("cnn", "resnet", "mlp"):
+            return value
+        if value.startswith(KERAS_PREFIX) and value[len(KERAS_PREFIX):].isidentifier():
+            return value
+        if value.startswith(PYTHON_PREFIX):
+            module, _, function = value[len(PYTHON_PREFIX):].partition(":")
+            parts = module.split(".")
+            if parts[0] == CODE_DIR and len(parts) > 1 and all(p.isidentifier() for p in parts) and \
+                    function.isidentifier():
+                return value
+            raise ValueError(f"a python: backbone is python:{CODE_DIR}.module:function, the module under the "
+                             f"folder {CODE_DIR}/ (the train stages depend on it)")
+        raise ValueError("allowed: cnn, resnet, mlp, keras:NAME (a keras.applications model) or "
+                         f"python:{CODE_DIR}.module:function (your own code)")
+
+    @field_validator("resnet_depth")
+    @classmethod
+    def _depth(cls, value):
+        if value < 8 or (value - 2) % 6:
+            raise ValueError(f"must be {RESNET_DEPTHS} (He et al. 2016's CIFAR ResNets: 20 and 32 in the papers)")
+        return value
+
+    @field_validator("mlp_hidden")
+    @classmethod
+    def _hidden(cls, value):
+        if not value or min(value) < 1:
+            raise ValueError("must list at least one hidden layer size, each >= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _weights(self):
+        keras_app = self.backbone.startswith(KERAS_PREFIX)
+        if self.weights is not None and not keras_app:
+            raise ValueError(f"model.weights = {self.weights!r}: only a keras:NAME backbone loads weights; "
+                             "set it to null")
+        if self.trainable == "head" and not keras_app:
+            raise ValueError("model.trainable = 'head': only a keras:NAME backbone can be frozen; set it to all")
+        if keras_app and self.weights not in (None, "imagenet") and (
+                Path(self.weights).is_absolute() or ".." in Path(self.weights).parts):
+            raise ValueError(f"model.weights = {self.weights!r}: allowed: imagenet, null, or a weights file "
+                             "in the repository (a relative path, tracked by DVC)")
+        return self
+
+
 class LossParams(_Section):
     """The remedy arm's training loss; each loss reads only its own keys."""
     name: Literal["cross_entropy", "focal", "ldam", "logit_adjusted"]
@@ -161,6 +221,7 @@ class Params(_Section):
     split: SplitParams
     weights: WeightsParams
     loss: LossParams
+    model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
 

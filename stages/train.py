@@ -1,4 +1,4 @@
-"""train_<arm>@<seed>: train the CNN for one arm and one seed (see dvc.yaml)."""
+"""train_<arm>@<seed>: train the network (model.*) for one arm and one seed (see dvc.yaml)."""
 if not __package__:  # run by path, Python would not find the project's packages
     raise SystemExit("error: run stages as `python -m stages.train` from the project root, or `dvc repro`")
 
@@ -35,7 +35,7 @@ def main():
     else:
         remedy = {"apply": "loss"}
     train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight,
-              label=f"train_{args.arm}@{args.seed}", **remedy)
+              label=f"train_{args.arm}@{args.seed}", network=params.model, **remedy)
     print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)}")
 
 

@@ -1,0 +1,59 @@
+"""Every backbone trained for real at tiny size: one seed gives every arm (unweighted, weighted,
+the remedy losses) the same initial weights, the network's layers are the ones named, and a
+backbone on the wrong kind of input is one line."""
+import keras
+import numpy as np
+import pytest
+
+from classweights.model import train_model
+from tests.fakes import fake_images
+from tools.sandbox import shipped_params
+
+WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
+
+
+def image_splits():
+    rng = np.random.default_rng(0)
+    y_train = rng.permutation(np.repeat(np.arange(10), [12] * 5 + [4] * 5)).astype(np.uint8)
+    y_val = np.repeat(np.arange(10), 1).astype(np.uint8)
+    return {"x_train": fake_images(y_train, 1), "y_train": y_train, "x_val": fake_images(y_val, 2), "y_val": y_val}
+
+
+class FirstWeights(keras.callbacks.Callback):
+    """The trained network's weights as the first fit begins, by layer position."""
+
+    def on_train_begin(self, logs=None):
+        if not hasattr(self, "layers"):
+            self.layers = [[w.copy() for w in layer.get_weights()] for layer in self.model.layers]
+
+
+# (loss params, weights.apply): the arms of a seed besides the unweighted one
+ARMS = {"weighted": ({"name": "cross_entropy"}, "loss"),
+        "focal": ({"name": "focal"}, "loss"),
+        "ldam": ({"name": "ldam"}, "loss"),
+        "logit_adjusted": ({"name": "logit_adjusted"}, "none")}
+BACKBONES = {"cnn": ({}, image_splits)}
+
+
+def start(backbone, arm):
+    """The initial weights of one arm, seed 0, at 1 epoch."""
+    model, splits = BACKBONES[backbone]
+    loss, apply = ARMS.get(arm, ({"name": "cross_entropy"}, "loss"))
+    params = shipped_params({"train": {"epochs": 1, "batch_size": 16}, "model": {"backbone": backbone, **model},
+                             "loss": loss, "weights": {"apply": apply}})
+    first = FirstWeights()
+    weights = None if arm == "unweighted" or apply == "none" else WEIGHTS
+    train_model(splits(), params.train, 0, weights, apply, callbacks=[first], loss=params.loss, network=params.model)
+    return first.layers
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_every_arm_of_a_seed_starts_from_the_same_weights(backbone):
+    unweighted = start(backbone, "unweighted")
+    for arm in ARMS:
+        other = start(backbone, arm)
+        for position, (ours, theirs) in enumerate(zip(unweighted, other, strict=True)):
+            if arm == "ldam" and position == len(unweighted) - 1:
+                ours = ours[:1]  # LDAM's cosine head: the softmax head's kernel, no bias
+            assert len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs)), (arm, position)
+    assert any(w.size for layer in unweighted for w in layer)
