@@ -36,7 +36,7 @@ def test_ints_are_accepted_for_floats_but_strings_are_not():
 
 # (raw params, words the one-line message must contain)
 BAD = [
-    ({"dat": {}}, ["unknown key 'dat'", "data, imbalance, split, weights, loss, train, evaluate"]),
+    ({"dat": {}}, ["unknown key 'dat'", "data, imbalance, split, weights, loss, model, train, evaluate"]),
     ({"weights": {"strategy": "balancd"}}, ["weights.strategy = 'balancd'", "'balanced', 'sqrt_inverse' or 'effective_number'"]),
     ({"weights": {"betta": 0.9}}, ["unknown key 'weights.betta'", "strategy, beta, apply"]),
     ({"weights": {"apply": "sample"}}, ["weights.apply = 'sample'", "'loss', 'sampling' or 'none'"]),
