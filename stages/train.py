@@ -7,7 +7,7 @@ import sys
 
 from classweights.cli import run_stage
 from classweights.files import read_arrays, read_json
-from classweights.params import load_params
+from classweights.params import check_backbone, load_params
 from classweights.paths import ARMS, SPLITS, WEIGHTS, model_dir
 from classweights.remedy import describe_remedy
 
@@ -19,6 +19,7 @@ def main():
     args = parser.parse_args()
     params = load_params()
     splits = read_arrays(SPLITS, ["x_train", "y_train", "x_val", "y_val", "x_test", "class_names"])
+    check_backbone(params.model, splits["x_train"].shape[1:])  # before TensorFlow starts
     class_weight = read_json(WEIGHTS) if args.arm == "weighted" else None
 
     # Keras imports scikit-learn, pandas and matplotlib at start-up only to offer its wrappers
