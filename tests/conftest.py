@@ -21,7 +21,7 @@ from tools.sandbox import ONE_SEED, clone_finished, commit, dvc, link_venv, make
 # ones start at once and the short ones fill in.
 SLOWEST_MODULES = ["test_scaleout.py", "test_cluster.py", "test_first_hour.py", "test_pipeline.py",
                    "test_own_data.py", "test_bench.py", "test_faults.py", "test_reproducibility.py",
-                   "test_model.py", "test_remedies.py"]
+                   "test_model.py", "test_remedies.py", "test_backbones.py", "test_features.py"]
 
 
 def pytest_xdist_auto_num_workers(config):

@@ -9,7 +9,7 @@ from classweights.model import train_model
 from tests.fakes import fake_images
 from tools.sandbox import shipped_params
 
-WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
+WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}  # unused classes' weights are never looked up
 
 
 def image_splits():
@@ -32,7 +32,19 @@ ARMS = {"weighted": ({"name": "cross_entropy"}, "loss"),
         "focal": ({"name": "focal"}, "loss"),
         "ldam": ({"name": "ldam"}, "loss"),
         "logit_adjusted": ({"name": "logit_adjusted"}, "none")}
-BACKBONES = {"cnn": ({}, image_splits)}
+def feature_splits():
+    """load_wine's rows, an imbalanced few per class for training."""
+    from sklearn.datasets import load_wine
+
+    x, y = load_wine(return_X_y=True)
+    train = np.concatenate([np.flatnonzero(y == c)[:n] for c, n in enumerate([30, 30, 6])])
+    val = np.concatenate([np.flatnonzero(y == c)[-3:] for c in range(3)])
+    return {"x_train": x[train].astype(np.float32), "y_train": y[train].astype(np.uint8),
+            "x_val": x[val].astype(np.float32), "y_val": y[val].astype(np.uint8)}
+
+
+# backbone: (its model params, the data it takes)
+BACKBONES = {"cnn": ({}, image_splits), "mlp": ({"mlp_hidden": [8, 8]}, feature_splits)}
 
 
 def start(backbone, arm):

@@ -65,23 +65,23 @@ def test_the_csv_source_holds_out_a_stratified_test_split_keeping_the_natural_im
     assert provenance["class_names"] == ["benign", "malignant"] and provenance["features_per_row"] == 30
     assert provenance["images_per_class"]["train"] == [357, 60]
     splits = make_splits(raw, params.imbalance, params.split)
-    assert np.bincount(splits["y_test"]).tolist() == [71, 12]  # a stratified fifth of each class
+    assert np.bincount(splits["y_test"]).tolist() == [72, 12]  # a stratified fifth (ceil(0.2 * 417) = 84 rows)
     assert splits["x_train"].dtype == np.float32 and splits["x_train"].shape[1] == 30
 
 
 def test_an_npz_of_feature_rows_loads_as_float32(tmp_path):
     _, wine = wine_table()
     np.savez(tmp_path / "wine.npz", x=wine.data.to_numpy(), y=wine.target.to_numpy())
-    arrays, names, _ = load_source(shipped_params().data.model_copy(update={"source": "npz",
-                                                                             "path": str(tmp_path / "wine.npz")}))
-    assert names == ["0", "1", "2"] and arrays["x_train"].dtype == np.float32 and arrays["x_train"].shape == (178, 13)
+    arrays, _ = load_source(shipped_params().data.model_copy(update={"source": "npz",
+                                                                     "path": str(tmp_path / "wine.npz")}))
+    assert arrays["class_names"].tolist() == ["0", "1", "2"] and arrays["x_train"].dtype == np.float32 and arrays["x_train"].shape == (178, 13)
 
 
 # (change to the wine table, words of the one-line message)
 BAD_TABLES = [
     (lambda t: t.rename(columns={"cultivar": "kind"}), ["data.label_column = 'cultivar': not a column", "kind"]),
-    (lambda t: t.assign(alcohol=["n/a"] + t["alcohol"].tolist()[1:]),
-     ["column 'alcohol' is not numeric (data row 1: 'n/a')", "encode categories"]),
+    (lambda t: t.assign(alcohol=["red"] + t["alcohol"].tolist()[1:]),
+     ["column 'alcohol' is not numeric (data row 1: 'red')", "encode categories"]),
     (lambda t: t.assign(hue=np.nan), ["column 'hue' is empty"]),
     (lambda t: t.assign(hue=t["hue"].where(t.index != 5)), ["column 'hue' has 1 missing value(s), the first in data row 6"]),
     (lambda t: t.assign(cultivar="class_0"), ["column 'cultivar' holds a single class ('class_0')", "at least 2"]),
@@ -146,8 +146,8 @@ def test_a_csv_runs_end_to_end_under_dvc_repro(tmp_path):
                                          "train_unweighted@0", "train_weighted@0", "evaluate"])
     assert "fetch: csv: 2 classes, 417 training rows and no test half, 30 features each" in result.stdout
     counts = json.loads((project / "data/class_counts.json").read_text())
-    assert counts["minority_classes"] == ["malignant"] and counts["test"] == {"benign": 71, "malignant": 12}
+    assert counts["minority_classes"] == ["malignant"] and counts["test"] == {"benign": 72, "malignant": 12}
     details = json.loads((project / "metrics/details/weighted.json").read_text())
     assert list(details["mean"]["per_class"]) == ["benign", "malignant"]
-    assert np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"].shape == (83, 2)
+    assert np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"].shape == (84, 2)
     assert "malignant" in (project / "reports/summary.md").read_text()
