@@ -93,6 +93,50 @@ def cnn(network, input_shape, dropout, hidden):
     ]
 
 
+@keras.saving.register_keras_serializable(package="classweights")
+class ZeroPadShortcut(layers.Layer):
+    """He et al. 2016's option A shortcut where a residual stage halves the map and doubles the
+    channels: the input subsampled by 2 and zero-padded with the new channels (no weights), as
+    in their CIFAR networks and Cao et al.'s ResNet-32."""
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+
+    def call(self, inputs):
+        extra = self.channels - inputs.shape[-1]
+        return keras.ops.pad(inputs[:, ::2, ::2, :], [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+def resnet(network, input_shape, dropout, hidden):
+    """The CIFAR ResNet of He et al. 2016 (§4.2), as in Cao et al. 2019 and Menon et al. 2021:
+    a 3x3 convolution of 16 channels, then three stages of n residual blocks (two 3x3
+    convolutions each, batch normalisation, ReLU) with 16, 32 and 64 channels, the second and
+    third starting with stride 2, then global average pooling: 6n + 2 = model.resnet_depth layers
+    with weights counting the head. Convolutions without bias, He-normal initial weights."""
+    blocks = (network.resnet_depth - 2) // 6
+    rescaled = image_input(input_shape, hidden)
+    inputs = keras.Input(shape=(*input_shape[:2], input_shape[2] if len(input_shape) == 3 else 1))
+
+    def conv_bn(x, channels, stride=1):
+        x = layers.Conv2D(channels, 3, strides=stride, padding="same", use_bias=False,
+                          kernel_initializer="he_normal", dtype=hidden)(x)
+        return layers.BatchNormalization(dtype=hidden)(x)
+
+    x = layers.ReLU(dtype=hidden)(conv_bn(inputs, 16))
+    for stage, channels in enumerate((16, 32, 64)):
+        for block in range(blocks):
+            stride = 2 if stage and not block else 1
+            shortcut = ZeroPadShortcut(channels, dtype=hidden)(x) if stride == 2 else x
+            y = conv_bn(layers.ReLU(dtype=hidden)(conv_bn(x, channels, stride)), channels)
+            x = layers.ReLU(dtype=hidden)(layers.Add(dtype=hidden)([y, shortcut]))
+    features = layers.GlobalAveragePooling2D(dtype=hidden)(x)
+    return [*rescaled, keras.Model(inputs, features, name=f"resnet{network.resnet_depth}")]
+
+
 def mlp(network, input_shape, dropout, hidden):
     """Feature vectors standardised (a Normalization layer, adapted on the training split by
     train_model, so a saved model takes raw rows), then Dense ReLU layers of network.mlp_hidden
@@ -106,7 +150,7 @@ def mlp(network, input_shape, dropout, hidden):
 
 # name -> function(model params, input shape, dropout, dtype policy) -> the backbone's layers, from
 # the raw input (uint8 images or float32 feature vectors) to a feature vector
-BACKBONES = {"cnn": cnn, "mlp": mlp}
+BACKBONES = {"cnn": cnn, "resnet": resnet, "mlp": mlp}
 
 
 def backbone_layers(network, input_shape, dropout, hidden):

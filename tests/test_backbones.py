@@ -44,7 +44,8 @@ def feature_splits():
 
 
 # backbone: (its model params, the data it takes)
-BACKBONES = {"cnn": ({}, image_splits), "mlp": ({"mlp_hidden": [8, 8]}, feature_splits)}
+BACKBONES = {"cnn": ({}, image_splits), "resnet": ({"resnet_depth": 8}, image_splits),
+             "mlp": ({"mlp_hidden": [8, 8]}, feature_splits)}
 
 
 def start(backbone, arm):
@@ -69,3 +70,37 @@ def test_every_arm_of_a_seed_starts_from_the_same_weights(backbone):
                 ours = ours[:1]  # LDAM's cosine head: the softmax head's kernel, no bias
             assert len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs)), (arm, position)
     assert any(w.size for layer in unweighted for w in layer)
+
+
+@pytest.mark.parametrize("depth, parameters", [(20, 0.27e6), (32, 0.46e6)])
+def test_resnet_has_6n_plus_2_weight_layers_and_the_papers_size(depth, parameters):
+    from classweights.model import build_model
+
+    network = shipped_params({"model": {"backbone": "resnet", "resnet_depth": depth}}).model
+    model = build_model(0.0, "float32", (32, 32, 3), 10, network)  # CIFAR-10's shape
+    backbone = model.layers[2]
+    kinds = [type(layer).__name__ for layer in backbone.layers]
+    assert kinds.count("Conv2D") + 1 == depth  # + the head's dense layer
+    assert kinds.count("ZeroPadShortcut") == 2 and kinds[-1] == "GlobalAveragePooling2D"
+    assert model.count_params() == pytest.approx(parameters, rel=0.02)  # He et al. 2016, Table 6: 0.27M, 0.46M
+
+
+def test_the_zero_padding_shortcut_subsamples_and_adds_empty_channels():
+    from classweights.model import ZeroPadShortcut
+
+    x = np.arange(2 * 4 * 4 * 16, dtype=np.float32).reshape(2, 4, 4, 16)
+    out = np.asarray(ZeroPadShortcut(32)(x))
+    assert out.shape == (2, 2, 2, 32)
+    assert np.array_equal(out[..., 8:24], x[:, ::2, ::2, :]) and not out[..., :8].any() and not out[..., 24:].any()
+
+
+def test_a_trained_resnet_saves_and_loads_in_safe_mode_with_the_same_predictions(tmp_path):
+    from classweights.model import load_model, predict_proba, save_model
+
+    params = shipped_params({"train": {"epochs": 1, "batch_size": 16}, "model": {"backbone": "resnet",
+                                                                                 "resnet_depth": 8}})
+    splits = image_splits()
+    model, _ = train_model(splits, params.train, 0, network=params.model)
+    save_model(model, tmp_path / "model.keras")
+    np.testing.assert_allclose(predict_proba(load_model(tmp_path / "model.keras"), splits["x_val"]),
+                               predict_proba(model, splits["x_val"]), atol=1e-6)
