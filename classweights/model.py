@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 
-from classweights.params import check_backbone
+from classweights.params import PYTHON_PREFIX, check_backbone
 
 
 @contextlib.contextmanager
@@ -148,6 +148,63 @@ def mlp(network, input_shape, dropout, hidden):
     return out
 
 
+def input_layers(input_shape, hidden):
+    """What every backbone but the cnn and the mlp receives: images scaled to [0, 1] as (H, W, C),
+    or feature vectors standardised; with the shape that reaches the backbone."""
+    if len(input_shape) == 1:
+        return [layers.Normalization(dtype="float32")], tuple(input_shape)
+    return image_input(input_shape, hidden), (*input_shape[:2], input_shape[2] if len(input_shape) == 3 else 1)
+
+
+def user_backbone(network, input_shape, dropout, hidden):
+    """python:networks.module:function: the user's function called with the input shape; it must
+    return an uncompiled Keras model from that input to a feature vector (UserError otherwise)."""
+    import importlib
+
+    from classweights.errors import UserError
+
+    spec = network.backbone
+    module_name, function_name = spec.removeprefix(PYTHON_PREFIX).split(":")
+    where = f"model.backbone = {spec!r}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            raise UserError(f"{where}: no module {module_name} ({module_name.replace('.', '/')}.py not found)") from None
+        raise UserError(f"{where}: importing {module_name} failed: {error}") from None
+    except Exception as error:
+        raise UserError(f"{where}: importing {module_name} raised {type(error).__name__}: {error}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise UserError(f"{where}: {module_name} has no function {function_name}")
+    before, shape = input_layers(input_shape, hidden)
+    try:
+        model = function(shape)
+    except Exception as error:
+        raise UserError(f"{where}: {function_name}({shape}) raised {type(error).__name__}: {error}") from None
+    check_features_model(model, where, f"{function_name}({shape})")
+    return [*before, model]
+
+
+def check_features_model(model, where, what):
+    """A backbone must be a Keras model whose output is one feature vector per input and not a
+    classifier's probabilities."""
+    from classweights.errors import UserError
+
+    if not isinstance(model, keras.Model):
+        raise UserError(f"{where}: {what} returned {type(model).__name__}, not a Keras model; return "
+                        "keras.Model(inputs, features)")
+    output = model.outputs[0].shape if len(model.outputs) == 1 else None
+    if output is None or len(output) != 2:
+        raise UserError(f"{where}: {what} returns a model whose output is {output if output else 'several tensors'} "
+                        "per batch, not one feature vector per input (shape (None, F)); end it with Flatten "
+                        "or global pooling")
+    last = model.layers[-1]
+    if isinstance(last, layers.Softmax) or getattr(getattr(last, "activation", None), "__name__", "") == "softmax":
+        raise UserError(f"{where}: {what} returns a model that ends in a softmax layer ({last.name}); return "
+                        "features: the head is ours (remove the classification layer)")
+
+
 # name -> function(model params, input shape, dropout, dtype policy) -> the backbone's layers, from
 # the raw input (uint8 images or float32 feature vectors) to a feature vector
 BACKBONES = {"cnn": cnn, "resnet": resnet, "mlp": mlp}
@@ -156,6 +213,8 @@ BACKBONES = {"cnn": cnn, "resnet": resnet, "mlp": mlp}
 def backbone_layers(network, input_shape, dropout, hidden):
     """The backbone's layers for network.backbone (None: the cnn)."""
     name = "cnn" if network is None else network.backbone
+    if name.startswith(PYTHON_PREFIX):
+        return user_backbone(network, input_shape, dropout, hidden)
     return BACKBONES[name](network, input_shape, dropout, hidden)
 
 

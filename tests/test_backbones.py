@@ -5,9 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from classweights.model import train_model
+from classweights.errors import UserError
+from classweights.model import build_model, train_model
 from tests.fakes import fake_images
-from tools.sandbox import shipped_params
+from tools.sandbox import ROOT, shipped_params
 
 WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}  # unused classes' weights are never looked up
 
@@ -45,7 +46,7 @@ def feature_splits():
 
 # backbone: (its model params, the data it takes)
 BACKBONES = {"cnn": ({}, image_splits), "resnet": ({"resnet_depth": 8}, image_splits),
-             "mlp": ({"mlp_hidden": [8, 8]}, feature_splits)}
+             "mlp": ({"mlp_hidden": [8, 8]}, feature_splits), "python:networks.example:small_cnn": ({}, image_splits)}
 
 
 def start(backbone, arm):
@@ -74,8 +75,6 @@ def test_every_arm_of_a_seed_starts_from_the_same_weights(backbone):
 
 @pytest.mark.parametrize("depth, parameters", [(20, 0.27e6), (32, 0.46e6)])
 def test_resnet_has_6n_plus_2_weight_layers_and_the_papers_size(depth, parameters):
-    from classweights.model import build_model
-
     network = shipped_params({"model": {"backbone": "resnet", "resnet_depth": depth}}).model
     model = build_model(0.0, "float32", (32, 32, 3), 10, network)  # CIFAR-10's shape
     backbone = model.layers[2]
@@ -104,3 +103,94 @@ def test_a_trained_resnet_saves_and_loads_in_safe_mode_with_the_same_predictions
     save_model(model, tmp_path / "model.keras")
     np.testing.assert_allclose(predict_proba(load_model(tmp_path / "model.keras"), splits["x_val"]),
                                predict_proba(model, splits["x_val"]), atol=1e-6)
+
+
+USER_CODE = """
+import keras
+from keras import layers
+
+
+def raises(shape):
+    raise ValueError("no width given")
+
+
+def number(shape):
+    return 3
+
+
+def feature_maps(shape):
+    inputs = keras.Input(shape=shape)
+    return keras.Model(inputs, layers.Conv2D(4, 3)(inputs))
+
+
+def classifier(shape):
+    inputs = keras.Input(shape=shape)
+    return keras.Model(inputs, layers.Dense(10, activation="softmax")(layers.Flatten()(inputs)))
+
+
+def vector(shape):
+    inputs = keras.Input(shape=shape)
+    return keras.Model(inputs, layers.Dense(5, activation="relu")(inputs))
+"""
+
+
+@pytest.fixture
+def user_code(tmp_path, monkeypatch):
+    """networks.user (the functions of USER_CODE) importable for this test only, from tmp_path."""
+    import sys
+
+    import networks
+
+    (tmp_path / "user.py").write_text(USER_CODE)
+    monkeypatch.setattr(networks, "__path__", [str(tmp_path), *networks.__path__])
+    monkeypatch.delitem(sys.modules, "networks.user", raising=False)
+    yield
+    sys.modules.pop("networks.user", None)
+
+
+@pytest.mark.parametrize("backbone, words", [
+    ("python:networks.nothere:build", ["no module networks.nothere (networks/nothere.py not found)"]),
+    ("python:networks.user:missing", ["networks.user has no function missing"]),
+    ("python:networks.user:raises", ["raises((28, 28, 1)) raised ValueError: no width given"]),
+    ("python:networks.user:number", ["number((28, 28, 1)) returned int, not a Keras model"]),
+    ("python:networks.user:feature_maps", ["output is (None, 26, 26, 4)", "not one feature vector per input"]),
+    ("python:networks.user:classifier", ["ends in a softmax layer", "return features: the head is ours"]),
+])
+def test_your_own_backbone_that_cannot_serve_is_one_line(user_code, backbone, words):
+    network = shipped_params({"model": {"backbone": backbone}}).model
+    with pytest.raises(UserError) as caught:
+        build_model(0.5, "float32", (28, 28), 10, network)
+    message = str(caught.value)
+    assert message.startswith(f"model.backbone = {backbone!r}: ") and "\n" not in message
+    assert all(word in message for word in words), message
+
+
+def test_your_own_backbone_on_feature_vectors_gets_them_standardised(user_code):
+    network = shipped_params({"model": {"backbone": "python:networks.user:vector"}}).model
+    model = build_model(0.0, "float32", (13,), 3, network)
+    assert [type(layer).__name__ for layer in model.layers] == ["Normalization", "Functional", "Dropout", "Dense"]
+
+
+def test_your_own_backbone_trains_under_dvc_repro_and_an_edit_of_it_re_trains_only(tmp_path):
+    import json
+
+    from tools.sandbox import ONE_SEED, commit, dvc, make_project, ran_stages
+
+    project = make_project(tmp_path / "project", {**ONE_SEED, "model": {"backbone": "python:networks.mine:build"}})
+    code = (ROOT / "networks/example.py").read_text().replace("def small_cnn(", "def build(")
+    (project / "networks/mine.py").write_text(code)
+    commit(project, "my backbone")
+    first = dvc(project, "repro")
+    assert {"train_unweighted@0", "train_weighted@0", "evaluate"} <= set(ran_stages(first))
+    assert "small_cnn" in json.dumps(json.loads(_config(project / "models/weighted/seed_0/model.keras")))
+    assert json.loads(dvc(project, "status", "--json").stdout) == {}  # importing it left nothing DVC sees
+    (project / "networks/mine.py").write_text(code.replace("Conv2D(32", "Conv2D(24"))
+    # the trainings' dependency changed, and nothing upstream of them (evaluate follows their models)
+    assert sorted(json.loads(dvc(project, "status", "--json").stdout)) == ["train_unweighted@0", "train_weighted@0"]
+
+
+def _config(path):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return archive.read("config.json")
