@@ -3,12 +3,13 @@ import contextlib
 import io
 import json
 import os
+import re
 import time
 import zipfile
 
 import numpy as np
 
-from classweights.params import PYTHON_PREFIX, check_backbone
+from classweights.params import KERAS_PREFIX, PYTHON_PREFIX, check_backbone
 
 
 @contextlib.contextmanager
@@ -137,6 +138,92 @@ def resnet(network, input_shape, dropout, hidden):
     return [*rescaled, keras.Model(inputs, features, name=f"resnet{network.resnet_depth}")]
 
 
+# keras.applications' models by name (ResNet50, MobileNetV3Small, ...)
+APPLICATIONS = sorted(name for name in dir(keras.applications) if name[:1].isupper())
+APPLICATION_MODULES = sorted(name for name in dir(keras.applications) if name[:1].islower())
+
+
+@keras.saving.register_keras_serializable(package="classweights")
+class ApplicationPreprocessing(layers.Layer):
+    """uint8 images as a keras.applications model expects them: float RGB (grey repeated into
+    three channels) through the application's own preprocess_input (its module: "resnet",
+    "mobilenet_v3", ...; those that preprocess inside the model pass the pixels through)."""
+
+    def __init__(self, module, **kwargs):
+        super().__init__(**kwargs)
+        if module not in APPLICATION_MODULES:
+            raise ValueError(f"{module!r} is not a keras.applications module")
+        self.module = module
+
+    def call(self, images):
+        x = keras.ops.cast(images, "float32")
+        if len(x.shape) == 3:
+            x = x[..., None]
+        if x.shape[-1] == 1:
+            x = keras.ops.repeat(x, 3, axis=-1)
+        return getattr(keras.applications, self.module).preprocess_input(x)
+
+    def get_config(self):
+        return {**super().get_config(), "module": self.module}
+
+
+def keras_application(network, input_shape, dropout, hidden):
+    """keras:NAME: the keras.applications model without its top, with global average pooling,
+    on the application's own preprocessing; weights from ImageNet (Keras' download and cache), a
+    file under networks/, or random; frozen when model.trainable is head."""
+    import difflib
+
+    from classweights.errors import UserError
+
+    name = network.backbone.removeprefix(KERAS_PREFIX)
+    where = f"model.backbone = {network.backbone!r}"
+    if name not in APPLICATIONS:
+        close = difflib.get_close_matches(name, APPLICATIONS, n=3, cutoff=0.5)
+        raise UserError(f"{where}: keras.applications has no {name}; "
+                        + (f"close: {', '.join(close)}" if close else f"it has {', '.join(APPLICATIONS)}"))
+    builder = getattr(keras.applications, name)
+    try:
+        application = builder(include_top=False, weights="imagenet" if network.weights == "imagenet" else None,
+                              input_shape=(*input_shape[:2], 3), pooling="avg")
+    except ValueError as error:
+        minimum = re.search(r"at least (\d+)x(\d+)", str(error))
+        if not minimum:
+            raise
+        raise UserError(f"{where}: images of {input_shape[0]} x {input_shape[1]} are too small for {name}, whose "
+                        f"smallest input is {minimum[1]} x {minimum[2]}; set data.image_size to at least "
+                        f"[{minimum[1]}, {minimum[2]}]") from None
+    except Exception as error:  # Keras' download: "URL fetch failure on <url>: ..."
+        url = re.search(r"URL fetch failure on (\S+):", str(error))
+        if not url:
+            raise
+        home = os.environ.get("KERAS_HOME", "~/.keras")
+        raise UserError(f"model.weights = 'imagenet': could not download {name}'s weights ({url[1]}); without "
+                        f"a network, put that file in {home}/models/{url[1].rsplit('/', 1)[-1]}") from None
+    if network.weights not in (None, "imagenet"):
+        load_weights_file(application, network.weights, name)
+    application.trainable = network.trainable == "all"
+    return [ApplicationPreprocessing(builder.__module__.rsplit(".", 1)[-1]), application]
+
+
+def load_weights_file(application, path, name):
+    """A weights file (Keras' .weights.h5, from save_weights) for the application, or one line."""
+    from classweights.errors import UserError
+
+    where = f"model.weights = {path!r}"
+    if not os.path.isfile(path):
+        raise UserError(f"{where}: not found; save one with model.save_weights('{path}') and `dvc add` it")
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # a file of another architecture: a warning per layer, then the error
+            warnings.simplefilter("ignore", UserWarning)
+            application.load_weights(path)
+    except (ValueError, OSError, KeyError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{where}: not weights of keras.applications.{name} without its top "
+                        f"(include_top=False) ({reason[:200]})") from None
+
+
 def mlp(network, input_shape, dropout, hidden):
     """Feature vectors standardised (a Normalization layer, adapted on the training split by
     train_model, so a saved model takes raw rows), then Dense ReLU layers of network.mlp_hidden
@@ -207,7 +294,7 @@ def check_features_model(model, where, what):
 
 # name -> function(model params, input shape, dropout, dtype policy) -> the backbone's layers, from
 # the raw input (uint8 images or float32 feature vectors) to a feature vector
-BACKBONES = {"cnn": cnn, "resnet": resnet, "mlp": mlp}
+BACKBONES = {"cnn": cnn, "resnet": resnet, "mlp": mlp}  # and keras:NAME, python:... (backbone_layers)
 
 
 def backbone_layers(network, input_shape, dropout, hidden):
@@ -215,6 +302,8 @@ def backbone_layers(network, input_shape, dropout, hidden):
     name = "cnn" if network is None else network.backbone
     if name.startswith(PYTHON_PREFIX):
         return user_backbone(network, input_shape, dropout, hidden)
+    if name.startswith(KERAS_PREFIX):
+        return keras_application(network, input_shape, dropout, hidden)
     return BACKBONES[name](network, input_shape, dropout, hidden)
 
 

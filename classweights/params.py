@@ -204,10 +204,11 @@ class ModelParams(_Section):
                              "set it to null")
         if self.trainable == "head" and not keras_app:
             raise ValueError("model.trainable = 'head': only a keras:NAME backbone can be frozen; set it to all")
+        parts = Path(self.weights).parts if self.weights else ()
         if keras_app and self.weights not in (None, "imagenet") and (
-                Path(self.weights).is_absolute() or ".." in Path(self.weights).parts):
-            raise ValueError(f"model.weights = {self.weights!r}: allowed: imagenet, null, or a weights file "
-                             "in the repository (a relative path, tracked by DVC)")
+                len(parts) < 2 or parts[0] != CODE_DIR or ".." in parts):
+            raise ValueError(f"model.weights = {self.weights!r}: allowed: imagenet, null, or a weights file under "
+                             f"{CODE_DIR}/ (the folder the train stages depend on), e.g. {CODE_DIR}/mine.weights.h5")
         return self
 
 

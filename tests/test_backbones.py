@@ -44,9 +44,16 @@ def feature_splits():
             "x_val": x[val].astype(np.float32), "y_val": y[val].astype(np.uint8)}
 
 
+def colour_splits():
+    """image_splits as 32 x 32 colour images: the smallest input of keras.applications' MobileNets."""
+    return {key: np.repeat(np.pad(x, ((0, 0), (2, 2), (2, 2)))[..., None], 3, axis=3) if key.startswith("x") else x
+            for key, x in image_splits().items()}
+
+
 # backbone: (its model params, the data it takes)
 BACKBONES = {"cnn": ({}, image_splits), "resnet": ({"resnet_depth": 8}, image_splits),
-             "mlp": ({"mlp_hidden": [8, 8]}, feature_splits), "python:networks.example:small_cnn": ({}, image_splits)}
+             "mlp": ({"mlp_hidden": [8, 8]}, feature_splits), "python:networks.example:small_cnn": ({}, image_splits),
+             "keras:MobileNetV3Small": ({}, colour_splits)}
 
 
 def start(backbone, arm):
@@ -194,3 +201,71 @@ def _config(path):
 
     with zipfile.ZipFile(path) as archive:
         return archive.read("config.json")
+
+
+def application_weights(folder, name, seed):
+    """A keras.applications model without its top, randomly initialised by seed, its weights saved
+    under folder/networks/ as Keras saves them: (the path params take, the weights)."""
+    keras.utils.set_random_seed(seed)
+    application = getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                                     pooling="avg")
+    (folder / "networks").mkdir(exist_ok=True)
+    application.save_weights(folder / f"networks/{name}.weights.h5")
+    return f"networks/{name}.weights.h5", application.get_weights()
+
+
+def keras_network(**model):
+    return shipped_params({"model": {"backbone": "keras:MobileNetV3Small", **model}}).model
+
+
+def test_a_keras_application_starts_from_a_weights_file_and_refuses_another_architecture(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path, saved = application_weights(tmp_path, "MobileNetV3Small", seed=7)
+    model = build_model(0.5, "float32", (32, 32, 3), 10, keras_network(weights=path))
+    assert [type(layer).__name__ for layer in model.layers][:2] == ["ApplicationPreprocessing", "Functional"]
+    loaded = model.layers[1].get_weights()
+    assert len(loaded) == len(saved) and all(np.array_equal(a, b) for a, b in zip(loaded, saved))
+    random = build_model(0.5, "float32", (32, 32, 3), 10, keras_network()).layers[1].get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(random, saved))  # the file, not a random start
+    other, _ = application_weights(tmp_path, "MobileNetV3Large", seed=7)
+    with pytest.raises(UserError) as caught:
+        build_model(0.5, "float32", (32, 32, 3), 10, keras_network(weights=other))
+    assert str(caught.value).startswith(f"model.weights = {other!r}: not weights of "
+                                        "keras.applications.MobileNetV3Small") and "\n" not in str(caught.value)
+
+
+def test_a_frozen_keras_application_trains_the_head_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path, saved = application_weights(tmp_path, "MobileNetV3Small", seed=7)
+    params = shipped_params({"train": {"epochs": 1, "batch_size": 16}})
+    first = FirstWeights()
+    model, _ = train_model(colour_splits(), params.train, 0, callbacks=[first],
+                           network=keras_network(weights=path, trainable="head"))
+    after = model.layers[1].get_weights()  # batch normalisation's statistics included
+    assert all(np.array_equal(a, b) for a, b in zip(after, saved, strict=True))
+    assert not np.array_equal(model.layers[-1].get_weights()[0], first.layers[-1][0])  # the head learned
+
+
+@pytest.mark.parametrize("backbone, shape, words", [
+    ("keras:MobilenetV3Small", (32, 32), ["keras.applications has no MobilenetV3Small; close: MobileNetV3Small"]),
+    ("keras:MobileNetV3Small", (28, 28), ["images of 28 x 28 are too small for MobileNetV3Small",
+                                          "smallest input is 32 x 32", "data.image_size to at least [32, 32]"]),
+])
+def test_a_keras_application_that_does_not_exist_or_does_not_fit_is_one_line(backbone, shape, words):
+    with pytest.raises(UserError) as caught:
+        build_model(0.5, "float32", shape, 10, shipped_params({"model": {"backbone": backbone}}).model)
+    assert all(word in str(caught.value) for word in words) and "\n" not in str(caught.value), str(caught.value)
+
+
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square:UserWarning")  # Keras' notice at 32 x 32
+def test_imagenet_weights_unreachable_say_where_to_put_the_file(monkeypatch):
+    # a proxy nobody listens on: Keras' own download really fails, as without a network
+    for variable in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(UserError) as caught:
+        build_model(0.5, "float32", (32, 32), 10, keras_network(weights="imagenet"))
+    file = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    assert str(caught.value).startswith("model.weights = 'imagenet': could not download MobileNetV3Small's weights")
+    assert str(caught.value).endswith(f"put that file in ~/.keras/models/{file}")
