@@ -440,7 +440,7 @@ def load_npz(path, image_size):
     if "x_test" not in out:
         out["x_test"], out["y_test"] = out["x_train"][:0], out["y_train"][:0]
     counts = np.bincount(out["y_train"], minlength=len(names))
-    check_enough_images(counts, names, "x_test" in arrays, path)
+    check_enough_images(counts, names, "x_test" in arrays, path, "row" if features else "image")
     shape = out["x_train"].shape[1:]
     if out["x_test"].shape[1:] != shape:
         raise UserError(f"{path}: x is {shape} per image but x_test is {out['x_test'].shape[1:]}; both need one size")
