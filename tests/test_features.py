@@ -1,6 +1,7 @@
 """Feature-vector data (a CSV table, an .npz of rows) and the mlp backbone, on scikit-learn's real
 tables: what loads, what is refused in one line, and a real `dvc repro` on a CSV."""
 import json
+import sys
 
 import numpy as np
 import pandas
@@ -11,7 +12,7 @@ from classweights.datasets import load_csv, load_source
 from classweights.errors import UserError
 from classweights.imbalance import make_splits
 from classweights.params import check_backbone
-from tools.sandbox import commit, dvc, make_project, ran_stages, shipped_params
+from tools.sandbox import commit, dvc, make_project, ran_stages, run, set_params, shipped_params
 
 
 def wine_table():
@@ -151,3 +152,15 @@ def test_a_csv_runs_end_to_end_under_dvc_repro(tmp_path):
     assert list(details["mean"]["per_class"]) == ["benign", "malignant"]
     assert np.load(project / "models/weighted/seed_0/test_proba.npz")["proba"].shape == (84, 2)
     assert "malignant" in (project / "reports/summary.md").read_text()
+    # the train stage on the same data with an image network, or with code that is not there:
+    # one line on stderr, exit 2, and the trained model is left as it was
+    before = (project / "models/unweighted/seed_0/model.keras").read_bytes()
+    for backbone, words in [("cnn", "error: model.backbone = 'cnn': the data are feature vectors (30 features a row)"),
+                            ("python:networks.gone:build", "error: model.backbone = 'python:networks.gone:build': "
+                                                           "no module networks.gone")]:
+        set_params(project, {"model": {"backbone": backbone}})
+        failed = run(project, sys.executable, "-m", "stages.train", "--arm", "unweighted", "--seed", "0", check=False)
+        assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [failed.stderr.strip()], failed.stderr
+        assert failed.stderr.startswith(words), failed.stderr
+    assert (project / "models/unweighted/seed_0/model.keras").read_bytes() == before
+    assert sorted(p.name for p in (project / "models/unweighted").iterdir()) == [".gitignore", "seed_0"]
