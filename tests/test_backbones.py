@@ -92,7 +92,7 @@ def test_resnet_has_6n_plus_2_weight_layers_and_the_papers_size(depth, parameter
 
 
 def test_the_zero_padding_shortcut_subsamples_and_adds_empty_channels():
-    from classweights.model import ZeroPadShortcut
+    from classweights.backbones import ZeroPadShortcut
 
     x = np.arange(2 * 4 * 4 * 16, dtype=np.float32).reshape(2, 4, 4, 16)
     out = np.asarray(ZeroPadShortcut(32)(x))
@@ -257,15 +257,29 @@ def test_a_keras_application_that_does_not_exist_or_does_not_fit_is_one_line(bac
     assert all(word in str(caught.value) for word in words) and "\n" not in str(caught.value), str(caught.value)
 
 
-@pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square:UserWarning")  # Keras' notice at 32 x 32
-def test_imagenet_weights_unreachable_say_where_to_put_the_file(monkeypatch):
-    # a proxy nobody listens on: Keras' own download really fails, as without a network
-    for variable in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(variable, "http://127.0.0.1:9")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    with pytest.raises(UserError) as caught:
-        build_model(0.5, "float32", (32, 32), 10, keras_network(weights="imagenet"))
+def test_imagenet_weights_unreachable_say_where_to_put_the_file():
+    """In a process of its own whose proxy nobody listens on: Keras' own download really fails, as
+    without a network (urllib keeps its first opener, proxies and all, for the process's life)."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+from classweights.errors import UserError
+from classweights.model import build_model
+from tools.sandbox import shipped_params
+try:
+    build_model(0.5, "float32", (32, 32), 10, shipped_params({"model": {"backbone": "keras:MobileNetV3Small",
+                                                                         "weights": "imagenet"}}).model)
+except UserError as error:
+    print(error)
+"""
+    dead = "http://127.0.0.1:9"
+    env = {**{k: v for k, v in os.environ.items() if k.lower() != "no_proxy"},
+           "https_proxy": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "HTTP_PROXY": dead}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    message = result.stdout.strip().splitlines()[-1]
     file = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
-    assert str(caught.value).startswith("model.weights = 'imagenet': could not download MobileNetV3Small's weights")
-    assert str(caught.value).endswith(f"put that file in ~/.keras/models/{file}")
+    assert message.startswith("model.weights = 'imagenet': could not download MobileNetV3Small's weights"), result
+    assert message.endswith(f"put that file in ~/.keras/models/{file}"), message

@@ -4,7 +4,6 @@ import json
 import sys
 
 import numpy as np
-import pandas
 import pytest
 from sklearn.datasets import load_breast_cancer, load_wine
 
