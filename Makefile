@@ -1,4 +1,5 @@
 # `make repro`: set up and run the pipeline.  `make test`: set up and run the test suite.
+# `make check`: the fast tier of the tests, those that start no process (tests/conftest.py).
 # `make bench`: the speed / memory benchmark (full-size Fashion-MNIST; see README).
 # `make mutate`: mutation testing of the statistics and metrics code (docs/mutation.md).
 # `make repro JOBS=N`: trainings on N queue workers (default: every core; JOBS=1: one after another).
@@ -17,7 +18,7 @@ SWEEP ?= sweep.yaml
 SHARD ?=
 CLUSTER ?=
 
-.PHONY: setup repro restore sweep sweep-report test bench mutate clean
+.PHONY: setup repro restore sweep sweep-report check test bench mutate clean
 
 setup: $(STAMP)
 
@@ -38,6 +39,11 @@ sweep: setup
 
 sweep-report: setup
 	$(BIN)/python -m orchestration.sweep '$(SWEEP)' --pull
+
+# The tests not marked slow (tests/conftest.py marks those that start DVC, make, Dask or a stage
+# process): in-process TensorFlow and statistics, one pytest worker per core, a file's tests on one.
+check: setup
+	$(BIN)/python -m pytest -m "not slow" -n $$(nproc) --dist loadfile
 
 # One pytest worker per core and one more (tests/conftest.py). A test file's tests stay on one
 # worker, so its module fixtures (a shared origin, a cluster) are built once; the files go out

@@ -15,24 +15,30 @@ def _raise_keyboard_interrupt(signum, frame):
 
 
 def run_stage(main):
-    """Call main(); report UserError and interruption as one line on stderr.
+    """Run main() as a program: exit with stage_exit_code(main)'s code.
 
     SIGTERM is turned into KeyboardInterrupt so that the same `finally`
     blocks that remove half-written files run for Ctrl-C and for `kill`.
     """
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        main()
-        code = 0
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        code = EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted; no finished output was written", file=sys.stderr)
-        code = EXIT_INTERRUPTED
+    code = stage_exit_code(main)
     if "tensorflow" in sys.modules and code != EXIT_INTERRUPTED:  # a training that ended: see below
         exit_without_teardown(code)
     sys.exit(code)
+
+
+def stage_exit_code(main):
+    """Call main(); report UserError and interruption as one line on stderr; return the exit code
+    (the tests call it in their own process)."""
+    try:
+        main()
+        return 0
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted; no finished output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def exit_without_teardown(code):

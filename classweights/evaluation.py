@@ -1,8 +1,8 @@
 """Test-set metrics of one model, and their mean and spread over seeds."""
 import numpy as np
 from scipy.special import softmax
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, log_loss,
-                             precision_recall_fscore_support)
+from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, brier_score_loss,
+                             confusion_matrix, log_loss, precision_recall_fscore_support)
 
 from classweights.paths import ARMS
 
@@ -12,14 +12,22 @@ LOGIT_ADJUSTED = "logit_adjusted"  # an arm evaluate derives from the unweighted
 # Comparisons with an arm that is off (logit adjustment at tau 0) are left out.
 COMPARISONS = ((WEIGHTED, UNWEIGHTED), (LOGIT_ADJUSTED, UNWEIGHTED), (WEIGHTED, LOGIT_ADJUSTED))
 PROBABILITY_FLOOR = 1e-12  # clip before a log: a zero probability or prior stays finite
+# What a remedy costs besides recall: false alarms (the minority classes' precision), ranking
+# (macro PR-AUC) and calibration (ECE, NLL, Brier); "loss" is the test NLL (docs/statistics.md).
+COST_METRICS = ("minority_precision", "macro_pr_auc", "ece", "loss", "brier")
 # The few numbers `dvc metrics show` lists per arm; every other metric is in metrics/details/.
-HEADLINE_METRICS = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
-# The ones compared between arms (test loss is a training criterion, not a question users ask).
-COMPARED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall")
+HEADLINE_METRICS = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall",
+                    *(m for m in COST_METRICS if m != "loss"))
+# The ones compared between arms: the gains, then the costs.
+COMPARED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall", *COST_METRICS)
+# Smaller is better for these: a verdict calls a negative difference "better".
+LOWER_IS_BETTER = ("loss", "ece", "brier")
+CALIBRATION_BINS = 15  # ECE and the reliability diagram: equal-width bins of the top-class confidence
 
 
 def seed_metrics(y_true, proba, minority, class_names=None):
-    """Accuracy, loss, balanced accuracy, macro-F1, minority recall and per-class P/R/F1.
+    """Accuracy, loss (NLL), balanced accuracy, macro-F1, minority recall and precision, macro
+    PR-AUC, ECE, Brier score and per-class P/R/F1.
 
     proba has one column per class; minority lists class indices; per-class results are keyed
     by class name (class_names, in index order; default the indices as strings)."""
@@ -35,8 +43,55 @@ def seed_metrics(y_true, proba, minority, class_names=None):
     }
     if minority:
         metrics["minority_recall"] = float(np.mean(recall[minority]))
+        metrics["minority_precision"] = float(np.mean(precision[minority]))
+    metrics["macro_pr_auc"] = macro_average_precision(y_true, proba)
+    metrics["ece"] = expected_calibration_error(y_true, proba)
+    # Brier (1950) for K classes: mean over images of sum_k (p_k − [y = k])², in [0, 2]; never halved,
+    # so that two classes give the same definition as ten
+    metrics["brier"] = brier_score_loss(y_true, np.asarray(proba, dtype=np.float64), labels=classes,
+                                        scale_by_half=False)
     metrics["per_class"] = {names[c]: {"precision": precision[c], "recall": recall[c], "f1": f1[c]} for c in classes}
     return _to_floats(metrics)
+
+
+def macro_average_precision(y_true, proba):
+    """Macro PR-AUC, threshold-free: each class's average precision one-vs-rest (its images
+    positive, ranked by its probability), averaged over the classes the test set holds (a class
+    with no test image has no precision-recall curve)."""
+    present = np.unique(y_true)
+    return float(np.mean([average_precision_score(y_true == c, proba[:, c]) for c in present]))
+
+
+def top_class_confidence(proba):
+    """(confidence, predicted class): the largest probability of each row and its class."""
+    proba = np.asarray(proba, dtype=np.float64)
+    return proba.max(axis=1), proba.argmax(axis=1)
+
+
+def calibration_bins(y_true, proba, bins=CALIBRATION_BINS):
+    """Images per bin, their mean top-class confidence and their accuracy (NaN in an empty bin),
+    over `bins` equal-width bins of the top-class confidence, each open on the left and closed
+    on the right: ((m − 1)/bins, m/bins] (Guo et al. 2017)."""
+    confidence, predicted = top_class_confidence(proba)
+    index = np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1], right=True)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore"):  # an empty bin: 0 / 0, its mean is NaN
+        mean_confidence = np.bincount(index, confidence, minlength=bins) / count
+        accuracy = np.bincount(index, predicted == np.asarray(y_true), minlength=bins) / count
+    return count, mean_confidence, accuracy
+
+
+def pooled_calibration_bins(y_true, proba_by_seed):
+    """calibration_bins over every seed's test images together (the reliability diagram's)."""
+    return calibration_bins(np.tile(y_true, len(proba_by_seed)), np.concatenate(list(proba_by_seed.values())))
+
+
+def expected_calibration_error(y_true, proba, bins=CALIBRATION_BINS):
+    """ECE: sum over the calibration bins of (images in it / all images) · |accuracy − mean
+    confidence|, on the top-class confidence (calibration_bins)."""
+    count, confidence, accuracy = calibration_bins(y_true, proba, bins)
+    full = count > 0
+    return float(np.sum(count[full] / count.sum() * np.abs(accuracy[full] - confidence[full])))
 
 
 def in_class_order(class_counts):

@@ -39,7 +39,18 @@ def focal_loss(labels, logits, gamma):
     """Focal loss (Lin et al. 2017) without the alpha factor: −(1 − p_y)^gamma · log p_y."""
     log_p = ops.take_along_axis(ops.log_softmax(logits, axis=-1), ops.expand_dims(_labels(labels), -1), axis=-1)
     log_p = ops.squeeze(log_p, -1)
-    return -ops.power(1.0 - ops.exp(log_p), gamma) * log_p
+    return -_focal_factor(1.0 - ops.exp(log_p), gamma) * log_p
+
+
+def _focal_factor(rest, gamma):
+    """(1 − p_y)^gamma with a finite gradient where p_y rounds to 1 (rest = 0, e.g. logits [18, 0, 0]
+    in float32). There the power's gradient gamma · 0^(gamma − 1) is infinite for gamma < 1 (0 · inf
+    for gamma = 0) and the chain rule turns it into NaN for every logit. The factor's value there is
+    its limit 0^gamma (0, or 1 at gamma = 0), taken as a constant: the exact gradient of the factor's
+    term, gamma · rest^(gamma − 1) · p_y · log p_y, goes to 0 with rest. The power is taken of a base
+    that is 1 where rest is 0, so that neither branch of the `where` has a NaN gradient."""
+    positive = rest > 0
+    return ops.where(positive, ops.power(ops.where(positive, rest, 1.0), gamma), 0.0 ** gamma)
 
 
 def ldam_loss(labels, cosine, margins, scale):

@@ -339,7 +339,9 @@ def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", lab
     report draws). Interrupted, it leaves nothing under out_dir; killed outright, it leaves
     out_dir/../.<name>.partial, which .gitignore and .dvcignore hide and the next run of the
     same training removes first. label names the training in the per-epoch lines; loss and
-    defer_epoch as in train_model, remedy names them if the loss turns NaN; network: the model params."""
+    defer_epoch as in train_model, remedy names them if the loss turns NaN; network: the model
+    params. Returns the seconds train_model took (building the network and every fit, validation
+    included)."""
     from classweights.files import atomic_path, write_arrays, write_json
     from classweights.paths import HISTORY
 
@@ -347,8 +349,11 @@ def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", lab
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         callbacks = [StopOnNaN(label or str(out_dir), remedy), EpochLine(label or str(out_dir), train.epochs)]
+        started = time.perf_counter()
         model, history = train_model(splits, train, seed, class_weight, apply, callbacks=callbacks, loss=loss,
                                      defer_epoch=defer_epoch, network=network)
+        seconds = time.perf_counter() - started
         save_model(model, tmp / "model.keras")
         write_arrays(tmp / "test_proba.npz", proba=predict_proba(model, splits["x_test"]))
         write_json(tmp / HISTORY, history)
+    return seconds

@@ -16,8 +16,18 @@ MACHINE = METRICS / "details" / "machine.json"  # where the run was made (classw
 # `stages.train --arm` (tests/test_dvc_yaml.py checks dvc.yaml against this).
 ARMS = ("unweighted", "weighted")
 HISTORY = "history.json"  # in each model_dir: Keras' per-epoch loss and accuracy, training and validation
+# Wall-clock time, the one thing a re-run does not reproduce byte for byte: each training's fit
+# seconds in a file of their own (not in the model's folder, whose bytes the same params, code and
+# machine reproduce), and evaluate's mean per training per arm. Every such path has "seconds" in it.
+SECONDS = METRICS / "seconds"
+TRAINING_SECONDS = METRICS / "training_seconds.json"
 
 
 def model_dir(arm, seed):
     """models/<arm>/seed_<seed>: one training's model, test probabilities and history."""
     return MODELS / arm / f"seed_{seed}"
+
+
+def seconds_file(arm, seed):
+    """metrics/seconds/<arm>/seed_<seed>.json: one training's fit seconds."""
+    return SECONDS / arm / f"seed_{seed}.json"

@@ -5,7 +5,7 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
 from matplotlib.ticker import MaxNLocator
 
-from classweights.evaluation import HEADLINE_METRICS, LOGIT_ADJUSTED
+from classweights.evaluation import CALIBRATION_BINS, HEADLINE_METRICS, LOGIT_ADJUSTED, LOWER_IS_BETTER
 from classweights.files import atomic_path, read_json
 from classweights.machine import line as machine_line
 from classweights.statistics import confidence_label
@@ -132,6 +132,17 @@ def verdict_lines(comparisons, labels):
     return lines
 
 
+def headline_lines(comparisons, labels):
+    """The summary's headline, one line per comparison: the key metric's verdict line, then its
+    first cost, the change in the minority classes' precision (false alarms), where there are any."""
+    lines = []
+    for line, comparison in zip(verdict_lines(comparisons, labels), comparisons.values()):
+        cost = comparison["difference"].get("minority_precision")
+        lines.append(f"**{line}**" if cost is None else
+                     f"**{line}**; first cost, minority precision: {_interval(cost)}")
+    return lines
+
+
 def _title(description, comparisons, labels):
     seeds = len(next(iter(comparisons.values()))["seeds"])
     return "\n".join([description] + verdict_lines(comparisons, labels)) + f"  (paired over {seeds} seeds)"
@@ -212,6 +223,33 @@ def plot_curves(path, curves_by_arm, labels, title):
     _save(fig, path, title)
 
 
+def plot_reliability(path, reliability, summaries, labels, title):
+    """One reliability diagram per arm: test accuracy against mean top-class confidence in the
+    CALIBRATION_BINS equal-width confidence bins, every seed's test images pooled, beside the
+    diagonal a calibrated model would follow; under it each bin's share of the images.
+    reliability: {arm: (count, mean confidence, accuracy) per bin} (evaluation.calibration_bins)."""
+    fig = Figure(figsize=(3.6 * len(reliability) + 0.6, 5.2), layout="constrained")
+    axes = fig.subplots(2, len(reliability), squeeze=False, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    colours = _colours(reliability)
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+    for (ax, ax_share), (arm, (count, confidence, accuracy)) in zip(axes.T, reliability.items()):
+        full = count > 0
+        ax.bar(edges[:-1][full], accuracy[full], width=1 / CALIBRATION_BINS, align="edge", color=colours[arm],
+               edgecolor="black", linewidth=0.5, label="accuracy in the bin")
+        ax.plot(confidence[full], accuracy[full], "k.", markersize=4, label="at the bin's mean confidence")
+        ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label="calibrated")
+        ece = summaries[arm]["mean"]["ece"], summaries[arm]["std"]["ece"]
+        ax.set(ylim=(0, 1), xlim=(0, 1), ylabel="test accuracy",
+               title=f"{labels[arm]}\nECE {_fmt(ece[0])} ± {_fmt(ece[1])} (mean ± sd over seeds)")
+        ax.title.set_fontsize(9)
+        ax_share.bar(edges[:-1], count / max(count.sum(), 1), width=1 / CALIBRATION_BINS, align="edge",
+                     color=colours[arm])
+        ax_share.set(xlabel="top-class confidence", ylabel="share of images", ylim=(0, 1))
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path, title)
+
+
 def _run_paragraph(params, class_counts, alpha):
     minority = ", ".join(class_counts["minority_classes"]) or "none"
     tau = params.evaluate.logit_adjustment_tau
@@ -256,7 +294,8 @@ def _difference_table(comparison, labels):
              "| metric | mean | sd | interval | p (t-test) | p (sign-flip) | p (Wilcoxon) | p (verdict) | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     rows = list(comparison["difference"].items()) + \
-        [(f"recall of class {c}", d) for c, d in comparison["per_class_recall_difference"].items()]
+        [(f"{kind} of class {c}", d) for kind in ("recall", "precision", "F1")
+         for c, d in comparison.get(f"per_class_{kind.lower()}_difference", {}).items()]
     for name, d in rows:
         if "ci_low" in d:
             p = _p(d["p_verdict"]) + (f" (Holm {_p(d['p_holm'])})" if "p_holm" in d else "")
@@ -292,6 +331,28 @@ def _class_interval_note(comparisons):
             "excluding 0 and the Holm-adjusted verdict say the same thing.")
 
 
+COSTS_NOTE = (
+    "What a remedy costs: minority_precision is the minority classes' mean precision (false alarms); macro_pr_auc "
+    "the mean over classes of the average precision one-vs-rest (ranking, no threshold); ece the expected "
+    f"calibration error over {CALIBRATION_BINS} equal-width bins of the top-class confidence; loss the test NLL; "
+    "brier the multi-class Brier score, mean over images of the sum over classes of (p − [y = k])², 0 to 2. "
+    "Lower is better for ece, loss and brier (docs/statistics.md; "
+    "[reliability diagrams](reliability_diagrams.png)).")
+
+
+def _per_class_table(summaries, labels, minority):
+    """Each class's precision, recall and F1 per arm, mean over seeds (a * after a minority class)."""
+    arms = list(summaries)
+    names = list(summaries[arms[0]]["mean"]["per_class"])
+    lines = ["## Per class: precision, recall, F1, mean over seeds", "",
+             "| class | " + " | ".join(f"{labels[a]} P / R / F1" for a in arms) + " |", "|---|" + "---|" * len(arms)]
+    for name in names:
+        cells = [" / ".join(f"{summaries[a]['mean']['per_class'][name][k]:.3f}" for k in ("precision", "recall", "f1"))
+                 for a in arms]
+        lines.append(f"| {name}{'*' * (name in minority)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def summary_markdown(params, summaries, comparisons, headline, class_counts, machine=None):
     """reports/summary.md: what was run, mean ± sd per arm, every paired difference, McNemar per
     seed, and at its foot the machine it was made on (a classweights.machine record)."""
@@ -299,7 +360,7 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     arms = list(summaries)
     alpha = next(iter(comparisons.values()))["alpha"]
     lines = [f"# {describe_run(params)}", ""]
-    lines += [f"- **{line}**" for line in verdict_lines(comparisons, labels)] + [""]
+    lines += [f"- {line}" for line in headline_lines(comparisons, labels)] + [""]
     lines += _run_paragraph(params, class_counts, alpha)
     lines += ["", "## Test metrics, mean ± sd over seeds", "",
               "| metric | " + " | ".join(labels[a] for a in arms) + " |", "|---|" + "---|" * len(arms)]
@@ -307,10 +368,13 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
         if metric in summaries[arms[0]]["mean"]:
             cells = [f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}" for a in arms]
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lines += ["", COSTS_NOTE, ""]
+    lines += _per_class_table(summaries, labels, class_counts["minority_classes"])
     lines += ["", "## Paired differences side by side", "",
               f"Mean difference over seeds [Student-t {confidence_label(alpha)} interval] → verdict; the worst majority class "
               "is the one whose recall changed least favourably (picked after looking, so even its simultaneous "
-              "interval flatters it). A borderline verdict says what would settle it (docs/statistics.md).", ""]
+              "interval flatters it). A borderline verdict says what would settle it (docs/statistics.md). "
+              f"For {', '.join(LOWER_IS_BETTER)} lower is better: there \"better\" is a fall.", ""]
     lines += _side_by_side(comparisons, headline, labels)
     lines += ["", "## Each comparison in full", "",
               f"Student-t {confidence_label(alpha)} interval over seeds, paired t-test p, exact sign-flip p, "
@@ -322,17 +386,19 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
               "Test images only the first arm gets right vs only the second, and the exact p.", ""]
     lines += _mcnemar_table(comparisons, labels)
     lines += ["", "Figures: [per-class recall](per_class_recall.png), [confusion matrices](confusion_matrices.png), "
-              "[training curves](training_curves.png).", ""]
+              "[training curves](training_curves.png), [reliability diagrams](reliability_diagrams.png).", "",
+              "Training time: each trained arm's fit seconds per training are in metrics/training_seconds.json, "
+              "not here: wall-clock time differs from run to run, and this report does not.", ""]
     if machine is not None:
         lines += [machine_line(machine), ""]
     return "\n".join(lines)
 
 
 def write_report(folder, params, summaries, comparisons, headline, class_counts, confusions, curves_by_arm,
-                 machine=None):
+                 machine=None, reliability=None):
     """Write every report file into `folder` atomically (all or nothing). class_counts: data/class_counts.json
     with its counts in class order (evaluation.in_class_order); its minority classes are names.
-    machine: where the run was made."""
+    machine: where the run was made; reliability: each arm's calibration bins (plot_reliability)."""
     minority = class_counts["minority_classes"]
     labels = arm_labels(params)
     title = _title(describe_run(params), comparisons, labels)
@@ -341,6 +407,8 @@ def write_report(folder, params, summaries, comparisons, headline, class_counts,
         plot_recall(tmp / "per_class_recall.png", summaries, class_counts["train"], minority, labels, title)
         plot_confusions(tmp / "confusion_matrices.png", confusions, labels, title, class_counts["class_names"])
         plot_curves(tmp / "training_curves.png", curves_by_arm, labels, describe_run(params))
+        if reliability is not None:
+            plot_reliability(tmp / "reliability_diagrams.png", reliability, summaries, labels, title)
         (tmp / "summary.md").write_text(summary_markdown(params, summaries, comparisons, headline, class_counts,
                                                          machine))
         write_csv(tmp / "per_class_recall.csv", ["class", "training_images", *summaries],

@@ -13,12 +13,13 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from classweights.evaluation import COMPARED_METRICS
+from classweights.evaluation import COMPARED_METRICS, LOWER_IS_BETTER
 
 # Differences are rounded to 1e-9 before any test. The metrics are ratios of image counts, so
 # two genuinely different differences are at least 1/(test images) apart (1e-4 for 10,000
 # images), while subtracting two such ratios leaves float noise of about 1e-16: rounding
 # to 9 decimals merges the noise (0.01 vs 0.009999999999999998) and never merges real steps.
+# The continuous metrics (PR-AUC, ECE, NLL, Brier) lose nothing that matters at 1e-9.
 DECIMALS = 9
 MIN_SEEDS_FOR_WILCOXON = 6  # below that its smallest possible p-value exceeds 0.05 anyway
 # Up to 16 seeds the sign-flip test enumerates all 2^n sign patterns (65,536 at most); above
@@ -103,18 +104,19 @@ def excludes_zero(difference):
     return difference["ci_low"] > 0 or difference["ci_high"] < 0
 
 
-def verdict(difference, alpha, p_key="p_verdict"):
+def verdict(difference, alpha, p_key="p_verdict", lower_is_better=False):
     """'better', 'worse' or 'no significant difference' for arm vs baseline: 'better' or
-    'worse' only when the p-value under p_key is below alpha and the interval excludes 0."""
+    'worse' only when the p-value under p_key is below alpha and the interval excludes 0.
+    'better' is above 0, or below 0 for a metric where lower is better (an error, a loss)."""
     if difference["mean"] is None:
         return NOT_COMPUTABLE
     if difference["n_seeds"] < 2:
         return NO_TEST
     if difference[p_key] < alpha:
         if difference["ci_low"] > 0:
-            return "better"
+            return "worse" if lower_is_better else "better"
         if difference["ci_high"] < 0:
-            return "worse"
+            return "better" if lower_is_better else "worse"
     return "no significant difference"
 
 
@@ -166,8 +168,9 @@ def _mark_firmness(result, p, alpha, family_size):
                                  if reasons else None)
 
 
-def compare_metrics(arm_by_metric, baseline_by_metric, alpha, family=()):
-    """paired_difference, verdict and firmness for each metric.
+def compare_metrics(arm_by_metric, baseline_by_metric, alpha, family=(), lower_is_better=()):
+    """paired_difference, verdict and firmness for each metric (lower_is_better: the metrics whose
+    verdict calls a fall 'better').
 
     The verdict p-values of the metrics in `family` (the per-class recalls) are Holm-adjusted
     and their verdict uses the adjusted p; their intervals are simultaneous Bonferroni intervals
@@ -186,9 +189,9 @@ def compare_metrics(arm_by_metric, baseline_by_metric, alpha, family=()):
             result["ci_low"], result["ci_high"] = t_interval(result["mean"], result["sd"], result["n_seeds"],
                                                              family_alpha)
             result["ci_level"] = f"{confidence_label(family_alpha)} simultaneous (Bonferroni over {len(tested)})"
-    for result in results.values():
+    for name, result in results.items():
         p_key = "p_holm" if "p_holm" in result else "p_verdict"
-        result["verdict"] = verdict(result, alpha, p_key)
+        result["verdict"] = verdict(result, alpha, p_key, name in lower_is_better)
         if p_key in result:
             _mark_firmness(result, result[p_key], alpha, len(tested) if p_key == "p_holm" else 1)
     return results
@@ -208,29 +211,31 @@ def mcnemar_exact(y_true, pred_arm, pred_baseline):
     return {"only_arm_right": only_arm, "only_baseline_right": only_baseline, "p_value": p}
 
 
-def _per_seed_values(per_seed_arm, seeds, name):
-    """One arm's value of a headline metric, or of a class's recall ('recall.3'), per seed."""
-    if name.startswith("recall."):
-        return [per_seed_arm[s]["per_class"][name.removeprefix("recall.")]["recall"] for s in seeds]
-    return [per_seed_arm[s][name] for s in seeds]
+PER_CLASS = ("recall", "precision", "f1")  # each a family of per-class tests of its own
 
 
 def compare_arms(per_seed, predictions, y_true, alpha, arm="weighted", baseline="unweighted"):
     """One paired comparison, arm − baseline, seed by seed: differences with verdicts, and McNemar per seed.
 
     per_seed[arm][seed] are seed_metrics() results; predictions[arm][seed] predicted labels.
-    Seeds pair by name, so both arms must hold the same seeds.
+    Seeds pair by name, so both arms must hold the same seeds. The per-class recalls, precisions
+    and F1s are three families, each Holm-adjusted over its classes.
     """
     seeds = list(per_seed[arm])
     if set(seeds) != set(per_seed[baseline]):
         raise ValueError(f"{arm} and {baseline} have different seeds: {seeds} vs {list(per_seed[baseline])}")
     first = per_seed[arm][seeds[0]]
     headline = [m for m in COMPARED_METRICS if m in first]
-    recalls = [f"recall.{c}" for c in first["per_class"]]
-    differences = compare_metrics(
-        {m: _per_seed_values(per_seed[arm], seeds, m) for m in headline + recalls},
-        {m: _per_seed_values(per_seed[baseline], seeds, m) for m in headline + recalls},
-        alpha, family=recalls)
+    classes = list(first["per_class"])
+
+    def values(side, name, kind=None):
+        return [per_seed[side][s]["per_class"][name][kind] if kind else per_seed[side][s][name] for s in seeds]
+
+    differences = compare_metrics({m: values(arm, m) for m in headline}, {m: values(baseline, m) for m in headline},
+                                  alpha, lower_is_better=LOWER_IS_BETTER)
+    per_class = {kind: compare_metrics({c: values(arm, c, kind) for c in classes},
+                                       {c: values(baseline, c, kind) for c in classes}, alpha, family=classes)
+                 for kind in PER_CLASS}
     mcnemar = {}
     for s in seeds:
         test = mcnemar_exact(y_true, predictions[arm][s], predictions[baseline][s])
@@ -241,8 +246,8 @@ def compare_arms(per_seed, predictions, y_true, alpha, arm="weighted", baseline=
         "baseline": baseline,
         "alpha": alpha,
         "seeds": seeds,
-        "difference": {m: differences[m] for m in headline},
-        "per_class_recall_difference": {m.removeprefix("recall."): differences[m] for m in recalls},
+        "difference": differences,
+        **{f"per_class_{kind}_difference": per_class[kind] for kind in PER_CLASS},
         "mcnemar": mcnemar,
     }
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import cloudpickle
 
 from classweights.errors import UserError
-from orchestration import experiments, scaleout
+from orchestration import experiments
+from orchestration.repro import serial_repro, trainings_to_run
 
 CONNECT_TIMEOUT = "15s"
 # What a run needs from the commit; the cluster clones the commit, so edits not committed and
@@ -217,7 +218,7 @@ def run_repro(address):
         code = experiments.repro("compute_weights")
         if code:  # the failing stage has said why
             return code
-        changed = scaleout.trainings_to_run()[0]
+        changed = trainings_to_run()[0]
         print(f"training {len(changed)} (arm, seed) pairs on the cluster", flush=True)
         jobs = [(name, experiments.training_task_commands(name), []) for name in changed]
         failed = run_all(client, origin, commit, jobs)
@@ -226,4 +227,4 @@ def run_repro(address):
                         "run `make repro CLUSTER=…` again")
     # --pull: DVC fetches the run records from the remote and, for each training it restores,
     # that run's outputs (`dvc pull --run-cache` alone would fetch the records only)
-    return scaleout.serial_repro("--pull")
+    return serial_repro("--pull")

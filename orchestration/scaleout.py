@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 from orchestration import experiments
+from orchestration.repro import serial_repro, trainings_to_run
 from classweights import machine
 from classweights.errors import UserError
 from classweights.params import load_params, parse_params
-from classweights.paths import ARMS, MACHINE
+from classweights.paths import MACHINE
 
-TRAINING_STAGES = tuple(f"train_{arm}@" for arm in ARMS)  # dvc.yaml's foreach stages, one per (arm, seed)
 HELPER_PREFIX = "repro-"  # the experiments make repro JOBS=N queues and removes again
 
 
@@ -64,17 +64,6 @@ def machine_kind_warning(cwd="."):
     return machine.kind_warning(committed, machine.describe(load_params(Path(cwd) / "params.yaml").train.threads))
 
 
-def trainings_to_run():
-    """Training stages `dvc status` reports as changed, and those among them whose recorded
-    outputs are in no local cache (`dvc.lock` names outputs made elsewhere)."""
-    status = experiments.changed_stages()
-    changed = sorted(name for name in status if name.startswith(TRAINING_STAGES))
-    unrestorable = [name for name in changed
-                    if any(isinstance(change, dict) and "not in cache" in change.get("changed outs", {}).values()
-                           for change in status[name])]
-    return changed, unrestorable
-
-
 def fewest_seeds_for_a_verdict(alpha):
     """The fewest seeds whose smallest possible sign-flip p (classweights.statistics.sign_flip_p),
     2 / 2^n, lies below alpha: with fewer, no paired comparison can be called better or worse.
@@ -99,19 +88,6 @@ def few_seeds_warning(params, where="params.yaml"):
 def warn(*lines):
     for line in filter(None, lines):
         print(line, file=sys.stderr, flush=True)
-
-
-def serial_repro(*repro_args, forget_unrestorable=True):
-    """`dvc repro [repro_args]`, after dropping the lock entries of trainings that no cache here
-    holds (so that those the run cache knows are restored, not re-trained; forget_unrestorable
-    False: the caller has dropped them already); dvc.lock in pipeline order."""
-    if forget_unrestorable:
-        experiments.forget_lock_entries(trainings_to_run()[1])
-    code = experiments.repro(*repro_args)
-    # DVC appends a stage it restores to the end of the lock: without this the same run gives a
-    # dvc.lock that differs in order only, and a fresh clone's `make repro` leaves git status dirty.
-    experiments.order_lock(experiments.stage_names())
-    return code
 
 
 def parallel_repro(jobs):

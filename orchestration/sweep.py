@@ -13,7 +13,7 @@ from pathlib import Path
 from classweights.errors import UserError
 from orchestration import sweep_report
 from classweights.params import parse_params, read_yaml
-from classweights.paths import MACHINE
+from classweights.paths import MACHINE, TRAINING_SECONDS
 
 SWEEP_KEYS = ("fixed", "grid")
 # The unweighted arm reads none of these, so points that differ only here share its
@@ -160,8 +160,11 @@ def experiment_metrics(exists, read_text):
     """{"metrics": {file stem: JSON}, "per_seed": {arm: {seed: {metric: value}}}} of one
     experiment, every arm included (the logit-adjusted one too), from its metrics/ files as
     exists(path) and read_text(path) see them; an arm that is off has no file and is absent; and
-    "machine": where it was made (metrics/details/machine.json; None before runs recorded it)."""
+    "machine": where it was made (metrics/details/machine.json; None before runs recorded it).
+    metrics["training_seconds"]: the trained arms' seconds per training, where the run recorded them."""
     metrics, per_seed = {}, {}
+    if exists(str(TRAINING_SECONDS)):
+        metrics["training_seconds"] = json.loads(read_text(str(TRAINING_SECONDS)))
     for stem in ("comparison", *sweep_report.ARMS, sweep_report.LOGIT_ADJUSTED):
         if exists(f"metrics/{stem}.json"):
             metrics[stem] = json.loads(read_text(f"metrics/{stem}.json"))

@@ -19,6 +19,7 @@ from classweights.statistics import compare_metrics, confidence_label
 # and share its unweighted trainings (the queue restores them from DVC's run cache).
 NOT_READ_BY_UNWEIGHTED = ("weights.", "loss.", "evaluate.")
 RANKED = ("balanced_accuracy", "minority_recall")  # the remedies are ranked on each of these
+SHOWN = (*RANKED, "minority_precision")  # the per-seed metrics the ranking table shows (the last: a cost)
 
 OUT = Path("sweep")
 COMPARED = (*COMPARED_METRICS, "worst_majority_recall")
@@ -48,6 +49,8 @@ def headline_columns(metrics):
                 columns[f"{pair}.{metric}.{stat}"] = blocks.get(metric, {}).get(stat)
         columns[f"{pair}.worst_majority_recall.class"] = blocks.get("worst_majority_recall", {}).get("class")
     columns["alpha"] = comparison.get("alpha")
+    for arm in ARMS:  # wall-clock: the only columns two runs of the same points do not repeat
+        columns[f"{arm}.seconds"] = metrics.get("training_seconds", {}).get(arm, {}).get("mean")
     return columns
 
 
@@ -282,14 +285,16 @@ def markdown(rows, varied):
     named = ["remedy"] if rows and "remedy" in rows[0] else []  # the remedy's name, when the rows have it
     lines = ["# Sweep: remedy arm − unweighted at each grid point", "",
              "| " + " | ".join([*varied, *named, "minority-recall gain", "balanced-accuracy gain",
-                                "worst majority recall change (class)", "experiment"]) + " |",
-             "|" + " --- |" * (len(varied) + len(named) + 4)]
+                                "worst majority recall change (class)", "minority-precision change", "experiment"]) + " |",
+             "|" + " --- |" * (len(varied) + len(named) + 5)]
     for row in rows:
         worst = f"{_interval(row, f'{pair}.worst_majority_recall')} ({row[f'{pair}.worst_majority_recall.class']})"
+        precision = (f"{_interval(row, f'{pair}.minority_precision')} {row[f'{pair}.minority_precision.verdict']}"
+                     if row.get(f"{pair}.minority_precision.mean") not in (None, "") else "–")  # older runs: none
         cells = [*(str(row[k]) for k in [*varied, *named]),
                  f"{_interval(row, f'{pair}.minority_recall')} {row[f'{pair}.minority_recall.verdict']}",
                  f"{_interval(row, f'{pair}.balanced_accuracy')} {row[f'{pair}.balanced_accuracy.verdict']}",
-                 worst, row["experiment"]]
+                 worst, precision, row["experiment"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Intervals are {interval_label(rows)}s of the paired difference over seeds.", ""]
     if _beyond_range(rows):
@@ -315,7 +320,7 @@ def significance_sentence(label, line, x="imbalance.ratio"):
             f"({_interval(start, 'weighted_vs_unweighted.minority_recall')} there).")
 
 
-def per_seed_values(details, metrics=RANKED):
+def per_seed_values(details, metrics=SHOWN):
     """{seed: {metric: value}} from an arm's metrics/details/<arm>.json."""
     return {seed: {m: values[m] for m in metrics if m in values} for seed, values in details["seeds"].items()}
 
@@ -328,20 +333,29 @@ def remedy_name(params):
     return remedy_label(params.weights, params.loss)
 
 
-def candidates(records):
-    """{name: {seed: {metric: value}}} for every remedy of one setting's experiments: the shared
-    unweighted arm once, each experiment's remedy arm, each post-hoc logit adjustment (per tau)."""
+def remedies_of(records):
+    """{name: (per seed {seed: {metric: value}}, seconds per training or None)} for every remedy of
+    one setting's experiments: the shared unweighted arm once, each experiment's remedy arm, each
+    post-hoc logit adjustment (per tau; its seconds are the unweighted trainings' it reuses)."""
     found = {}
     for record in records:
         per_seed, params = record.get("per_seed", {}), parse_params(record["params"], where=record["name"])
+        seconds = {arm: value.get("mean") for arm, value in
+                   record.get("metrics", {}).get("training_seconds", {}).items()}
         arms = {"unweighted": "unweighted (cross-entropy)", "weighted": remedy_name(params),
                 LOGIT_ADJUSTED: f"post-hoc logit adjustment (τ = {params.evaluate.logit_adjustment_tau:g})"}
+        trained_by = {"unweighted": "unweighted", "weighted": "weighted", LOGIT_ADJUSTED: "unweighted"}
         for arm, name in arms.items():
             if arm in per_seed:
                 if arm == "weighted" and name in found:  # the same remedy twice (another evaluate.alpha)
                     name = f"{name} [{record['name']}]"
-                found.setdefault(name, per_seed[arm])
+                found.setdefault(name, (per_seed[arm], seconds.get(trained_by[arm])))
     return found
+
+
+def candidates(records):
+    """{name: {seed: {metric: value}}} for every remedy of one setting's experiments (remedies_of)."""
+    return {name: per_seed for name, (per_seed, _) in remedies_of(records).items()}
 
 
 def shared_seeds(remedies):
@@ -380,15 +394,16 @@ def ranking(setting, records):
     with its mean and sd over the seeds all of them share, best balanced accuracy first."""
     import statistics
 
-    remedies = candidates(records)
-    seeds = shared_seeds(remedies)
+    remedies = remedies_of(records)
+    seeds = shared_seeds({name: by_seed for name, (by_seed, _) in remedies.items()})
     rows = []
-    for name, by_seed in remedies.items():
+    for name, (by_seed, seconds) in remedies.items():
         row = {**setting, "remedy": name, "seeds": len(seeds)}
-        for metric in RANKED:
+        for metric in SHOWN:
             values = [by_seed[s][metric] for s in seeds if metric in by_seed[s]]
             row[f"{metric}.mean"] = statistics.fmean(values) if values else None
             row[f"{metric}.sd"] = statistics.stdev(values) if len(values) > 1 else None
+        row["seconds"] = seconds
         rows.append(row)
     rows.sort(key=lambda r: -(r[f"{RANKED[0]}.mean"] if r[f"{RANKED[0]}.mean"] is not None else -math.inf))
     return [{**row, "rank": rank} for rank, row in enumerate(rows, start=1)]
@@ -398,21 +413,25 @@ def ranking_markdown(rows):
     """The every-remedy table of sweep.md ('' without rows)."""
     if not rows:
         return ""
-    setting_keys = [k for k in rows[0] if k not in ("remedy", "seeds", "rank") and not k.startswith(RANKED)]
+    setting_keys = [k for k in rows[0] if k not in ("remedy", "seeds", "rank", "seconds") and not k.startswith(SHOWN)]
 
     def cell(row, metric):
         mean, sd = row[f"{metric}.mean"], row[f"{metric}.sd"]
         return "–" if mean is None else f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
 
     lines = ["", "## Every remedy of each setting, by balanced accuracy", "",
-             "Mean ± sd over the seeds all of a setting's remedies share.", "",
+             "Mean ± sd over the seeds all of a setting's remedies share. Minority precision is the first cost "
+             "(false alarms). Seconds per training: the mean wall-clock fit time of the trainings the remedy needs, "
+             "on the machine that made them (the post-hoc adjustment trains nothing of its own: the unweighted "
+             "trainings').", "",
              "| " + " | ".join([*setting_keys, "rank", "remedy", "balanced accuracy", "minority recall",
-                                "seeds"]) + " |",
-             "|" + " --- |" * (len(setting_keys) + 5)]
+                                "minority precision", "seconds per training", "seeds"]) + " |",
+             "|" + " --- |" * (len(setting_keys) + 7)]
     for row in rows:
+        seconds = "–" if row.get("seconds") is None else f"{row['seconds']:.1f}"
         lines.append("| " + " | ".join([*(str(row[k]) for k in setting_keys), str(row["rank"]), row["remedy"],
                                          cell(row, "balanced_accuracy"), cell(row, "minority_recall"),
-                                         str(row["seeds"])]) + " |")
+                                         cell(row, "minority_precision"), seconds, str(row["seeds"])]) + " |")
     return "\n".join(lines) + "\n"
 
 

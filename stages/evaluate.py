@@ -4,17 +4,20 @@ The arms: unweighted and weighted (trained), and logit-adjusted (the unweighted 
 probabilities adjusted by the training prior; off when evaluate.logit_adjustment_tau is 0).
 metrics/<arm>.json and metrics/comparison.json hold the headline numbers (`dvc metrics show`);
 metrics/details/ holds every seed, every class and every test, and machine.json: where the
-run was made (its one-line form ends reports/summary.md)."""
+run was made (its one-line form ends reports/summary.md). metrics/training_seconds.json: each
+trained arm's fit seconds per training (mean, sd, per seed), from the train stages' own timing."""
 if not __package__:  # run by path, Python would not find the project's packages
     raise SystemExit("error: run stages as `python -m stages.evaluate` from the project root, or `dvc repro`")
 
 from classweights.cli import run_stage
 from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, arm_probabilities, comparison_name, comparison_pairs, confusion,
-                                     headline_metrics, in_class_order, seed_metrics, summarise_seeds)
+                                     headline_metrics, in_class_order, pooled_calibration_bins, seed_metrics,
+                                     summarise_seeds)
 from classweights.files import atomic_path, read_arrays, read_json, write_json
 from classweights.machine import describe
 from classweights.params import load_params
-from classweights.paths import CLASS_COUNTS, HISTORY, MACHINE, METRICS, REPORTS, SPLITS, model_dir
+from classweights.paths import (CLASS_COUNTS, HISTORY, MACHINE, METRICS, REPORTS, SPLITS, TRAINING_SECONDS, model_dir,
+                                seconds_file)
 from classweights.report import arm_labels, mean_curves, read_curves, verdict_lines, write_report
 from classweights.statistics import compare_arms, headline_comparison
 
@@ -39,9 +42,13 @@ def main():
     headline = headline_comparison(comparisons, minority)
     confusions = {arm: sum(confusion(y_test, p, len(names)) for p in predictions[arm].values()) for arm in proba}
     curves = {arm: mean_curves([read_curves(model_dir(arm, s) / HISTORY) for s in seeds]) for arm in ARMS}
+    reliability = {arm: pooled_calibration_bins(y_test, by_seed) for arm, by_seed in proba.items()}
     machine = describe(params.train.threads)
+    # wall-clock, so in a file of its own: every other output here the same inputs reproduce byte for byte
+    seconds = {arm: summarise_seeds({s: read_json(seconds_file(arm, s))["fit_seconds"] for s in seeds}) for arm in ARMS}
 
-    write_report(REPORTS, params, summaries, comparisons, headline, class_counts, confusions, curves, machine)
+    write_report(REPORTS, params, summaries, comparisons, headline, class_counts, confusions, curves, machine,
+                 reliability)
     with atomic_path(METRICS / "details") as details:  # one folder, so no arm that is off lingers
         details.mkdir()
         for arm, summary in summaries.items():
@@ -52,8 +59,11 @@ def main():
         # dvc.yaml declares every arm's file; an arm that is off writes an empty one
         write_json(METRICS / f"{arm}.json", headline_metrics(summaries[arm]) if arm in summaries else {})
     write_json(METRICS / "comparison.json", headline)
+    write_json(TRAINING_SECONDS, seconds)
+    per_training = ", ".join(f"{arm} {seconds[arm]['mean']:.1f}" for arm in ARMS)
     print(f"evaluate: {'; '.join(verdict_lines(comparisons, arm_labels(params)))} "
-          f"(paired over {len(seeds)} seeds; reports/summary.md)")
+          f"(paired over {len(seeds)} seeds; reports/summary.md); seconds per training: {per_training} "
+          f"({TRAINING_SECONDS})")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from classweights.cli import run_stage
-from classweights.files import read_arrays, read_json
+from classweights.files import read_arrays, read_json, write_json
 from classweights.params import check_backbone, load_params
-from classweights.paths import ARMS, SPLITS, WEIGHTS, model_dir
+from classweights.paths import ARMS, SPLITS, WEIGHTS, model_dir, seconds_file
 from classweights.remedy import describe_remedy
 
 
@@ -35,9 +35,11 @@ def main():
                   "remedy": describe_remedy(weights, loss)}
     else:
         remedy = {"apply": "loss"}
-    train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight,
-              label=f"train_{args.arm}@{args.seed}", network=params.model, **remedy)
-    print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)}")
+    seconds = train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight,
+                        label=f"train_{args.arm}@{args.seed}", network=params.model, **remedy)
+    # beside the model, not in its folder: the model's bytes are reproducible, wall-clock time is not
+    write_json(seconds_file(args.arm, args.seed), {"fit_seconds": round(seconds, 2)})
+    print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)} ({seconds:.1f} s to fit)")
 
 
 if __name__ == "__main__":

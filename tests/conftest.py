@@ -1,20 +1,28 @@
-"""Fixtures: two tiny projects that have run, each built once a session (`finished`: 2 seeds, by
+"""The two tiers (`slow`: the tests that start processes; `make check` runs the others) and the
+fixtures: two tiny projects that have run, each built once a session (`finished`: 2 seeds, by
 `dvc repro`; `serial`: 1 seed, by `make repro JOBS=1`; the end-to-end modules work on copies), a
 misbehaving HTTP server on 127.0.0.1 and a folder of small made-up Fashion-MNIST files."""
 import gzip
 import http.server
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import threading
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
 from filelock import FileLock
 
+from classweights.cli import stage_exit_code
 from tests.fakes import fake_images, idx_bytes, sha256
 from tools.sandbox import ONE_SEED, clone_finished, commit, dvc, link_venv, make, make_project
 
+
+pytest_plugins = ["pytester"]  # tests/test_tiers.py runs a small suite of its own
 
 # The end-to-end modules, slowest first (`make test` lists the slowest tests): pytest-xdist
 # hands whole modules to its workers in this order (--no-loadscope-reorder), so that the long
@@ -24,6 +32,7 @@ SLOWEST_MODULES = ["test_scaleout.py", "test_cluster.py", "test_first_hour.py", 
                    "test_model.py", "test_remedies.py", "test_backbones.py", "test_features.py"]
 
 
+@pytest.hookimpl(optionalhook=True)  # known only when pytest-xdist is loaded (not under -p no:xdist)
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: one worker more than the cores this process may use (unless
     PYTEST_XDIST_AUTO_NUM_WORKERS says otherwise). The end-to-end tests spend part of their time
@@ -34,20 +43,76 @@ def pytest_xdist_auto_num_workers(config):
     return len(os.sched_getaffinity(0)) + 1
 
 
+# The tiers follow from what a test uses, never from a list of names: a test that starts a process
+# (DVC, make, a Dask cluster, a stage or script run as a program) requests the `subprocesses`
+# fixture, directly or through one that does (`finished`, `serial`, `project`, ...), and only those
+# tests are marked slow. While any other test runs, starting a process fails and names the test, so
+# a fast test cannot quietly become slow. Two programs that answer in milliseconds are allowed:
+# git (tools.sandbox reads the committed params.yaml with it) and uname (the platform module runs
+# it while TensorFlow loads).
+SLOW_FIXTURE = "subprocesses"
+FAST_PROGRAMS = {"git", "uname"}
+
+
 def pytest_collection_modifyitems(items):
     def rank(item):
         name = item.path.name
         return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
 
     items.sort(key=rank)  # stable: each module's tests keep their order
+    for item in items:
+        if SLOW_FIXTURE in item.fixturenames:  # the whole closure: fixtures of fixtures count
+            item.add_marker(pytest.mark.slow)
 
 
-def built_once(tmp_path_factory, worker_id, name, build):
+@pytest.fixture(scope="session")
+def subprocesses():
+    """Requested, directly or through another fixture, by every test that starts a process (but
+    FAST_PROGRAMS): it marks the test slow and lets it start processes (see SLOW_FIXTURE)."""
+
+
+def program(args):
+    """The name of the program a Popen(args) would start (a command line's first word)."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        return Path(shlex.split(os.fsdecode(args))[0]).name
+    return Path(os.fsdecode(list(args)[0])).name
+
+
+@contextmanager
+def no_processes(test):
+    """While a fast test runs: starting any process but FAST_PROGRAMS fails, naming the test.
+    (subprocess.Popen starts every process the project and its tests start; it calls
+    _execute_child once its own state is set, so a refused start leaves a well-formed object.)"""
+    real_execute_child = subprocess.Popen._execute_child
+
+    def guarded(self, args, *rest):
+        if program(args) not in FAST_PROGRAMS:
+            raise AssertionError(f"{test} starts {program(args)!r} as a process: request the "
+                                 f"`{SLOW_FIXTURE}` fixture (tests/conftest.py), which marks it slow")
+        return real_execute_child(self, args, *rest)
+
+    subprocess.Popen._execute_child = guarded
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child = real_execute_child
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item):
+    """Set-up, call and tear-down of each test; a fast one under no_processes."""
+    if SLOW_FIXTURE in item.fixturenames:
+        return (yield)
+    with no_processes(item.nodeid):
+        return (yield)
+
+
+def built_once(tmp_path_factory, name, build):
     """A project that build(empty folder) makes and runs (returning the run's CompletedProcess),
     made once per test session, and that run: the first pytest-xdist worker to get here builds it
     in the folder all workers share, and each caller gets its own copy (cache and all)."""
     shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":  # under pytest-xdist: the session's folder, above each worker's
+    if "PYTEST_XDIST_WORKER" in os.environ:  # a pytest-xdist worker: the session's folder, above each worker's
         shared = shared.parent
     built = shared / f"{name}-built"
     with FileLock(shared / f"{name}.lock"):
@@ -63,7 +128,7 @@ def built_once(tmp_path_factory, worker_id, name, build):
 
 
 @pytest.fixture(scope="session")
-def finished(tmp_path_factory, worker_id):
+def finished(subprocesses, tmp_path_factory):
     """A tiny project (tools.sandbox.TINY: 2 seeds, 1 epoch) after its first `dvc repro`, with
     dvc.lock committed, and that run's output. Read it; to change anything, use `project`."""
     def build(folder):
@@ -72,11 +137,11 @@ def finished(tmp_path_factory, worker_id):
         commit(project, "first run")
         return first
 
-    return built_once(tmp_path_factory, worker_id, "finished", build)
+    return built_once(tmp_path_factory, "finished", build)
 
 
 @pytest.fixture(scope="session")
-def serial(tmp_path_factory, worker_id):
+def serial(subprocesses, tmp_path_factory):
     """A one-seed project (tools.sandbox.ONE_SEED) after `make repro JOBS=1`, committed, with no
     remote, and that run's output: the local run the scale-out tests compare theirs with."""
     def build(folder):
@@ -85,13 +150,29 @@ def serial(tmp_path_factory, worker_id):
         commit(project, "serial run")
         return first
 
-    return built_once(tmp_path_factory, worker_id, "serial", build)
+    return built_once(tmp_path_factory, "serial", build)
 
 
 @pytest.fixture
 def project(finished, tmp_path):
     """A copy of the finished project (cache and all) that a test may change freely."""
     return clone_finished(finished[0], tmp_path / "project")
+
+
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """run_main(folder, main, *args): a stage's main() run in this process as its program runs it
+    (classweights.cli), in folder with args as its command line. Returns what tools.sandbox.run
+    returns for the real process: a CompletedProcess with the exit code, stdout and stderr."""
+    def call(folder, main, *args):
+        monkeypatch.chdir(folder)
+        monkeypatch.setattr(sys, "argv", [main.__module__, *args])
+        capsys.readouterr()  # what the test printed before is not the stage's
+        code = stage_exit_code(main)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([main.__module__, *args], code, out, err)
+
+    return call
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

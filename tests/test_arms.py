@@ -100,7 +100,8 @@ def test_an_arm_s_headline_file_holds_only_mean_and_sd_of_the_headline_metrics()
     y = np.repeat(np.arange(10), 3)
     per_seed = {s: seed_metrics(y, random_proba(30, int(s)), minority=[0, 1]) for s in ("0", "1")}
     headline = headline_metrics(summarise_seeds(per_seed))
-    names = {"accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall"}
+    names = {"accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall", "minority_precision", "macro_pr_auc",
+             "ece", "brier"}
     assert set(headline) == {"mean", "sd"} and set(headline["mean"]) == set(headline["sd"]) == names
     assert headline["sd"]["loss"] == pytest.approx(np.std([per_seed[s]["loss"] for s in "01"], ddof=1))
 
@@ -114,7 +115,7 @@ def test_a_bad_tau_is_one_line_naming_key_value_and_what_is_allowed(tau, words):
     assert "evaluate.logit_adjustment_tau = " in message and words in message and "\n" not in message
 
 
-def test_the_params_check_rejects_a_negative_tau_before_anything_runs(tmp_path):
+def test_the_params_check_rejects_a_negative_tau_before_anything_runs(subprocesses, tmp_path):
     params = merged(committed_params(), {"evaluate": {"logit_adjustment_tau": -1}})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run([sys.executable, "-m", "classweights.params"], cwd=tmp_path, capture_output=True,

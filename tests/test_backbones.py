@@ -178,7 +178,7 @@ def test_your_own_backbone_on_feature_vectors_gets_them_standardised(user_code):
     assert [type(layer).__name__ for layer in model.layers] == ["Normalization", "Functional", "Dropout", "Dense"]
 
 
-def test_your_own_backbone_trains_under_dvc_repro_and_an_edit_of_it_re_trains_only(tmp_path):
+def test_your_own_backbone_trains_under_dvc_repro_and_an_edit_of_it_re_trains_only(subprocesses, tmp_path):
     import json
 
     from tools.sandbox import ONE_SEED, commit, dvc, make_project, ran_stages
@@ -257,7 +257,7 @@ def test_a_keras_application_that_does_not_exist_or_does_not_fit_is_one_line(bac
     assert all(word in str(caught.value) for word in words) and "\n" not in str(caught.value), str(caught.value)
 
 
-def test_imagenet_weights_unreachable_say_where_to_put_the_file():
+def test_imagenet_weights_unreachable_say_where_to_put_the_file(subprocesses):
     """In a process of its own whose proxy nobody listens on: Keras' own download really fails, as
     without a network (urllib keeps its first opener, proxies and all, for the process's life)."""
     import os

@@ -6,7 +6,7 @@ import sys
 from tools.sandbox import ROOT, env
 
 
-def test_benchmark_runs_tiny_and_reports_every_field(tmp_path):
+def test_benchmark_runs_tiny_and_reports_every_field(subprocesses, tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run([sys.executable, "-m", "bench.benchmark", "--tiny", "--out", str(out)], cwd=ROOT,
                             env=env(), capture_output=True, text=True, timeout=600)

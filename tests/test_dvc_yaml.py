@@ -3,18 +3,20 @@ serve stale results after an edit, an extra one would re-run a stage for nothing
 import ast
 import copy
 
+import networkx as nx
 import pytest
 import yaml
 
-from classweights.paths import ARMS
-from orchestration import scaleout, sweep
-from tools.sandbox import ROOT
+from classweights.paths import ARMS, SECONDS, TRAINING_SECONDS, model_dir, seconds_file
+from orchestration import repro, sweep
+from tools.sandbox import ROOT, lock_text, wall_clock
 
 PROJECT_PACKAGES = ("classweights", "stages")
+ALL_PACKAGES = (*PROJECT_PACKAGES, "orchestration", "tools", "bench")
 
 
-def _imported_modules(path):
-    """Project modules a file imports anywhere (lazy imports in functions included), except
+def _imported_modules(path, packages=PROJECT_PACKAGES, root=ROOT):
+    """Modules of packages a file imports anywhere (lazy imports in functions included), except
     under `if __name__ == "__main__":`, which runs only when the file is the program."""
     tree = ast.parse(path.read_text())
     main_blocks = [node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)]
@@ -28,11 +30,11 @@ def _imported_modules(path):
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from pkg import module`
-    return {name for name in names if name.split(".")[0] in PROJECT_PACKAGES and _module_file(name).is_file()}
+    return {name for name in names if name.split(".")[0] in packages and _module_file(name, root).is_file()}
 
 
-def _module_file(module):
-    return ROOT / (module.replace(".", "/") + ".py")
+def _module_file(module, root=ROOT):
+    return root / (module.replace(".", "/") + ".py")
 
 
 def code_deps(script_module):
@@ -116,8 +118,9 @@ def test_the_training_stages_are_the_arms_named_once_in_the_code():
     assert list(trained) == [f"train_{arm}" for arm in ARMS]
     for arm in ARMS:
         body = trained[f"train_{arm}"]
-        assert f"--arm {arm} " in body["cmd"] and body["outs"] == [f"models/{arm}/seed_${{item}}"]
-    assert scaleout.TRAINING_STAGES == tuple(f"{name}@" for name in trained)
+        assert f"--arm {arm} " in body["cmd"]
+        assert body["outs"] == [str(model_dir(arm, "${item}")), f"{seconds_file(arm, '${item}')}"]
+    assert repro.TRAINING_STAGES == tuple(f"{name}@" for name in trained)
 
 
 def _outs(body):
@@ -167,11 +170,85 @@ def _top_level_imports(path):
     return names
 
 
-@pytest.mark.parametrize("package", ["classweights", "stages"])
-def test_the_science_and_the_stages_never_reach_up_into_orchestration_or_dvc(package):
-    """Orchestration stands above the science: classweights and the stages import neither the
-    orchestration package nor DVC itself."""
-    reaching_up = {str(path.relative_to(ROOT)): sorted(_top_level_imports(path) & {"orchestration", "dvc"})
+@pytest.mark.parametrize("package, above", [
+    ("classweights", {"stages", "orchestration", "tools", "bench", "dvc"}),
+    ("stages", {"orchestration", "tools", "bench", "dvc"}),
+    ("orchestration", {"tools", "bench"}),
+])
+def test_the_science_and_the_stages_never_reach_up_into_orchestration_or_dvc(package, above):
+    """The rooms stand on each other: the science (classweights) at the bottom, the stage scripts on
+    it, orchestration above both; none imports DVC itself (orchestration only through its
+    adapter, test_first_hour) nor the test and benchmark tools."""
+    reaching_up = {str(path.relative_to(ROOT)): sorted(_top_level_imports(path) & above)
                    for path in sorted((ROOT / package).glob("*.py"))}
     assert {path: names for path, names in reaching_up.items() if names} == {}
     assert reaching_up  # the package was found and read
+
+
+def test_the_wall_clock_outputs_are_the_only_paths_named_seconds():
+    # tools/sandbox compares two runs' dvc.lock and metrics leaving out every path with "seconds" in it:
+    # exactly the trainings' seconds files, evaluate's dependency on them and its mean of them
+    named = []
+    for body in stage_bodies(DVC_YAML).values():
+        named += [*body.get("deps", []), *_outs(body), *_outs({"outs": body.get("metrics", [])})]
+    paths = {path for path in named if wall_clock(path)}
+    assert paths == {str(SECONDS), str(TRAINING_SECONDS), *(str(seconds_file(arm, "${item}")) for arm in ARMS)}
+    assert not wall_clock(model_dir("weighted", 0)) and wall_clock(seconds_file("weighted", 0))
+
+
+def test_lock_text_leaves_out_the_seconds_hashes_and_nothing_else(tmp_path):
+    def lock(seconds_md5, model_md5):
+        return {"schema": "2.0", "stages": {
+            "train_weighted@0": {"cmd": "python -m stages.train --arm weighted --seed 0",
+                                 "deps": [{"path": "data/splits.npz", "hash": "md5", "md5": "aa", "size": 1}],
+                                 "outs": [{"path": "models/weighted/seed_0", "hash": "md5", "md5": model_md5,
+                                           "size": 9, "nfiles": 3},
+                                          {"path": "metrics/seconds/weighted/seed_0.json", "hash": "md5",
+                                           "md5": seconds_md5, "size": 25}]},
+            "evaluate": {"cmd": "python -m stages.evaluate",
+                         "deps": [{"path": "metrics/seconds", "hash": "md5", "md5": f"{seconds_md5}.dir", "size": 50,
+                                   "nfiles": 2}]}}}
+
+    texts = {}
+    for name, hashes in {"first": ("s1", "m1"), "slower": ("s2", "m1"), "other model": ("s1", "m2")}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dvc.lock").write_text(yaml.safe_dump(lock(*hashes), sort_keys=False))
+        texts[name] = lock_text(tmp_path / name)
+    assert texts["first"] == texts["slower"] and texts["first"] != texts["other model"]
+    assert list(yaml.safe_load(texts["first"])["stages"]) == ["train_weighted@0", "evaluate"]  # the order kept
+
+
+def import_graph(root=ROOT):
+    """{module: the project modules it imports} over every module of the project's packages."""
+    graph = nx.DiGraph()
+    for package in ALL_PACKAGES:
+        for path in sorted((root / package).glob("*.py")):
+            module = ".".join(path.relative_to(root).with_suffix("").parts)
+            graph.add_node(module)
+            graph.add_edges_from((module, name) for name in _imported_modules(path, ALL_PACKAGES, root)
+                                 if name != module and not name.endswith("__init__"))
+    return graph
+
+
+def import_cycles(graph):
+    return [" -> ".join([*cycle, cycle[0]]) for cycle in nx.simple_cycles(graph)]
+
+
+def test_no_two_project_modules_import_each_other_even_through_others():
+    """One direction between any two modules (lazy imports in functions count too): a circle means
+    neither can be read, tested or changed without the other."""
+    graph = import_graph()
+    assert import_cycles(graph) == []
+    assert graph.has_edge("orchestration.scaleout", "orchestration.cluster")  # the lazy import was read
+    assert graph.has_edge("stages.train", "classweights.model")
+
+
+def test_an_import_circle_is_named_module_by_module(tmp_path):
+    for package in ALL_PACKAGES:
+        (tmp_path / package).mkdir()
+    (tmp_path / "orchestration/a.py").write_text("from orchestration import b\n")
+    (tmp_path / "orchestration/b.py").write_text("def f():\n    import orchestration.c\n")  # lazy counts
+    (tmp_path / "orchestration/c.py").write_text("from orchestration.a import f\n")
+    cycles = import_cycles(import_graph(tmp_path))
+    assert len(cycles) == 1 and set(cycles[0].split(" -> ")) == {"orchestration.a", "orchestration.b",
+                                                                  "orchestration.c"}

@@ -1,13 +1,16 @@
 """Test-set metrics against answers worked by hand, on data where macro-F1 differs from weighted
-and micro F1, and balanced accuracy from accuracy (scikit-learn as the independent check)."""
+and micro F1, balanced accuracy from accuracy, macro PR-AUC from its micro and weighted forms, and
+the ECE of 15 equal-width bins of the top-class confidence from other binnings and confidences
+(scikit-learn as the independent check where it has the metric)."""
 import warnings
 
 import numpy as np
 import pytest
-from sklearn.metrics import balanced_accuracy_score, f1_score
+from sklearn.metrics import (average_precision_score, balanced_accuracy_score, brier_score_loss, f1_score, log_loss,
+                             precision_recall_fscore_support, roc_auc_score)
 
-from classweights.evaluation import (confusion, headline_metrics, in_class_order, over_seeds, seed_metrics,
-                                     summarise_seeds)
+from classweights.evaluation import (calibration_bins, confusion, expected_calibration_error, headline_metrics,
+                                     in_class_order, over_seeds, seed_metrics, summarise_seeds)
 
 # 26 test images: two of each class 0-8, eight of class 9. Six class-9 images are predicted as 0,
 # and both class-8 images as 7, so class 8 is never predicted.
@@ -117,7 +120,8 @@ def test_headline_metrics_keep_the_few_numbers_in_order():
                 for s in ("0", "1")}
     summary = summarise_seeds(per_seed)
     headline = headline_metrics(summary)
-    assert list(headline["mean"]) == ["accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall"]
+    assert list(headline["mean"]) == ["accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall",
+                                      "minority_precision", "macro_pr_auc", "ece", "brier"]
     assert headline["mean"]["accuracy"] == pytest.approx((18 / 26 + 1) / 2)
     assert headline["sd"]["accuracy"] == pytest.approx(np.std([18 / 26, 1], ddof=1))
     assert set(headline) == {"mean", "sd"}  # per-class recalls live in metrics/details/ only
@@ -134,3 +138,80 @@ def test_confusion_counts_every_class():
     assert matrix.shape == (10, 10)
     assert matrix[9, 0] == 6 and matrix[9, 9] == 2 and matrix[8, 7] == 2 and matrix[8, 8] == 0
     assert matrix.sum() == 26
+
+
+def test_minority_precision_is_the_mean_of_the_minority_classes_precision_as_scikit_learn_gives_it():
+    m = seed_metrics(Y_TRUE, one_hot_proba(Y_PRED), minority=[0, 9])
+    precision = precision_recall_fscore_support(Y_TRUE, Y_PRED, labels=range(10), zero_division=0)[0]
+    # class 0: 2 right of 8 predicted; class 9: 2 of 2; over every class the mean is another number
+    assert m["minority_precision"] == pytest.approx((2 / 8 + 1) / 2) == np.mean(precision[[0, 9]])
+    assert abs(m["minority_precision"] - np.mean(precision)) > 0.1
+
+
+# Three classes, scores that rank differently per class, so that macro, micro and weighted
+# average precision differ, and ROC-AUC too.
+Y_RANK = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2])
+P_RANK = np.array([[.6, .3, .1], [.4, .4, .2], [.3, .2, .5], [.5, .1, .4], [.2, .7, .1], [.45, .35, .2],
+                   [.1, .2, .7], [.35, .15, .5], [.2, .5, .3], [.1, .1, .8], [.5, .2, .3], [.3, .3, .4]])
+
+
+def test_macro_pr_auc_is_scikit_learn_s_macro_average_precision_one_vs_rest():
+    m = seed_metrics(Y_RANK, P_RANK, minority=[1])
+    expected = average_precision_score(Y_RANK, P_RANK, average="macro")
+    assert m["macro_pr_auc"] == pytest.approx(expected)
+    one_hot = np.eye(3)[Y_RANK]
+    others = [average_precision_score(one_hot, P_RANK, average=a) for a in ("micro", "weighted")]
+    others.append(roc_auc_score(Y_RANK, P_RANK, multi_class="ovr"))
+    assert all(abs(m["macro_pr_auc"] - o) > 0.01 for o in others)
+    # class 1 by hand: its two images rank 1st (0.7) and 4th (0.35, after 0.5 and 0.4): (1/1 + 2/4) / 2
+    assert average_precision_score(Y_RANK == 1, P_RANK[:, 1]) == pytest.approx(0.75)
+
+
+def test_macro_pr_auc_averages_over_the_classes_the_test_set_holds():
+    proba = np.hstack([P_RANK * 0.9, np.full((12, 1), 0.1)])  # a fourth class no test image belongs to
+    m = seed_metrics(Y_RANK, proba, minority=[1])
+    assert m["macro_pr_auc"] == pytest.approx(np.mean([average_precision_score(Y_RANK == c, proba[:, c])
+                                                       for c in range(3)]))
+
+
+def test_brier_score_is_the_sum_over_classes_of_squared_errors_averaged_over_images():
+    m = seed_metrics(Y_TRUE, one_hot_proba(Y_PRED), minority=[0, 9])
+    # right: (0.91 − 1)² + 9 · 0.01² = 0.009; wrong: 0.91² + (0.01 − 1)² + 8 · 0.01² = 1.809
+    assert m["brier"] == pytest.approx((18 * 0.009 + 8 * 1.809) / 26)
+    # not halved (binary Brier's [0, 1] scale), not divided by the number of classes
+    assert m["brier"] != pytest.approx(brier_score_loss(Y_TRUE, one_hot_proba(Y_PRED), labels=range(10)) / 2)
+    assert m["loss"] == pytest.approx(log_loss(Y_TRUE, one_hot_proba(Y_PRED)))  # the NLL
+
+
+# Five images, three classes, top-class confidences 0.62, 0.68, 0.85, 0.75, 0.82. The 15 bins put
+# 0.62 and 0.68 apart ((0.600, 0.667] and (0.667, 0.733]) where 10 bins join them, and join 0.82 and
+# 0.85 ((0.800, 0.867]) where one bin per image (equal-mass binning) would not.
+Y_CAL = np.array([0, 1, 1, 0, 2])
+P_CAL = np.array([[.62, .20, .18], [.68, .27, .05], [.10, .85, .05], [.21, .04, .75], [.82, .10, .08]])
+
+
+def ece_by_hand(confidence, right, edges):
+    index = np.searchsorted(edges, confidence, side="left") - 1  # bins closed on the right
+    return sum(np.sum(index == b) / len(confidence) * abs(right[index == b].mean() - confidence[index == b].mean())
+               for b in set(index))
+
+
+def test_ece_uses_fifteen_equal_width_bins_of_the_top_class_confidence():
+    m = seed_metrics(Y_CAL, P_CAL, minority=[1])
+    # right, wrong, right, wrong, wrong; per bin |accuracy − confidence| times its share of images:
+    # (0.38 + 0.68 + 0.75 + 2 · |0.5 − 0.835|) / 5
+    assert m["ece"] == pytest.approx(2.48 / 5)
+    top, right = P_CAL.max(axis=1), P_CAL.argmax(axis=1) == Y_CAL
+    assert m["ece"] == pytest.approx(ece_by_hand(top, right, np.linspace(0, 1, 16)))
+    wrong_answers = {"10 bins": ece_by_hand(top, right, np.linspace(0, 1, 11)),  # 1.72 / 5
+                     "one bin per image": np.mean(np.abs(right - top)),  # 2.78 / 5
+                     "true-class confidence": ece_by_hand(P_CAL[np.arange(5), Y_CAL], right, np.linspace(0, 1, 16))}
+    assert wrong_answers["10 bins"] == pytest.approx(1.72 / 5) and wrong_answers["one bin per image"] == pytest.approx(2.78 / 5)
+    assert all(abs(m["ece"] - value) > 0.05 for value in wrong_answers.values()), wrong_answers
+
+
+def test_a_confidence_of_one_lands_in_the_last_bin():
+    count, confidence, accuracy = calibration_bins(np.array([0, 2]), np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+    assert count.tolist() == [0] * 14 + [2] and confidence[14] == 1 and accuracy[14] == 0.5
+    assert np.isnan(accuracy[:14]).all()
+    assert expected_calibration_error(np.array([0, 2]), np.array([[0.0, 0.0, 1.0]] * 2)) == 0.5

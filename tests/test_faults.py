@@ -1,19 +1,46 @@
-"""Bad input and interruption through the real stage processes: one clear line on stderr,
-a non-zero exit, no traceback, and nothing half-written left behind."""
+"""Bad input and interruption: one clear line on stderr, a non-zero exit, no traceback, and
+nothing half-written left behind. The bad-input cases run a stage's main() in this process, as
+its program does (classweights.cli); one case a stage, and every interruption, through the
+real process in a project the pipeline made."""
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import yaml
 
-from tools.sandbox import BIN, dvc, env, ran_stages, run, set_params
+from classweights.cli import stage_exit_code
+from stages import compute_weights, evaluate, fetch, preprocess
+from tools.sandbox import BIN, TINY, committed_params, dvc, env, merged, ran_stages, run, set_params
+
+STAGES = {"fetch": fetch.main, "preprocess": preprocess.main, "compute_weights": compute_weights.main,
+          "evaluate": evaluate.main}
 
 
 def stage(project, name, *args, check=False):
     return run(project, sys.executable, "-m", f"stages.{name}", *args, check=check)
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory):
+    """A folder with the tiny project's params.yaml (tools.sandbox.TINY) and what its fetch stage
+    writes, fetched in this process."""
+    folder = tmp_path_factory.mktemp("fetched")
+    (folder / "params.yaml").write_text(yaml.safe_dump(merged(committed_params(), TINY), sort_keys=False))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        assert stage_exit_code(fetch.main) == 0
+    return folder
+
+
+@pytest.fixture
+def folder(fetched, tmp_path):
+    """A copy of `fetched` that a test may change freely."""
+    return shutil.copytree(fetched, tmp_path / "folder")
 
 
 def assert_one_line_error(result, *words):
@@ -47,13 +74,28 @@ PARAM_CASES = [
 ]
 
 
+def data_times(folder):
+    return {p: p.stat().st_mtime_ns for p in sorted((folder / "data").iterdir())}
+
+
 @pytest.mark.parametrize("name, overrides, words", PARAM_CASES, ids=[str(c[1])[:50] for c in PARAM_CASES])
-def test_bad_params_stop_the_stage_with_one_line(project, name, overrides, words):
+def test_bad_params_stop_the_stage_with_one_line(folder, run_main, name, overrides, words):
+    set_params(folder, overrides)
+    before = data_times(folder)
+    assert_one_line_error(run_main(folder, STAGES[name]), *words)
+    assert data_times(folder) == before  # nothing rewritten
+    assert no_partials(folder) == []
+
+
+FIRST_CASE_OF_EACH_STAGE = [next(case for case in PARAM_CASES if case[0] == name) for name in STAGES]
+
+
+@pytest.mark.parametrize("name, overrides, words", FIRST_CASE_OF_EACH_STAGE, ids=list(STAGES))
+def test_each_stage_s_process_stops_with_the_same_one_line(project, name, overrides, words):
     set_params(project, overrides)
-    outputs = sorted(p for p in (project / "data").iterdir())
-    before = {p: p.stat().st_mtime_ns for p in outputs}
+    before = data_times(project)
     assert_one_line_error(stage(project, name), *words)
-    assert {p: p.stat().st_mtime_ns for p in outputs} == before  # nothing rewritten
+    assert data_times(project) == before
     assert no_partials(project) == []
 
 
@@ -89,39 +131,40 @@ DATA_CASES = [
 
 
 @pytest.mark.parametrize("data, words", DATA_CASES, ids=[c[0]["path"] for c in DATA_CASES])
-def test_bad_data_files_are_named_with_what_was_expected(project, data, words):
+def test_bad_data_files_are_named_with_what_was_expected(folder, run_main, data, words):
     import gzip
 
-    (project / "empty").mkdir()
+    (folder / "empty").mkdir()
     random_bytes = bytes(range(256)) * 40
-    for folder, content in (("truncated", gzip.compress(random_bytes)[:200]), ("corrupt", gzip.compress(b"\0" * 99))):
-        (project / folder).mkdir()
-        (project / folder / "train-images-idx3-ubyte.gz").write_bytes(content)
-    raw_before = (project / "data/raw.npz").read_bytes()
-    set_params(project, {"data": data})
-    assert_one_line_error(stage(project, "fetch"), *words)
-    assert (project / "data/raw.npz").read_bytes() == raw_before  # the old output is untouched
-    assert no_partials(project) == []
+    for name, content in (("truncated", gzip.compress(random_bytes)[:200]), ("corrupt", gzip.compress(b"\0" * 99))):
+        (folder / name).mkdir()
+        (folder / name / "train-images-idx3-ubyte.gz").write_bytes(content)
+    raw_before = (folder / "data/raw.npz").read_bytes()
+    set_params(folder, {"data": data})
+    assert_one_line_error(run_main(folder, fetch.main), *words)
+    assert (folder / "data/raw.npz").read_bytes() == raw_before  # the old output is untouched
+    assert no_partials(folder) == []
 
 
-def test_a_corrupt_intermediate_file_is_named(project):
-    (project / "data/raw.npz").write_bytes(b"PK\x03\x04" + b"\0" * 50)
-    assert_one_line_error(stage(project, "preprocess"), "data/raw.npz: not a readable .npz file")
+def test_a_corrupt_intermediate_file_is_named(folder, run_main):
+    (folder / "data/raw.npz").write_bytes(b"PK\x03\x04" + b"\0" * 50)
+    assert_one_line_error(run_main(folder, preprocess.main), "data/raw.npz: not a readable .npz file")
 
 
-def test_download_errors_from_a_misbehaving_server(project, http_server):
-    set_params(project, {"data": {"source": "mnist", "mirror": http_server.url}})
+def test_download_errors_from_a_misbehaving_server(folder, run_main, http_server):
+    set_params(folder, {"data": {"source": "mnist", "mirror": http_server.url}})
     http_server.routes["/mnist.npz"] = [("status", 404)]
-    assert_one_line_error(stage(project, "fetch"), "mnist.npz: server answered HTTP 404", "mnist-sample", "data.path")
+    assert_one_line_error(run_main(folder, fetch.main), "mnist.npz: server answered HTTP 404", "mnist-sample",
+                          "data.path")
     http_server.routes["/mnist.npz"] = [("body", b"not mnist at all")]
-    assert_one_line_error(stage(project, "fetch"), "checksum mismatch")
-    assert not (project / "data/downloads/mnist.npz").exists()
-    assert no_partials(project) == []
+    assert_one_line_error(run_main(folder, fetch.main), "checksum mismatch")
+    assert not (folder / "data/downloads/mnist.npz").exists()
+    assert no_partials(folder) == []
 
 
-def test_no_network_says_how_to_run_offline(project):
-    set_params(project, {"data": {"source": "fashion-mnist", "mirror": "http://127.0.0.1:9/"}})
-    result = stage(project, "fetch")
+def test_no_network_says_how_to_run_offline(folder, run_main):
+    set_params(folder, {"data": {"source": "fashion-mnist", "mirror": "http://127.0.0.1:9/"}})
+    result = run_main(folder, fetch.main)
     assert_one_line_error(result, "could not download http://127.0.0.1:9/train-images-idx3-ubyte.gz after 4 tries",
                           "network could not be reached", "data.source: mnist-sample", "data.path")
 

@@ -133,7 +133,7 @@ def test_the_mlp_standardises_with_the_training_split_only_and_learns_the_table(
     assert (proba.argmax(axis=1) == splits["y_test"]).mean() > 0.85  # wine is easy; chance is 0.4
 
 
-def test_a_csv_runs_end_to_end_under_dvc_repro(tmp_path):
+def test_a_csv_runs_end_to_end_under_dvc_repro(subprocesses, tmp_path):
     project = make_project(tmp_path / "project", {
         "data": {"source": "csv", "path": "data/input/cancer.csv", "label_column": "diagnosis"},
         "imbalance": {"profile": "none"}, "model": {"backbone": "mlp", "mlp_hidden": [16]},

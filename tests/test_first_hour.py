@@ -67,7 +67,7 @@ def test_seeds_that_dvc_cannot_expand_stop_before_anything_runs_and_make_names_t
     assert first_error(ours.stderr) == "error: params.yaml: train.seeds = 3: Input should be a valid list"
 
 
-def test_a_stage_script_run_by_path_says_how_to_run_it():
+def test_a_stage_script_run_by_path_says_how_to_run_it(subprocesses):
     for script in sorted((ROOT / "stages").glob("[a-z]*.py")):
         result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode != 0 and result.stdout == ""
@@ -124,7 +124,7 @@ def test_fewest_seeds_for_a_verdict_is_where_2_over_2_to_the_n_drops_below_alpha
 
 
 @pytest.mark.parametrize("driver", ["orchestration.scaleout", "orchestration.cluster"])
-def test_make_repro_s_driver_loads_neither_scipy_nor_scikit_learn(driver):
+def test_make_repro_s_driver_loads_neither_scipy_nor_scikit_learn(subprocesses, driver):
     # ~2 s of start-up on every `make repro` and `make repro CLUSTER=…` (docs/speed.md); the
     # sweep's modules load them
     loaded = subprocess.run([sys.executable, "-c", f"import sys, {driver}; "
@@ -186,7 +186,7 @@ def readme_block(name):
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+def shared(subprocesses, tmp_path_factory):
     """A tiny project whose owner followed the README's sharing lines, word for word: the
     remote path and the colleague's clone are this test's, `make` is the venv's."""
     tmp = tmp_path_factory.mktemp("sharing")

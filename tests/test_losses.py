@@ -26,6 +26,51 @@ def test_focal_loss_is_keras_categorical_focal_crossentropy_without_alpha(gamma)
         np.testing.assert_allclose(ours, -log_softmax(LOGITS, axis=1)[np.arange(4), LABELS], rtol=1e-5)
 
 
+def focal_gradient_by_hand(labels, logits, gamma):
+    """dL/dz of −(1 − p_y)^gamma · log p_y in float64: with dp_y/dz = p_y (e_y − p),
+    gamma (1 − p_y)^(gamma − 1) p_y log p_y (e_y − p) − (1 − p_y)^gamma (e_y − p)."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(log_softmax(z, axis=1))
+    e_y = np.eye(z.shape[1])[labels]
+    p_y = p[np.arange(len(z)), labels][:, None]
+    rest = -np.expm1(np.log(p_y))  # 1 − p_y without cancellation
+    return gamma * rest ** (gamma - 1) * p_y * np.log(p_y) * (e_y - p) - rest ** gamma * (e_y - p)
+
+
+def focal_gradient(labels, logits, gamma):
+    import tensorflow as tf
+
+    z = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        loss = losses.focal_loss(labels, z, gamma)
+    return tape.gradient(loss, z).numpy()
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
+def test_focal_gradient_is_finite_where_the_true_class_probability_rounds_to_one(gamma):
+    # logits [18, 0, 0]: p_0 = 1 − 3e-8 rounds to 1 in float32, so 1 − p_0 = 0 and (1 − p)^gamma's
+    # gradient gamma · 0^(gamma − 1) is infinite below gamma 1: NaN for every logit before the fix
+    logits = np.array([[18.0, 0.0, 0.0]], dtype=np.float32)
+    gradient = focal_gradient(np.array([0]), logits, gamma)
+    assert np.isfinite(gradient).all(), gradient
+    # the float64 gradient there is below 1e-7 for every gamma: float32 gives it to that
+    np.testing.assert_allclose(gradient, focal_gradient_by_hand([0], logits, gamma), atol=1e-7)
+    if gamma == 0:  # and at gamma 0 exactly cross-entropy's (softmax − one-hot: 1.5e-8 off the true class)
+        import tensorflow as tf
+
+        z = tf.Variable(logits)
+        with tf.GradientTape() as tape:
+            loss = keras.losses.sparse_categorical_crossentropy(np.array([0]), z, from_logits=True)
+        np.testing.assert_array_equal(gradient, tape.gradient(loss, z).numpy())
+        assert gradient[0, 1] > 0
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_gradient_elsewhere_is_the_formula_s(gamma):
+    np.testing.assert_allclose(focal_gradient(LABELS, LOGITS, gamma), focal_gradient_by_hand(LABELS, LOGITS, gamma),
+                               rtol=1e-4, atol=1e-7)
+
+
 def test_ldam_margins_are_c_over_the_fourth_root_of_the_count_with_the_largest_max_margin():
     # 1/n^(1/4) = 1/2, 1/3, 1/5, 1/10; the rarest class's 1/2 scaled to max_margin 0.5 leaves C = 1
     np.testing.assert_allclose(losses.ldam_margins(COUNTS, 0.5), [0.5, 1 / 3, 0.2, 0.1], rtol=1e-12)

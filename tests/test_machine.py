@@ -72,7 +72,7 @@ def test_make_repro_compares_with_the_record_committed_at_head(tmp_path):
     assert run(project, "git", "status", "--porcelain").stdout == ""
 
 
-def test_make_repro_prints_the_line_before_it_runs_anything(tmp_path):
+def test_make_repro_prints_the_line_before_it_runs_anything(subprocesses, tmp_path):
     project = make_project(tmp_path, {"data": {"source": "mnist", "path": "no-such-file.npz"}})  # fetch stops at once
     record = project / "metrics/details/machine.json"
     record.parent.mkdir(parents=True)

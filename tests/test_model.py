@@ -94,7 +94,7 @@ def test_training_uses_one_thread_of_each_kind():
     assert tf.config.threading.get_inter_op_parallelism_threads() == 1
 
 
-def test_a_training_sets_train_threads_before_tensorflow_starts(tmp_path):
+def test_a_training_sets_train_threads_before_tensorflow_starts(subprocesses, tmp_path):
     """In a fresh process (thread pools are fixed once TensorFlow runs its first operation)."""
     script = """
 import numpy as np

@@ -5,7 +5,6 @@ with a long tail runs end to end under real `dvc repro`; every bad input is one 
 import csv
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from classweights import datasets
 from classweights.datasets import FASHION_NAMES, load_fashion_mnist, load_folder
 from classweights.errors import UserError
 from classweights.imbalance import make_splits
+from stages import fetch
 from tools.sandbox import (TINY, commit, dvc, export_folder, folder_names, link_venv, make_project, ran_stages, run,
                            set_params, shipped_params)
 
@@ -72,7 +72,7 @@ def long_tail_folder(folder, rng):
 
 
 @pytest.fixture(scope="module")
-def long_tail_project(tmp_path_factory):
+def long_tail_project(subprocesses, tmp_path_factory):
     """A tiny project whose data is a generated colour long-tail folder under data/input, tracked by
     `dvc add`, after its first `dvc repro`."""
     project = make_project(tmp_path_factory.mktemp("long_tail"), {
@@ -243,11 +243,12 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("source, name, make, words", BAD_INPUTS, ids=[words[0][:60] for *_, words in BAD_INPUTS])
-def test_a_bad_input_is_one_line_naming_the_file_and_nothing_is_written(bare_project, source, name, make, words):
-    _fetch_fails_with(bare_project, source, name, make, words)
+def test_a_bad_input_is_one_line_naming_the_file_and_nothing_is_written(bare_project, run_main, source, name, make,
+                                                                        words):
+    _fetch_fails_with(bare_project, run_main, source, name, make, words)
 
 
-def test_a_folder_too_large_for_memory_is_refused_before_decoding(bare_project):
+def test_a_folder_too_large_for_memory_is_refused_before_decoding(bare_project, run_main):
     def large(root):
         two_classes(root, per_class=40)
 
@@ -255,19 +256,20 @@ def test_a_folder_too_large_for_memory_is_refused_before_decoding(bare_project):
     # the headers alone (decoding them would take those gigabytes and minutes)
     words = ["data/input/bad: 80 images x 8000 x 8000 x 1 bytes = 4.8 GiB decoded, above the 4 GiB",
              "set data.image_size smaller or use fewer images"]
-    _fetch_fails_with(bare_project, "folder", "bad", large, words, image_size=[8000, 8000])
+    _fetch_fails_with(bare_project, run_main, "folder", "bad", large, words, image_size=[8000, 8000])
 
 
-def test_an_npz_too_large_for_memory_is_refused_from_its_array_headers(bare_project):
+def test_an_npz_too_large_for_memory_is_refused_from_its_array_headers(bare_project, run_main):
     # 9 small images, but resized to 25,000 x 25,000 they would be 5.2 GiB: refused before loading
     x = np.zeros((9, 20, 20), np.uint8)
     words = ["data/input/big.npz: 9 images x 25000 x 25000 x 1 bytes = 5.2 GiB decoded, above the 4 GiB"]
-    _fetch_fails_with(bare_project, "npz", "big.npz", save_npz("big.npz", x=x, y=np.arange(9) % 3), words,
+    _fetch_fails_with(bare_project, run_main, "npz", "big.npz", save_npz("big.npz", x=x, y=np.arange(9) % 3), words,
                       image_size=[25000, 25000])
 
 
-def _fetch_fails_with(project, source, name, make, words, image_size=None):
-    """Run the real fetch stage in the project on the data make() writes under data/input."""
+def _fetch_fails_with(project, run_main, source, name, make, words, image_size=None):
+    """Run the fetch stage's main() (as its program does: conftest.run_main) in the project on the
+    data make() writes under data/input."""
 
     input_dir = project / "data/input"
     for entry in input_dir.iterdir():
@@ -276,7 +278,7 @@ def _fetch_fails_with(project, source, name, make, words, image_size=None):
     (project / "data/raw.npz").unlink(missing_ok=True)
     make(input_dir / name)
     set_params(project, {"data": {"source": source, "path": f"data/input/{name}", "image_size": image_size}})
-    result = run(project, sys.executable, "-m", "stages.fetch", check=False)
+    result = run_main(project, fetch.main)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

@@ -12,7 +12,10 @@ ALL_STAGES = sorted(["check_params", "fetch", "preprocess", "compute_weights", "
                      "train_weighted@0", "train_weighted@1", "evaluate"])
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DESCRIPTION = "mnist-sample, step imbalance, ratio 5; balanced class weights applied to the loss; 1 epoch, 2 seeds"
-HEADLINE = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall")
+HEADLINE = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall", "minority_precision", "macro_pr_auc",
+            "ece", "brier")
+COMPARED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall", "minority_precision", "macro_pr_auc",
+                    "ece", "loss", "brier")
 PAIRS = {"weighted_vs_unweighted": ("weighted", "unweighted"),
          "logit_adjusted_vs_unweighted": ("logit_adjusted", "unweighted"),
          "weighted_vs_logit_adjusted": ("weighted", "logit_adjusted")}
@@ -26,6 +29,10 @@ def test_first_repro_runs_every_stage_and_writes_every_output(finished):
             folder = project / "models" / arm / f"seed_{seed}"
             assert (folder / "model.keras").stat().st_size > 10_000
             assert sorted(p.name for p in folder.iterdir()) == ["history.json", "model.keras", "test_proba.npz"]
+            # the fit's seconds beside it, and evaluate's mean of them
+            fit = json.loads((project / f"metrics/seconds/{arm}/seed_{seed}.json").read_text())["fit_seconds"]
+            seconds = json.loads((project / "metrics/training_seconds.json").read_text())[arm]
+            assert 0 < fit < 600 and seconds["seeds"][str(seed)] == fit
             history = json.loads((folder / "history.json").read_text())
             assert sorted(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
             assert all(len(values) == 1 for values in history.values())  # one epoch
@@ -38,12 +45,13 @@ def test_first_repro_runs_every_stage_and_writes_every_output(finished):
     provenance = json.loads((project / "data/provenance.json").read_text())
     assert provenance["source"] == "mnist-sample" and provenance["images_per_class"]["train"][3] == 400
     assert provenance["class_names"] == [str(digit) for digit in range(10)] and provenance["image_shape"] == [28, 28]
-    for png in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png"):
+    for png in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png", "reliability_diagrams.png"):
         assert (project / "reports" / png).read_bytes()[:8] == PNG_MAGIC
         with Image.open(project / "reports" / png) as image:
             assert image.text["Title"].startswith(DESCRIPTION), png
     summary = (project / "reports/summary.md").read_text()
     assert summary.startswith(f"# {DESCRIPTION}\n") and "| minority_recall |" in summary
+    assert "| minority_precision |" in summary and "| ece |" in summary and "first cost, minority precision" in summary
     assert "| metric | unweighted | weighted (loss) | logit-adjusted (τ = 1) |" in summary and "McNemar" in summary
     last = first.stdout[first.stdout.rindex("> python -m stages.evaluate"):].splitlines()[1]
     assert last.startswith("evaluate: minority recall: weighted (loss) − unweighted = ")
@@ -68,8 +76,7 @@ def test_metrics_show_lists_every_arm_and_the_comparisons(finished):
     comparison = files["metrics/comparison.json"]["data"]
     assert set(comparison) == {"alpha", *PAIRS}
     for pair, (arm, baseline) in PAIRS.items():
-        assert set(comparison[pair]) == {"accuracy", "balanced_accuracy", "macro_f1", "minority_recall",
-                                         "worst_majority_recall"}
+        assert set(comparison[pair]) == {*COMPARED_METRICS, "worst_majority_recall"}
         written = json.loads((project / "metrics/comparison.json").read_text())[pair]["accuracy"]
         assert set(written) == {"mean", "ci_low", "ci_high", "p", "verdict", "borderline", "seeds_to_settle"}
         # DVC's metrics show leaves out null values (no seeds to settle a verdict that is firm)
@@ -135,7 +142,7 @@ def test_plots_show_renders_the_figures_offline_as_images(finished, tmp_path):
     dvc(project, "plots", "show", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots/index.html").read_text()
     assert "<script" not in html  # nothing to fetch from a CDN
-    for name in ("per_class_recall", "confusion_matrices", "training_curves"):
+    for name in ("per_class_recall", "confusion_matrices", "training_curves", "reliability_diagrams"):
         assert f'<img src="static/workspace_reports_{name}.png">' in html
 
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classweights.evaluation import (LOGIT_ADJUSTED, comparison_pairs, confusion, seed_metrics,
-                                     summarise_seeds)
+from classweights.evaluation import (LOGIT_ADJUSTED, calibration_bins, comparison_pairs, confusion,
+                                     pooled_calibration_bins, seed_metrics, summarise_seeds)
 from classweights.report import arm_labels, describe_run, summary_markdown, verdict_lines, write_report
 from classweights.statistics import compare_arms, compare_metrics, headline_comparison
 from tools.sandbox import shipped_params
@@ -42,15 +42,17 @@ def three_arms():
             if arm == "weighted":
                 pred[np.flatnonzero(y == 6)[0]] = 0
             predictions[arm][seed] = pred
-    per_seed = {arm: {s: seed_metrics(y, np.eye(10)[p] * 0.9 + 0.01, MINORITY) for s, p in by_seed.items()}
-                for arm, by_seed in predictions.items()}
+    proba = {arm: {s: np.eye(10)[p] * 0.9 + 0.01 for s, p in by_seed.items()} for arm, by_seed in predictions.items()}
+    per_seed = {arm: {s: seed_metrics(y, p, MINORITY) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
     comparisons = {f"{a}_vs_{b}": compare_arms(per_seed, predictions, y, 0.05, a, b)
                    for a, b in comparison_pairs(predictions)}
     counts = {"train": {str(c): 8 if c < 5 else 40 for c in range(10)}, "test": {str(c): 10 for c in range(10)},
               "class_names": NAMES, "minority_classes": NAMES[:5], "minority_rule": "imbalance.minority_classes"}
     return {"summaries": {arm: summarise_seeds(per_seed[arm]) for arm in per_seed}, "comparisons": comparisons,
             "headline": headline_comparison(comparisons, NAMES[:5]), "class_counts": counts,
-            "confusions": {arm: sum(confusion(y, p) for p in predictions[arm].values()) for arm in predictions}}
+            "confusions": {arm: sum(confusion(y, p) for p in predictions[arm].values()) for arm in predictions},
+            "reliability": {arm: pooled_calibration_bins(y, by_seed) for arm, by_seed in proba.items()},
+            "y": y, "proba": proba}
 
 
 def test_the_summary_shows_every_arm_and_every_comparison(three_arms):
@@ -67,6 +69,25 @@ def test_the_summary_shows_every_arm_and_every_comparison(three_arms):
     assert verdicts[1].startswith(
         "- **minority recall: logit-adjusted (τ = 1) − unweighted = +0.160 [+0.061, +0.259] → ")
     assert verdicts[2].startswith("- **minority recall: weighted (loss) − logit-adjusted (τ = 1) = +0.120 [")
+    # the first cost beside each: the minority classes' precision (0 for a class never predicted). Unweighted:
+    # classes 0 and 1 never predicted, 2-4 always right: 0.6. Logit-adjusted: class 0 never predicted: 0.8.
+    # Weighted: class 0 keeps 5, 3, 1 of its images and gets class 6's: (5/6, 3/4, 1/2 + 4) / 5
+    gain = (np.mean([5 / 6, 3 / 4, 1 / 2]) + 4) / 5 - 0.6
+    assert len(verdicts) == 3 and f"{gain:+.3f}" == "+0.339"
+    assert "**; first cost, minority precision: +0.339 [" in verdicts[0]
+    assert "**; first cost, minority precision: +0.200 [+0.200, +0.200] → no significant difference" in verdicts[1]
+    for metric in ("minority_precision", "macro_pr_auc", "ece", "brier"):  # beside the gains, each arm
+        assert any(line.startswith(f"| {metric} | ") and line.count(" ± ") == 3 for line in lines), metric
+    # per class P / R / F1, each arm: class 0 (minority) loses all ten images in the unweighted and logit-adjusted
+    # arms (their misses take class 0's first), 5, 7, 9 of them in the weighted arm (recall 0.3 on average),
+    # which also predicts one class-6 image as 0: precision 5/6, 3/4, 1/2, F1 2PR / (P + R) per seed
+    recall = np.array([5, 3, 1]) / 10
+    precision = np.array([5 / 6, 3 / 4, 1 / 2])
+    f1 = np.mean(2 * precision * recall / (precision + recall))
+    row = next(line for line in lines if line.startswith("| 0* | "))
+    assert row == f"| 0* | 0.000 / 0.000 / 0.000 | 0.694 / 0.300 / {f1:.3f} | 0.000 / 0.000 / 0.000 |"
+    assert any(line.startswith("| precision of class 9 | ") for line in lines)
+    assert any(line.startswith("| F1 of class 9 | ") for line in lines)
     assert "| metric | unweighted | weighted (loss) | logit-adjusted (τ = 1) |" in lines
     assert ("| metric | weighted (loss) − unweighted | logit-adjusted (τ = 1) − unweighted | "
             "weighted (loss) − logit-adjusted (τ = 1) |") in lines
@@ -111,12 +132,12 @@ def test_write_report_writes_the_figures_and_summary_and_nothing_else(three_arms
              "val_loss": np.array([1.1, 0.7]), "val_accuracy": np.array([0.5, 0.7])}
     write_report(tmp_path / "reports", params, three_arms["summaries"], three_arms["comparisons"],
                  three_arms["headline"], three_arms["class_counts"], three_arms["confusions"],
-                 {"unweighted": curve, "weighted": curve})
+                 {"unweighted": curve, "weighted": curve}, reliability=three_arms["reliability"])
     written = sorted(p.name for p in (tmp_path / "reports").iterdir())
-    assert written == ["confusion_matrices.png", "per_class_recall.csv", "per_class_recall.png", "summary.md",
-                       "training_curves.png"]
+    assert written == ["confusion_matrices.png", "per_class_recall.csv", "per_class_recall.png",
+                       "reliability_diagrams.png", "summary.md", "training_curves.png"]
     description = "mnist-sample, step imbalance, ratio 10; balanced class weights applied to the loss; 10 epochs, 3 seeds"
-    for name in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png"):
+    for name in ("per_class_recall.png", "confusion_matrices.png", "training_curves.png", "reliability_diagrams.png"):
         with Image.open(tmp_path / "reports" / name) as png:
             assert png.format == "PNG" and png.text["Title"].startswith(description), name
     with Image.open(tmp_path / "reports/per_class_recall.png") as png:
@@ -125,3 +146,12 @@ def test_write_report_writes_the_figures_and_summary_and_nothing_else(three_arms
     assert csv_lines[0] == "class,training_images,unweighted,weighted,logit_adjusted"
     assert csv_lines[1] == "0,8,0.000000,0.300000,0.000000"  # weighted misses 5, 7, 9 of class 0's ten images
     assert list(tmp_path.iterdir()) == [tmp_path / "reports"]  # no temporary left beside it
+
+
+def test_the_reliability_diagram_pools_every_seed_s_test_images(three_arms):
+    y, proba = three_arms["y"], three_arms["proba"]["weighted"]
+    count, confidence, accuracy = three_arms["reliability"]["weighted"]
+    # every image's top-class confidence is 0.91, in bin (0.867, 0.933]: 300 images, the three seeds' accuracies pooled
+    assert count.tolist() == [0] * 13 + [300, 0] and confidence[13] == pytest.approx(0.91)
+    right = sum(int(np.sum(p.argmax(axis=1) == y)) for p in proba.values())
+    assert accuracy[13] == right / 300 == pytest.approx(np.mean([calibration_bins(y, p)[2][13] for p in proba.values()]))

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn.metrics import precision_recall_fscore_support
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
@@ -315,7 +316,8 @@ def test_compare_arms_on_constructed_predictions():
     per_seed, predictions, y = constructed_run(seeds=6)
     comparison = compare_arms(per_seed, predictions, y, alpha=0.05)
     assert comparison["seeds"] == ["0", "1", "2", "3", "4", "5"]
-    assert list(comparison["difference"]) == ["accuracy", "balanced_accuracy", "macro_f1", "minority_recall"]
+    assert list(comparison["difference"]) == ["accuracy", "balanced_accuracy", "macro_f1", "minority_recall",
+                                              "minority_precision", "macro_pr_auc", "ece", "loss", "brier"]
     minority = comparison["difference"]["minority_recall"]
     assert minority["p_signflip"] == 2 / 64 and minority["verdict"] == "better"
     expected = [per_seed["weighted"][s]["minority_recall"] - per_seed["unweighted"][s]["minority_recall"]
@@ -604,3 +606,30 @@ def test_interval_and_verdict_never_contradict():
                 assert r["borderline"][0] == "the interval excludes 0 but the sign-flip test does not confirm it"
                 assert r["p_ttest"] is None or r["p_ttest"] < 0.05 / 10  # the interval's own test rejects
     assert disagreements > 0  # the case occurred and was checked
+
+
+def test_a_fall_is_better_for_a_metric_where_lower_is_better():
+    fall, rise = [-0.02, -0.03, -0.01, -0.02, -0.025, -0.015], [0.02, 0.03, 0.01, 0.02, 0.025, 0.015]
+    results = compare_metrics({"ece": fall, "loss": rise, "accuracy": fall}, {m: [0.0] * 6 for m in ("ece", "loss", "accuracy")},
+                              0.05, lower_is_better=("ece", "loss"))
+    assert [results[m]["verdict"] for m in ("ece", "loss", "accuracy")] == ["better", "worse", "worse"]
+
+
+def test_compare_arms_tests_per_class_precision_and_f1_as_families_of_their_own():
+    per_seed, predictions, y = constructed_run(seeds=10)
+    comparison = compare_arms(per_seed, predictions, y, alpha=0.05)
+    for kind in ("precision", "f1"):
+        family = comparison[f"per_class_{kind}_difference"]
+        assert list(family) == [str(c) for c in range(10)]
+        scores = {arm: {s: precision_recall_fscore_support(y, predictions[arm][s], labels=range(10), zero_division=0)
+                        for s in comparison["seeds"]} for arm in ("weighted", "unweighted")}
+        column = 0 if kind == "precision" else 2
+        expected = [scores["weighted"][s][column][9] - scores["unweighted"][s][column][9] for s in comparison["seeds"]]
+        assert family["9"]["differences"] == pytest.approx(expected)
+        # Holm over this family's classes alone, not over recall, precision and F1 together
+        tested = [d for d in family.values() if "p_verdict" in d]
+        holm = multipletests([d["p_verdict"] for d in tested], method="holm")[1]
+        assert [d["p_holm"] for d in tested] == pytest.approx(list(holm))
+    # fewer minority images sent to class 9: its precision rises on every seed, firmly
+    assert comparison["per_class_precision_difference"]["9"]["verdict"] == "better"
+    assert comparison["per_class_precision_difference"]["9"]["p_holm"] < 0.05

@@ -12,7 +12,7 @@ import yaml
 
 from orchestration import scaleout, sweep, sweep_report
 from classweights.errors import UserError
-from tools.sandbox import MAKE, ROOT, committed_params, dvc, env, link_venv, make_project
+from tools.sandbox import MAKE, ROOT, committed_params, dvc, env, link_venv, make_project, without_seconds_columns
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,8 @@ def test_good_jobs_and_shard_settings():
     ("sweep", "SWEEP=bad.yaml", "error: bad.yaml: unknown key 'imbalance.ratoi'"),
     ("repro", "JOBS=abc", "error: JOBS=abc: must be a whole number >= 1"),
 ])
-def test_bad_input_through_make_is_one_line_and_queues_or_runs_nothing(project, target, setting, expected):
+def test_bad_input_through_make_is_one_line_and_queues_or_runs_nothing(subprocesses, project, target, setting,
+                                                                    expected):
     (project / "bad.yaml").write_text(yaml.safe_dump(BAD_SWEEPS["unknown key"][0]))
     result = run_make(project, target, setting)
     assert result.returncode != 0
@@ -443,3 +444,46 @@ def test_remedies_at_a_few_settings_get_no_along_the_axis_sentences():
     along = [row("step", 10, "focal"), row("step", 30, "focal")]  # one line of two points: a sentence
     assert "the minority-recall gain is significant from imbalance.ratio = 10 on" in sweep_report.markdown(
         along, varied)
+
+
+def test_the_map_and_the_ranking_carry_the_minority_precision_change_and_each_remedy_s_seconds(tmp_path):
+    records = _remedy_records(committed_params(), 10, range(4), {"focal": 0.07, "balanced": 0.02, "ldam": 0.015,
+                                                                  "post-hoc": 0.01})
+    for k, record in enumerate(records):
+        for by_seed in record["per_seed"].values():
+            for s, values in by_seed.items():
+                values["minority_precision"] = 0.9 - 0.01 * int(s)
+        record["metrics"] = {"training_seconds": {"unweighted": {"mean": 10.0}, "weighted": {"mean": 20.0 + k}}}
+    rows = sweep.remedy_rankings(records)
+    by_name = {r["remedy"]: r for r in rows}
+    # each remedy arm its own experiment's seconds; the unweighted and post-hoc arms the unweighted trainings'
+    assert by_name["focal γ=1"]["seconds"] == 20.0 and by_name["LDAM m=0.5 s=30 + balanced weights (loss)"]["seconds"] == 22.0
+    assert by_name["post-hoc logit adjustment (τ = 1)"]["seconds"] == by_name["unweighted (cross-entropy)"]["seconds"] == 10
+    assert by_name["focal γ=1"]["minority_precision.mean"] == pytest.approx(0.885)  # seeds 0-3
+    md = sweep_report.ranking_markdown(rows)
+    assert "| minority precision | seconds per training | seeds |" in md
+    assert f"| 0.885 ± {np.std([0.9, 0.89, 0.88, 0.87], ddof=1):.3f} | 20.0 | 4 |" in md
+
+    # the map: the minority-precision change per point, and each arm's seconds in the CSV
+    comparison = _comparison(0.2, 0.1, 0.3, "better")
+    comparison["weighted_vs_unweighted"]["minority_precision"] = {"mean": -0.05, "ci_low": -0.08, "ci_high": -0.02,
+                                                                  "p": 0.01, "verdict": "worse"}
+    metrics = {"comparison": comparison, "unweighted": _arm(0.8), "weighted": _arm(0.7),
+               "training_seconds": {"unweighted": {"mean": 10.0}, "weighted": {"mean": 12.5}}}
+    row = {"imbalance.ratio": 10, "experiment": "e", **sweep_report.headline_columns(metrics)}
+    older = {"imbalance.ratio": 20, "experiment": "f", **sweep_report.headline_columns({"comparison": _comparison(
+        0.2, 0.1, 0.3, "better")})}  # a run from before precision and seconds were measured
+    assert row["weighted.seconds"] == 12.5 and older["weighted.seconds"] is None
+    md = sweep_report.markdown([row, older], ["imbalance.ratio"])
+    assert "| worst majority recall change (class) | minority-precision change | experiment |" in md
+    assert "| -0.050 [-0.080, -0.020] worse | e |" in md and "| – | f |" in md
+    # two runs of the same points differ only in the seconds: the comparison the reproducibility tests make
+    slower = {**row, "weighted.seconds": 30.0}
+    for rows_, out in (([row], tmp_path / "a"), ([slower], tmp_path / "b")):
+        sweep_report.write_report(rows_, ["imbalance.ratio"], out=out, ranked=sweep.remedy_rankings(records))
+    assert (tmp_path / "a/sweep.csv").read_bytes() != (tmp_path / "b/sweep.csv").read_bytes()
+    assert without_seconds_columns(tmp_path / "a/sweep.csv") == without_seconds_columns(tmp_path / "b/sweep.csv")
+    ranked_faster = sweep.remedy_rankings([{**r, "metrics": {"training_seconds": {}}} for r in records])
+    sweep_report.write_report([row], ["imbalance.ratio"], out=tmp_path / "c", ranked=ranked_faster)
+    a, c = (tmp_path / "a/sweep.md").read_text(), (tmp_path / "c/sweep.md").read_text()
+    assert a != c and without_seconds_columns(tmp_path / "a/sweep.md") == without_seconds_columns(tmp_path / "c/sweep.md")

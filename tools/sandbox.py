@@ -4,6 +4,8 @@ A copy holds the project's sources (never the pipeline's outputs) and the *commi
 params.yaml with the caller's overrides, so an experiment applied to the working tree
 (`dvc exp run` writes its params there) cannot change what a test or benchmark runs.
 """
+import csv
+import io
 import json
 import os
 import re
@@ -56,9 +58,49 @@ def ran_stages(result):
     return sorted(re.findall(r"Running stage '([^']+)'", result.stdout))
 
 
+def wall_clock(path):
+    """Whether a path holds wall-clock seconds (classweights.paths.SECONDS, TRAINING_SECONDS): the
+    one output two runs of the same params, code and machine do not give byte for byte."""
+    return "seconds" in str(path)
+
+
 def metrics_files(project):
-    """{path: bytes} of every JSON file under project/metrics: two runs' metrics, compared whole."""
-    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))}
+    """{path: bytes} of every JSON file under project/metrics but the wall-clock seconds: two runs'
+    metrics, compared whole."""
+    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "metrics").rglob("*.json"))
+            if not wall_clock(p.relative_to(project))}
+
+
+def without_seconds_columns(path):
+    """A sweep's sweep.csv (as rows) or sweep.md (as text) without the columns whose heading names
+    seconds: what two sweeps that trained the same points give byte for byte."""
+    text = Path(path).read_text()
+    if Path(path).suffix == ".csv":
+        rows = list(csv.reader(io.StringIO(text)))
+        keep = [i for i, name in enumerate(rows[0]) if not wall_clock(name)]
+        return [[row[i] for i in keep] for row in rows]
+    lines, keep = [], None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            keep = None  # no table, or its end
+        else:
+            cells = line.split("|")
+            if keep is None:  # a table's heading row
+                keep = [i for i, cell in enumerate(cells) if not wall_clock(cell)]
+            line = "|".join(cells[i] for i in keep)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def lock_text(project):
+    """dvc.lock with the hashes of the wall-clock seconds (their files, and evaluate's dependency on
+    them) left out: what two runs that trained the same models give byte for byte."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    for stage in lock.get("stages", {}).values():
+        for kind in ("deps", "outs"):
+            stage[kind] = [{"path": entry["path"]} if wall_clock(entry["path"]) else entry
+                           for entry in stage.get(kind, [])]
+    return yaml.safe_dump(lock, sort_keys=False)
 
 
 def committed_params():
