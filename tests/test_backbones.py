@@ -283,3 +283,17 @@ except UserError as error:
     file = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
     assert message.startswith("model.weights = 'imagenet': could not download MobileNetV3Small's weights"), result
     assert message.endswith(f"put that file in ~/.keras/models/{file}"), message
+
+
+def test_the_report_title_names_the_backbone_unless_it_is_the_default():
+    from classweights.report import describe_run
+
+    assert describe_run(shipped_params()).endswith("; balanced class weights applied to the loss; 10 epochs, 10 seeds")
+    resnet = shipped_params({"model": {"backbone": "resnet", "resnet_depth": 32}})
+    assert describe_run(resnet).endswith("; balanced class weights applied to the loss; ResNet-32, 10 epochs, 10 seeds")
+    frozen = shipped_params({"model": {"backbone": "keras:MobileNetV3Small", "weights": "imagenet",
+                                       "trainable": "head"}})
+    assert "; keras:MobileNetV3Small (imagenet weights, frozen, its own preprocessing), 10 epochs" in describe_run(frozen)
+    table = shipped_params({"data": {"source": "csv", "path": "data/input/t.csv"}, "model": {"backbone": "mlp"}})
+    assert describe_run(table).startswith("csv data/input/t.csv, step imbalance") and "; MLP 128, 10 epochs" in \
+        describe_run(table)
