@@ -2,9 +2,10 @@
 `make restore`, `make repro CLUSTER=…`): which trainings are left to run, and a serial
 `dvc repro` that restores what the caches hold and keeps dvc.lock in pipeline order."""
 import shutil
+from pathlib import Path
 
 from classweights.params import load_params
-from classweights.paths import ARMS, MODELS, model_dir
+from classweights.paths import ARMS, model_dir, seconds_file
 from orchestration import experiments
 
 TRAINING_STAGES = tuple(f"train_{arm}@" for arm in ARMS)  # dvc.yaml's foreach stages, one per (arm, seed)
@@ -21,17 +22,20 @@ def trainings_to_run():
     return changed, unrestorable
 
 
-def remove_stale_models(seeds, models=MODELS):
-    """Delete models/<arm>/seed_N for every N not in seeds; return the deleted folders.
+def remove_stale_models(seeds, root=Path(".")):
+    """Delete every training's outputs (models/<arm>/seed_N/, metrics/seconds/<arm>/seed_N.json) for
+    each N not in seeds; return what was deleted.
 
-    evaluate depends on the whole models/<arm> folders (DVC cannot template a list of them), and
-    DVC leaves the outputs of a seed dropped from train.seeds in place: they would enter
-    evaluate's hashes, and after `make restore` evaluate would run again and change dvc.lock.
-    The folders are in DVC's cache and run cache, so a later run with those seeds restores them."""
-    current = {models / model_dir(arm, seed).relative_to(MODELS) for arm in ARMS for seed in seeds}
-    stale = [folder for arm in ARMS for folder in sorted((models / arm).glob("seed_*")) if folder not in current]
-    for folder in stale:
-        shutil.rmtree(folder)
+    evaluate depends on the whole models/<arm> and metrics/seconds folders (DVC cannot template a
+    list of them), and DVC leaves the outputs of a seed dropped from train.seeds in place: they
+    would enter evaluate's hashes, and after `make restore` evaluate would run again and change
+    dvc.lock. They are in DVC's cache and run cache, so a later run with those seeds restores them."""
+    current = {root / path for arm in ARMS for seed in seeds for path in (model_dir(arm, seed), seconds_file(arm, seed))}
+    found = [path for arm in ARMS for pattern in (model_dir(arm, "*"), seconds_file(arm, "*"))
+             for path in sorted(root.glob(str(pattern)))]
+    stale = [path for path in found if path not in current]
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     return stale
 
 
