@@ -4,12 +4,15 @@ drop. The rates by hand, the SGD steps by hand, and real tiny trainings across t
 import keras
 import numpy as np
 import pytest
+import yaml
 
 from classweights.errors import UserError
 from classweights.model import CoupledSGD, scheduled_callbacks, train_model
+from classweights.params import parse_params
 from classweights.schedule import learning_rate_at
+from orchestration import sweep
 from tests.test_backbones import FirstWeights, image_splits
-from tools.sandbox import shipped_params
+from tools.sandbox import ROOT, committed_params, shipped_params
 
 WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
 # Cao et al. 2019's CIFAR schedule (kaidic/LDAM-DRW, cifar_train.py): base 0.1, a linear warm-up over
@@ -194,3 +197,13 @@ def test_under_sgd_every_arm_of_a_seed_starts_from_the_same_weights(arm, loss, a
             ours = ours[:1]  # LDAM's cosine head takes the softmax head's kernel, no bias
         assert len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs)), (arm, position)
     assert any(w.size for layer in unweighted for w in layer)
+
+
+def test_the_papers_sweep_file_is_valid_shares_one_unweighted_arm_and_switches_at_the_drop(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed_params()))
+    fixed, points = sweep.read_sweep(ROOT / "sweep-papers.yaml", tmp_path / "params.yaml")
+    assert (fixed["train.optimizer"], fixed["train.lr_schedule"], fixed["model.backbone"]) == ("sgd", "step", "resnet")
+    assert len(points) == 5 and len({sweep.unweighted_group(p) for p in points}) == 1
+    deferred = [parse_params(sweep.apply_overrides(committed_params(), {**fixed, **point}))
+                for point in points if point.get("weights.defer_epoch") == "decay"]
+    assert [params.weights.defer_epoch for params in deferred] == [25, 25]  # the first drop
