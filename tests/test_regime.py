@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from classweights.errors import UserError
+from classweights.files import read_json
 from classweights.model import CoupledSGD, scheduled_callbacks, train_model
 from classweights.params import parse_params
 from classweights.schedule import learning_rate_at
@@ -207,3 +208,17 @@ def test_the_papers_sweep_file_is_valid_shares_one_unweighted_arm_and_switches_a
     deferred = [parse_params(sweep.apply_overrides(committed_params(), {**fixed, **point}))
                 for point in points if point.get("weights.defer_epoch") == "decay"]
     assert [params.weights.defer_epoch for params in deferred] == [25, 25]  # the first drop
+
+
+def test_a_model_trained_with_sgd_saves_and_loads_in_safe_mode_with_its_optimizer_and_rates(tmp_path):
+    from classweights.model import load_model, predict_proba, train_arm
+
+    splits = {**image_splits(), "x_test": image_splits()["x_val"]}
+    train_arm(splits, shipped_params({"train": SGD}).train, 0, tmp_path / "model", label="sgd")
+    model = load_model(tmp_path / "model" / "model.keras")
+    assert type(model.optimizer).__name__ == "CoupledSGD"
+    assert (model.optimizer.get_config()["coupled_weight_decay"], model.optimizer.momentum) == (2e-4, 0.9)
+    np.testing.assert_allclose(predict_proba(model, splits["x_test"]),
+                               np.load(tmp_path / "model" / "test_proba.npz")["proba"], atol=1e-6)
+    history = read_json(tmp_path / "model" / "history.json")
+    assert history["learning_rate"] == pytest.approx([0.05, 0.005, 0.005], rel=1e-7)
