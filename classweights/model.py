@@ -56,7 +56,55 @@ def use_threads(threads):
 
 # Batches fused into one graph call: fewer Python round trips per epoch.
 STEPS_PER_EXECUTION = 32
-OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+
+
+@keras.saving.register_keras_serializable(package="classweights")
+class CoupledSGD(keras.optimizers.SGD):
+    """SGD as PyTorch's torch.optim.SGD, which Cao et al. 2019 train with (momentum 0.9, weight decay
+    2e-4): the weight decay is L2 added to the gradient before momentum (coupled), on every trainable
+    variable, g = ∇ + λ·w; the momentum buffer holds gradients, b = μ·b + g, and the step is w −= rate·b,
+    so a change of rate (warm-up, a step decay) acts on the whole step at once. Keras' own SGD takes
+    decoupled decay (w −= rate·λ·w outside the momentum) and keeps the rate inside its buffer; with a
+    constant rate and no decay the two give the same updates."""
+
+    def __init__(self, coupled_weight_decay=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.coupled_weight_decay = coupled_weight_decay
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = keras.ops.cast(learning_rate, variable.dtype)
+        gradient = keras.ops.cast(gradient, variable.dtype)
+        if self.coupled_weight_decay:
+            gradient = gradient + keras.ops.cast(self.coupled_weight_decay, variable.dtype) * variable
+        if self.momentum:
+            buffer = self.momentums[self._get_variable_index(variable)]
+            self.assign(buffer, keras.ops.cast(self.momentum, variable.dtype) * buffer + gradient)
+            gradient = buffer
+        self.assign_sub(variable, gradient * learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}
+
+
+def make_optimizer(train):
+    """The optimizer of train.optimizer at train.learning_rate (a schedule then sets each epoch's
+    rate: scheduled_callbacks); sgd with train.momentum and train.weight_decay."""
+    if train.optimizer == "sgd":
+        return CoupledSGD(learning_rate=train.learning_rate, momentum=train.momentum,
+                          coupled_weight_decay=train.weight_decay)
+    return OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate)
+
+
+def scheduled_callbacks(train, callbacks):
+    """callbacks, and Keras' LearningRateScheduler when the rate changes by epoch: it sets
+    learning_rate_at(epoch) at each epoch's start from the epoch's absolute number (a fit started at
+    initial_epoch included) and records the rate as history's learning_rate."""
+    from classweights.schedule import is_scheduled, learning_rate_at
+
+    if not is_scheduled(train):
+        return list(callbacks)  # the default: no callback, so the training is the one before schedules
+    return [*callbacks, keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate_at(train, epoch + 1))]
 
 
 def standardise(model, x_train):
@@ -163,7 +211,7 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
         return train_remedy(model, splits, train, seed, class_weight if apply != "none" else None, apply, callbacks,
                             loss, defer_epoch)
     model.compile(
-        optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
+        optimizer=make_optimizer(train),
         loss="sparse_categorical_crossentropy",  # categorical cross-entropy on integer labels
         metrics=["accuracy"],
         steps_per_execution=STEPS_PER_EXECUTION,
@@ -175,7 +223,7 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
         epochs=train.epochs,
         class_weight=loss_weight,
         shuffle=False,  # the dataset shuffles itself, in a seeded order
-        callbacks=list(callbacks),
+        callbacks=scheduled_callbacks(train, callbacks),
         verbose=0,
     )
     return model, history.history
@@ -230,20 +278,22 @@ def train_remedy(base, splits, train, seed, class_weight, apply, callbacks, loss
     loss or by sampling) from epoch defer_epoch on. Epochs before defer_epoch are the very
     same fit as the unweighted arm's (same data order, same ops), so with cross-entropy the
     model after them is the unweighted arm's model after as many epochs; the second fit
-    continues it with its optimizer state. Returns (model giving probabilities, history)."""
+    continues it with its optimizer state (momentum, iterations), and a learning-rate schedule
+    sets each epoch's rate by the epoch's number in either fit. Returns (model giving
+    probabilities, history)."""
     from classweights.losses import remedy_loss, training_counts
 
     counts = training_counts(splits["y_train"], base.layers[-1].units)
     keras_loss = remedy_loss(loss, counts) if loss is not None else None
     trained, predicting = remedy_networks(base, loss) if keras_loss is not None else (base, base)
     trained.compile(
-        optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
+        optimizer=make_optimizer(train),
         loss=keras_loss or "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=STEPS_PER_EXECUTION,
     )
     fit = {"validation_data": make_dataset(splits["x_val"], splits["y_val"], train.batch_size),
-           "shuffle": False, "callbacks": list(callbacks), "verbose": 0}
+           "shuffle": False, "callbacks": scheduled_callbacks(train, callbacks), "verbose": 0}
     plain = make_dataset(splits["x_train"], splits["y_train"], train.batch_size, shuffle_seed=seed)
     history = {}
     if defer_epoch > 1:

@@ -136,11 +136,24 @@ class SplitParams(_Section):
     seed: int
 
 
+DECAY = "decay"  # weights.defer_epoch: the first step-decay epoch of train.lr_step_epochs
+
+
 class WeightsParams(_Section):
     strategy: Literal["balanced", "sqrt_inverse", "effective_number"]
     beta: float = Field(ge=0, lt=1)  # effective_number only
     apply: Literal["loss", "sampling", "none"]  # weighted loss, class-balanced sampling, or no weights at all
-    defer_epoch: int = Field(ge=1)  # the first epoch (1-based) that uses the weights; 1: from the start
+    # the first epoch (1-based) that uses the weights, 1: from the start; DECAY: the first step-decay
+    # epoch (train.lr_step_epochs[0], as Cao et al.), resolved to that number by parse_params
+    defer_epoch: int | Literal["decay"]
+
+    @field_validator("defer_epoch", mode="before")
+    @classmethod
+    def _defer(cls, value):
+        if value != DECAY and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError("must be an epoch, an integer greater than or equal to 1 (1: from the start), or "
+                             f"{DECAY!r} (the first of train.lr_step_epochs, with train.lr_schedule step)")
+        return value
 
 
 class TrainParams(_Section):
@@ -148,7 +161,13 @@ class TrainParams(_Section):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     optimizer: Literal["rmsprop", "adam", "sgd"]
-    learning_rate: float = Field(gt=0)
+    momentum: float = Field(ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(ge=0, allow_inf_nan=False)  # sgd only: L2 added to the gradient (coupled)
+    learning_rate: float = Field(gt=0)  # the base rate the schedule scales
+    lr_schedule: Literal["constant", "step", "cosine"]  # per epoch: classweights.schedule
+    lr_step_epochs: list[int]  # step only: the epochs (1-based) from which the rate is multiplied by lr_step_factor
+    lr_step_factor: float = Field(gt=0, lt=1)  # step only
+    lr_warmup_epochs: int = Field(ge=0)  # a linear warm-up over the first epochs; 0: none
     dropout: float = Field(ge=0, lt=1)
     precision: Literal["float32", "mixed_bfloat16"]
     threads: int = Field(ge=0)  # TensorFlow threads per training; 0: TensorFlow's default
@@ -164,6 +183,25 @@ class TrainParams(_Section):
         if any(s < 0 for s in value):
             raise ValueError("seeds must be integers >= 0")
         return value
+
+    @model_validator(mode="after")
+    def _regime(self):
+        for key in ("momentum", "weight_decay"):
+            if getattr(self, key) and self.optimizer != "sgd":
+                raise ValueError(f"train.{key} = {getattr(self, key)!r}: only train.optimizer sgd uses it "
+                                 f"(here {self.optimizer}); set it to 0 or choose sgd")
+        if self.lr_warmup_epochs >= self.epochs:
+            raise ValueError(f"train.lr_warmup_epochs = {self.lr_warmup_epochs}: must be below train.epochs "
+                             f"({self.epochs}), leaving at least one epoch after the warm-up")
+        steps = self.lr_step_epochs
+        if self.lr_schedule == "step" and (
+                not steps or steps != sorted(set(steps)) or steps[0] <= self.lr_warmup_epochs or steps[0] < 2
+                or steps[-1] > self.epochs):
+            first = max(2, self.lr_warmup_epochs + 1)
+            raise ValueError(f"train.lr_step_epochs = {steps}: train.lr_schedule step needs at least one epoch, "
+                             f"in increasing order, each in {first}..train.epochs ({self.epochs}) "
+                             "(after the warm-up), e.g. [161, 181] of 200")
+        return self
 
 
 TUNED = "tuned"  # evaluate.logit_adjustment_tau: chosen per seed on the validation split
@@ -322,10 +360,24 @@ def parse_params(raw, where="params.yaml"):
         params = Params.model_validate(raw)
     except ValidationError as error:
         raise UserError(f"{where}: {_describe(error, _fields_by_section())}") from None
+    params = _defer_to_the_decay(params, where)
     problem = remedy_problem(params.weights, params.loss, params.train.epochs)
     if problem:
         raise UserError(f"{where}: {problem}")
     return params
+
+
+def _defer_to_the_decay(params, where):
+    """weights.defer_epoch 'decay' as the number it stands for: the first of train.lr_step_epochs
+    (Cao et al.'s DRW switches on at the learning rate's first drop); only a step schedule has one."""
+    if params.weights.defer_epoch != DECAY:
+        return params
+    train = params.train
+    if train.lr_schedule != "step":
+        raise UserError(f"{where}: weights.defer_epoch = {DECAY!r}: needs train.lr_schedule step (it names the first "
+                        f"of train.lr_step_epochs; here {train.lr_schedule}); or give the epoch as a number")
+    weights = params.weights.model_copy(update={"defer_epoch": train.lr_step_epochs[0]})
+    return params.model_copy(update={"weights": weights})
 
 
 def remedy_problem(weights, loss, epochs):
