@@ -259,6 +259,47 @@ def train_remedy(base, splits, train, seed, class_weight, apply, callbacks, loss
     return predicting, history
 
 
+def head_inputs(model, x, batch_size=1024):
+    """(features, kernel) of a network built by build_model: what its backbone gives for x (the
+    head's input; dropout is off at prediction) and the head Dense's kernel, (features, K)."""
+    backbone = keras.Model(model.inputs, model.layers[-2].output)
+    features = backbone.predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(features, dtype=np.float32), model.layers[-1].get_weights()[0]
+
+
+def class_balanced_weight(y, classes):
+    """{class: 1 / its count in y} (0 for a class without images): drawn with these weights
+    (make_dataset's sampling_weight) every class is drawn equally often."""
+    counts = np.bincount(y, minlength=classes)
+    return {c: (1.0 / n if n else 0.0) for c, n in enumerate(counts)}
+
+
+def retrain_classifier(model, splits, train, seed, epochs):
+    """cRT (Kang et al. 2020): the network's backbone frozen, its head's Dense re-initialised (seeded
+    by seed) and trained alone for `epochs` epochs on class-balanced batches (class_balanced_weight),
+    with train's optimizer, learning rate and batch size. model (a build_model network, e.g. a loaded
+    unweighted model) is changed in place and returned with the history. Frozen layers run in
+    inference mode, so batch normalisation keeps the statistics the backbone learned."""
+    use_threads(train.threads)
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    head = model.layers[-1]
+    for layer in model.layers[:-1]:
+        layer.trainable = False
+    kernel, bias = head.get_weights()
+    head.set_weights([np.asarray(keras.initializers.GlorotUniform(seed=seed)(kernel.shape)), np.zeros_like(bias)])
+    model.compile(optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution=STEPS_PER_EXECUTION)
+    balanced = class_balanced_weight(splits["y_train"], head.units)
+    history = model.fit(
+        make_dataset(splits["x_train"], splits["y_train"], train.batch_size, shuffle_seed=seed,
+                     sampling_weight=balanced),
+        validation_data=make_dataset(splits["x_val"], splits["y_val"], train.batch_size),
+        epochs=epochs, shuffle=False, verbose=0)
+    return model, history.history
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """Stop a training whose loss became NaN or infinite with a UserError naming the epoch and
     the remedy (train_arm then leaves nothing behind)."""

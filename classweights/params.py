@@ -174,6 +174,9 @@ class EvaluateParams(_Section):
     # the logit-adjusted arm's strength: a number (0 turns the arm off) or TUNED
     logit_adjustment_tau: float | Literal["tuned"]
     logit_adjustment_tau_grid: list[float]  # the τ values TUNED chooses among
+    # the τ-normalised classifier (Kang et al. 2020) from the unweighted models: null (off), a number or TUNED
+    tau_norm: float | Literal["tuned"] | None
+    tau_norm_grid: list[float]  # the τ values a tuned tau_norm chooses among
 
     @field_validator("logit_adjustment_tau", mode="before")
     @classmethod
@@ -185,7 +188,18 @@ class EvaluateParams(_Section):
                              "on the validation split from evaluate.logit_adjustment_tau_grid)")
         return float(value)
 
-    @field_validator("logit_adjustment_tau_grid")
+    @field_validator("tau_norm", mode="before")
+    @classmethod
+    def _tau_norm(cls, value):
+        if value is None or value == TUNED:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"must be null (the arm off), a finite number >= 0 (0: the classifier as trained, "
+                             f"without its bias; 1: unit-norm class weights) or {TUNED!r} (chosen per seed on the "
+                             "validation split from evaluate.tau_norm_grid)")
+        return float(value)
+
+    @field_validator("logit_adjustment_tau_grid", "tau_norm_grid")
     @classmethod
     def _grid(cls, value):
         if not value:

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from classweights.evaluation import (ARMS, COMPARED_METRICS, COMPARISONS, HEADLINE_METRICS, LOGIT_ADJUSTED,
-                                     comparison_name, describe_tau)
+                                     TAU_NORMALISED, comparison_name, describe_tau)
 from classweights.files import atomic_path
 from classweights.machine import kind
 from classweights.machine import line as machine_line
@@ -352,7 +352,8 @@ def remedy_name(params):
 def remedies_of(records):
     """{name: (per seed {seed: {metric: value}}, seconds per training or None)} for every remedy of
     one setting's experiments: the shared unweighted arm once, each experiment's remedy arm, each
-    post-hoc logit adjustment (per tau; its seconds are the unweighted trainings' it reuses)."""
+    post-hoc logit adjustment and τ-normalised classifier (per tau; their seconds are the unweighted
+    trainings' they reuse)."""
     found = {}
     for record in records:
         per_seed, params = record.get("per_seed", {}), parse_params(record["params"], where=record["name"])
@@ -360,7 +361,10 @@ def remedies_of(records):
                    record.get("metrics", {}).get("training_seconds", {}).items()}
         arms = {"unweighted": "unweighted (cross-entropy)", "weighted": remedy_name(params),
                 LOGIT_ADJUSTED: f"post-hoc logit adjustment ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
-        trained_by = {"unweighted": "unweighted", "weighted": "weighted", LOGIT_ADJUSTED: "unweighted"}
+        if params.evaluate.tau_norm is not None:
+            arms[TAU_NORMALISED] = f"τ-normalised classifier ({describe_tau(params.evaluate.tau_norm)})"
+        trained_by = {"unweighted": "unweighted", "weighted": "weighted", LOGIT_ADJUSTED: "unweighted",
+                      TAU_NORMALISED: "unweighted"}
         for arm, name in arms.items():
             if arm in per_seed:
                 if arm == "weighted" and name in found:  # the same remedy twice (another evaluate.alpha)

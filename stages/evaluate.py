@@ -3,7 +3,9 @@
 The arms: unweighted and weighted (trained), and logit-adjusted (the unweighted models'
 probabilities adjusted by the training prior; off when evaluate.logit_adjustment_tau is 0; when
 it is `tuned`, each seed's τ is chosen on the validation split from the unweighted model's
-predictions there, which only then loads TensorFlow).
+predictions there, which only then loads TensorFlow), and tau-normalised (the unweighted models'
+classifier with each class's weight vector divided by its norm to the power evaluate.tau_norm,
+Kang et al. 2020; off when it is null; it loads the unweighted models to read their features).
 metrics/<arm>.json and metrics/comparison.json hold the headline numbers (`dvc metrics show`);
 metrics/details/ holds every seed, every class and every test, and machine.json: where the
 run was made (its one-line form ends reports/summary.md). metrics/training_seconds.json: each
@@ -12,9 +14,10 @@ if not __package__:  # run by path, Python would not find the project's packages
     raise SystemExit("error: run stages as `python -m stages.evaluate` from the project root, or `dvc repro`")
 
 from classweights.cli import run_stage
-from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, UNWEIGHTED, arm_probabilities, comparison_name,
-                                     comparison_pairs, confusion, headline_metrics, in_class_order,
-                                     pooled_calibration_bins, seed_metrics, summarise_seeds, tuned_taus)
+from classweights.evaluation import (ARMS, LOGIT_ADJUSTED, TAU_NORMALISED, UNWEIGHTED, arm_probabilities,
+                                     comparison_name, comparison_pairs, confusion, headline_metrics, in_class_order,
+                                     pooled_calibration_bins, seed_metrics, summarise_seeds, tau_normalised_arm,
+                                     tuned_taus)
 from classweights.files import atomic_path, read_arrays, read_json, write_json
 from classweights.machine import describe
 from classweights.params import TUNED, load_params
@@ -41,11 +44,19 @@ def main():
         tau = tuned_taus(val["y_val"], validation_proba(seeds, val["x_val"], params.train.threads),
                          class_counts["train"], params.evaluate.logit_adjustment_tau_grid)
     proba = arm_probabilities(trained, class_counts["train"], tau)
+    tau_norm, tau_norm_chosen = params.evaluate.tau_norm, None
+    if tau_norm is not None:
+        split = read_arrays(SPLITS, ["x_test", "x_val", "y_val"])
+        heads = unweighted_heads(seeds, {"test": split["x_test"], "val": split["x_val"]}, params.train.threads)
+        proba[TAU_NORMALISED], tau_norm_chosen = tau_normalised_arm(heads, tau_norm, split["y_val"],
+                                                                    params.evaluate.tau_norm_grid)
     predictions = {arm: {s: p.argmax(axis=1) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
     per_seed = {arm: {s: seed_metrics(y_test, p, minority_ids, names) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
     summaries = {arm: summarise_seeds(per_seed[arm]) for arm in proba}
     if isinstance(tau, dict):
         summaries[LOGIT_ADJUSTED]["tuned_tau"] = tau
+    if tau_norm_chosen is not None:
+        summaries[TAU_NORMALISED]["tuned_tau"] = tau_norm_chosen
     comparisons = {comparison_name(arm, baseline): compare_arms(per_seed, predictions, y_test, alpha, arm, baseline)
                    for arm, baseline in comparison_pairs(proba)}
     headline = headline_comparison(comparisons, minority)
@@ -60,7 +71,7 @@ def main():
                  reliability)
     with atomic_path(METRICS / "details") as details:  # one folder, so no arm that is off lingers
         details.mkdir()
-        for arm, summary in summaries.items():
+        for arm, summary in summaries.items():  # τ-normalised: here only, so an arm that is off writes nothing
             write_json(details / f"{arm}.json", summary)
         write_json(details / "comparison.json", comparisons)
         write_json(details / MACHINE.name, machine)
@@ -76,6 +87,10 @@ def main():
     if isinstance(tau, dict):
         print(f"evaluate: τ tuned on validation, per seed: {', '.join(f'{s} {t:g}' for s, t in tau.items())} "
               f"({METRICS / LOGIT_ADJUSTED}.json)")
+    if tau_norm_chosen is not None:
+        print(f"evaluate: τ-normalisation tuned on validation, per seed: "
+              f"{', '.join(f'{s} {t:g}' for s, t in tau_norm_chosen.items())} "
+              f"({METRICS / 'details' / TAU_NORMALISED}.json)")
 
 
 def validation_proba(seeds, x_val, threads):
@@ -84,6 +99,20 @@ def validation_proba(seeds, x_val, threads):
 
     use_threads(threads)
     return {s: predict_proba(load_model(model_dir(UNWEIGHTED, s) / "model.keras"), x_val) for s in seeds}
+
+
+def unweighted_heads(seeds, x_by_split, threads):
+    """{seed: {"kernel": the unweighted model's head kernel, split: its backbone's features for
+    x_by_split[split]}}: what the τ-normalised classifier is computed from."""
+    from classweights.model import head_inputs, load_model, use_threads  # TensorFlow: only for τ-normalisation
+
+    use_threads(threads)
+    heads = {}
+    for s in seeds:
+        model = load_model(model_dir(UNWEIGHTED, s) / "model.keras")
+        heads[s] = {split: head_inputs(model, x)[0] for split, x in x_by_split.items()}
+        heads[s]["kernel"] = model.layers[-1].get_weights()[0]
+    return heads
 
 
 if __name__ == "__main__":
