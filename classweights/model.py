@@ -275,28 +275,27 @@ def class_balanced_weight(y, classes):
 
 
 def retrain_classifier(model, splits, train, seed, epochs):
-    """cRT (Kang et al. 2020): the network's backbone frozen, its head's Dense re-initialised (seeded
-    by seed) and trained alone for `epochs` epochs on class-balanced batches (class_balanced_weight),
-    with train's optimizer, learning rate and batch size. model (a build_model network, e.g. a loaded
-    unweighted model) is changed in place and returned with the history. Frozen layers run in
-    inference mode, so batch normalisation keeps the statistics the backbone learned."""
+    """cRT (Kang et al. 2020): a build_model network's backbone frozen, its head (dropout → Dense)
+    re-initialised (seeded by seed) and trained alone for `epochs` epochs on class-balanced batches
+    (class_balanced_weight), with train's optimizer, learning rate and batch size. The backbone runs
+    once, in inference mode (its dropout off, batch normalisation with the statistics it learned),
+    to give the features the head trains on: no gradient reaches it. The trained head's weights
+    replace model's (changed in place); returns (model, history)."""
     use_threads(train.threads)
-    keras.utils.set_random_seed(seed)
+    features = {split: head_inputs(model, splits[f"x_{split}"])[0] for split in ("train", "val")}
+    keras.utils.set_random_seed(seed)  # the new head's initial weights, its dropout masks, the batches
     tf.config.experimental.enable_op_determinism()
-    head = model.layers[-1]
-    for layer in model.layers[:-1]:
-        layer.trainable = False
-    kernel, bias = head.get_weights()
-    head.set_weights([np.asarray(keras.initializers.GlorotUniform(seed=seed)(kernel.shape)), np.zeros_like(bias)])
-    model.compile(optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=STEPS_PER_EXECUTION)
-    balanced = class_balanced_weight(splits["y_train"], head.units)
-    history = model.fit(
-        make_dataset(splits["x_train"], splits["y_train"], train.batch_size, shuffle_seed=seed,
-                     sampling_weight=balanced),
-        validation_data=make_dataset(splits["x_val"], splits["y_val"], train.batch_size),
+    old_head = model.layers[-1]
+    head = keras.Sequential([keras.Input(shape=features["train"].shape[1:]), layers.Dropout(model.layers[-2].rate),
+                             layers.Dense(old_head.units, activation="softmax", dtype="float32")])
+    head.compile(optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
+                 loss="sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=STEPS_PER_EXECUTION)
+    balanced = class_balanced_weight(splits["y_train"], old_head.units)
+    history = head.fit(
+        make_dataset(features["train"], splits["y_train"], train.batch_size, shuffle_seed=seed, sampling_weight=balanced),
+        validation_data=make_dataset(features["val"], splits["y_val"], train.batch_size),
         epochs=epochs, shuffle=False, verbose=0)
+    old_head.set_weights(head.layers[-1].get_weights())
     return model, history.history
 
 
