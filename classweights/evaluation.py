@@ -10,10 +10,11 @@ from classweights.paths import ARMS
 UNWEIGHTED, WEIGHTED = ARMS  # the trained arms, as named in models/<arm>/
 LOGIT_ADJUSTED = "logit_adjusted"  # an arm evaluate derives from the unweighted arm: no training
 TAU_NORMALISED = "tau_normalised"  # the unweighted model's classifier τ-normalised (Kang et al. 2020): no training
+CRT = "crt"  # the unweighted model's classifier re-trained on class-balanced batches, backbone frozen (Kang et al.)
 # The paired comparisons, (arm, baseline): each difference is arm − baseline on the same seed.
-# Comparisons with an arm that is off (logit adjustment at tau 0, τ-normalisation null) are left out.
+# Comparisons with an arm that is off (logit adjustment at tau 0, τ-normalisation null, cRT 0 epochs) are left out.
 COMPARISONS = ((WEIGHTED, UNWEIGHTED), (LOGIT_ADJUSTED, UNWEIGHTED), (WEIGHTED, LOGIT_ADJUSTED),
-               (TAU_NORMALISED, UNWEIGHTED))
+               (TAU_NORMALISED, UNWEIGHTED), (CRT, UNWEIGHTED))
 PROBABILITY_FLOOR = 1e-12  # clip before a log: a zero probability or prior stays finite
 # What a remedy costs besides recall: false alarms (the minority classes' precision), ranking
 # (macro PR-AUC) and calibration (ECE, NLL, Brier); "loss" is the test NLL (docs/statistics.md).
@@ -182,6 +183,11 @@ def tau_normalised_arm(heads, tau, y_val=None, grid=None):
     return proba, taus
 
 
+def linear_proba(features, kernel, bias):
+    """softmax(features · kernel + bias): a Dense softmax head's probabilities (cRT's re-trained one)."""
+    return softmax(np.asarray(features, dtype=np.float64) @ kernel + bias, axis=1)
+
+
 def describe_tau(tau):
     """The logit-adjusted arm's τ in labels: 'τ = 1' or 'τ tuned on validation'."""
     return "τ tuned on validation" if tau == TUNED else f"τ = {tau:g}"
@@ -198,6 +204,17 @@ def arm_probabilities(trained, train_counts, tau):
         arms[LOGIT_ADJUSTED] = {seed: logit_adjusted_proba(p, prior, tau[seed] if per_seed else tau)
                                 for seed, p in trained[UNWEIGHTED].items()}
     return arms
+
+
+def decoupled_labels(evaluate):
+    """The labels of Kang et al. 2020's arms that are switched on (evaluate.tau_norm, evaluate.crt_epochs)."""
+    labels = {}
+    if evaluate.tau_norm is not None:
+        labels[TAU_NORMALISED] = f"τ-normalised classifier ({describe_tau(evaluate.tau_norm)})"
+    if evaluate.crt_epochs:
+        epochs = evaluate.crt_epochs
+        labels[CRT] = f"cRT (classifier re-trained class-balanced, {epochs} epoch{'s' if epochs > 1 else ''})"
+    return labels
 
 
 def comparison_name(arm, baseline):

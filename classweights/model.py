@@ -274,29 +274,37 @@ def class_balanced_weight(y, classes):
     return {c: (1.0 / n if n else 0.0) for c, n in enumerate(counts)}
 
 
-def retrain_classifier(model, splits, train, seed, epochs):
-    """cRT (Kang et al. 2020): a build_model network's backbone frozen, its head (dropout → Dense)
-    re-initialised (seeded by seed) and trained alone for `epochs` epochs on class-balanced batches
-    (class_balanced_weight), with train's optimizer, learning rate and batch size. The backbone runs
-    once, in inference mode (its dropout off, batch normalisation with the statistics it learned),
-    to give the features the head trains on: no gradient reaches it. The trained head's weights
-    replace model's (changed in place); returns (model, history)."""
+def train_head(features, y, val_features, y_val, classes, dropout, train, seed, epochs):
+    """cRT's classifier (Kang et al. 2020): a new head, dropout → Dense(classes) softmax, initialised
+    from seed and trained on a frozen backbone's features for `epochs` epochs on class-balanced batches
+    (class_balanced_weight), with train's optimizer, learning rate and batch size. Returns
+    (kernel, bias, history)."""
     use_threads(train.threads)
-    features = {split: head_inputs(model, splits[f"x_{split}"])[0] for split in ("train", "val")}
-    keras.utils.set_random_seed(seed)  # the new head's initial weights, its dropout masks, the batches
+    keras.utils.set_random_seed(seed)  # the head's initial weights, its dropout masks, the batches
     tf.config.experimental.enable_op_determinism()
-    old_head = model.layers[-1]
-    head = keras.Sequential([keras.Input(shape=features["train"].shape[1:]), layers.Dropout(model.layers[-2].rate),
-                             layers.Dense(old_head.units, activation="softmax", dtype="float32")])
+    head = keras.Sequential([keras.Input(shape=features.shape[1:]), layers.Dropout(dropout),
+                             layers.Dense(classes, activation="softmax", dtype="float32")])
     head.compile(optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=STEPS_PER_EXECUTION)
-    balanced = class_balanced_weight(splits["y_train"], old_head.units)
     history = head.fit(
-        make_dataset(features["train"], splits["y_train"], train.batch_size, shuffle_seed=seed, sampling_weight=balanced),
-        validation_data=make_dataset(features["val"], splits["y_val"], train.batch_size),
+        make_dataset(features, y, train.batch_size, shuffle_seed=seed, sampling_weight=class_balanced_weight(y, classes)),
+        validation_data=make_dataset(val_features, y_val, train.batch_size),
         epochs=epochs, shuffle=False, verbose=0)
-    old_head.set_weights(head.layers[-1].get_weights())
-    return model, history.history
+    kernel, bias = head.layers[-1].get_weights()
+    return kernel, bias, history.history
+
+
+def retrain_classifier(model, splits, train, seed, epochs):
+    """cRT on a build_model network: its backbone frozen, its head re-initialised and re-trained
+    (train_head). The backbone runs once, in inference mode (its dropout off, batch normalisation
+    with the statistics it learned), to give the features the head trains on: no gradient reaches
+    it. The new head's weights replace model's (changed in place); returns (model, history)."""
+    features = {split: head_inputs(model, splits[f"x_{split}"])[0] for split in ("train", "val")}
+    old_head = model.layers[-1]
+    kernel, bias, history = train_head(features["train"], splits["y_train"], features["val"], splits["y_val"],
+                                       old_head.units, model.layers[-2].rate, train, seed, epochs)
+    old_head.set_weights([kernel, bias])
+    return model, history
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -177,6 +177,8 @@ class EvaluateParams(_Section):
     # the τ-normalised classifier (Kang et al. 2020) from the unweighted models: null (off), a number or TUNED
     tau_norm: float | Literal["tuned"] | None
     tau_norm_grid: list[float]  # the τ values a tuned tau_norm chooses among
+    # cRT (Kang et al. 2020): epochs of re-training the unweighted model's head on class-balanced batches; 0: off
+    crt_epochs: int = Field(ge=0)
 
     @field_validator("logit_adjustment_tau", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from classweights.evaluation import (ARMS, COMPARED_METRICS, COMPARISONS, HEADLINE_METRICS, LOGIT_ADJUSTED,
-                                     TAU_NORMALISED, comparison_name, describe_tau)
+                                     TAU_NORMALISED, CRT, comparison_name, decoupled_labels, describe_tau)
 from classweights.files import atomic_path
 from classweights.machine import kind
 from classweights.machine import line as machine_line
@@ -27,6 +27,7 @@ PAIRS = tuple(comparison_name(arm, baseline) for arm, baseline in COMPARISONS)
 STATS = ("mean", "ci_low", "ci_high", "p", "verdict")
 PANELS = (("minority_recall", "(a) minority-recall gain"), ("balanced_accuracy", "(b) balanced-accuracy gain"),
           ("worst_majority_recall", "(c) cost: largest recall loss of a majority class"))
+DECOUPLED = (TAU_NORMALISED, CRT)  # Kang et al.'s arms: only metrics/details/<arm>.json, when switched on
 SIGNIFICANT_GAIN = "better"  # evaluate's verdict for a difference whose interval lies above 0
 
 
@@ -353,7 +354,7 @@ def remedies_of(records):
     """{name: (per seed {seed: {metric: value}}, seconds per training or None)} for every remedy of
     one setting's experiments: the shared unweighted arm once, each experiment's remedy arm, each
     post-hoc logit adjustment and τ-normalised classifier (per tau; their seconds are the unweighted
-    trainings' they reuse)."""
+    trainings' they reuse) and cRT (its seconds: the head's re-training)."""
     found = {}
     for record in records:
         per_seed, params = record.get("per_seed", {}), parse_params(record["params"], where=record["name"])
@@ -361,10 +362,9 @@ def remedies_of(records):
                    record.get("metrics", {}).get("training_seconds", {}).items()}
         arms = {"unweighted": "unweighted (cross-entropy)", "weighted": remedy_name(params),
                 LOGIT_ADJUSTED: f"post-hoc logit adjustment ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
-        if params.evaluate.tau_norm is not None:
-            arms[TAU_NORMALISED] = f"τ-normalised classifier ({describe_tau(params.evaluate.tau_norm)})"
+        arms.update(decoupled_labels(params.evaluate))
         trained_by = {"unweighted": "unweighted", "weighted": "weighted", LOGIT_ADJUSTED: "unweighted",
-                      TAU_NORMALISED: "unweighted"}
+                      TAU_NORMALISED: "unweighted", CRT: CRT}  # cRT's seconds: its head's re-training
         for arm, name in arms.items():
             if arm in per_seed:
                 if arm == "weighted" and name in found:  # the same remedy twice (another evaluate.alpha)
