@@ -28,6 +28,7 @@ STATS = ("mean", "ci_low", "ci_high", "p", "verdict")
 PANELS = (("minority_recall", "(a) minority-recall gain"), ("balanced_accuracy", "(b) balanced-accuracy gain"),
           ("worst_majority_recall", "(c) cost: largest recall loss of a majority class"))
 DECOUPLED = (TAU_NORMALISED, CRT)  # Kang et al.'s arms: only metrics/details/<arm>.json, when switched on
+DECOUPLED_LABELS = {TAU_NORMALISED: "τ-normalised classifier", CRT: "cRT"}
 SIGNIFICANT_GAIN = "better"  # evaluate's verdict for a difference whose interval lies above 0
 
 
@@ -201,7 +202,8 @@ def draw(rows, varied, path):
 def remedy_entries(rows, varied):
     """The rows of the remedies picture, [(label, row, pair)]: each grid point's remedy arm
     against the unweighted one, and after each setting's points its post-hoc logit adjustment
-    (the same for every point of a setting: it is derived from the shared unweighted arm)."""
+    (the same for every point of a setting: it is derived from the shared unweighted arm) and the
+    decoupled arms of the point that switched them on."""
     settings = [k for k in varied if not k.startswith(NOT_READ_BY_UNWEIGHTED) and len({repr(r[k]) for r in rows}) > 1]
     post_hoc = comparison_name(LOGIT_ADJUSTED, "unweighted")
     entries, groups = [], {}
@@ -213,6 +215,11 @@ def remedy_entries(rows, varied):
                      "weighted_vs_unweighted") for row in group]
         if any(group[0].get(f"{post_hoc}.{metric}.mean") not in (None, "") for metric, _ in PANELS):
             entries.append((f"{prefix}post-hoc logit adjustment", group[0], post_hoc))
+        for arm, label in DECOUPLED_LABELS.items():  # from the first point that switched it on
+            pair = comparison_name(arm, "unweighted")
+            row = next((r for r in group if any(r.get(f"{pair}.{m}.mean") not in (None, "") for m, _ in PANELS)), None)
+            if row is not None:
+                entries.append((f"{prefix}{label}", row, pair))
     return entries
 
 

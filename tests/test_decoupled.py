@@ -1,4 +1,4 @@
-"""Kang et al. 2020's decoupled remedies: the τ-normalised classifier (an evaluate-time arm from the
+"""Kang et al. 2020's decoupled remedies, both evaluate-time arms from the unweighted models: the τ-normalised classifier
 unweighted models) against a hand computation and a real tiny trained network, and classifier
 re-training (cRT) on a real tiny network: backbone frozen, head re-trained on class-balanced batches."""
 import numpy as np
@@ -138,3 +138,33 @@ def test_a_bad_tau_norm_or_grid_is_one_line_naming_the_key(evaluate, words):
     with pytest.raises(UserError) as caught:
         parse_params(merged(committed_params(), {"evaluate": evaluate}))
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_crt_in_evaluate_gives_the_retrained_network_s_own_predictions(splits, unweighted):
+    from classweights.evaluation import linear_proba
+    from classweights.model import train_head
+
+    model = load_model(unweighted)
+    features = {split: head_inputs(model, splits[f"x_{split}"])[0] for split in ("train", "val", "test")}
+    kernel, bias, _ = train_head(features["train"], splits["y_train"], features["val"], splits["y_val"], 10,
+                                 model.layers[-2].rate, TRAIN, seed=0, epochs=2)
+    retrained, _ = retrain_classifier(model, splits, TRAIN, seed=0, epochs=2)
+    np.testing.assert_array_equal(retrained.layers[-1].get_weights()[0], kernel)  # the same head, seed for seed
+    np.testing.assert_allclose(linear_proba(features["test"], kernel, bias), predict_proba(retrained, splits["x_test"]),
+                               atol=1e-5)
+
+
+def test_crt_is_labelled_with_its_epochs_and_off_by_default():
+    from classweights.evaluation import CRT
+
+    assert CRT not in arm_labels(shipped_params())
+    assert arm_labels(shipped_params({"evaluate": {"crt_epochs": 10}}))[CRT] == \
+        "cRT (classifier re-trained class-balanced, 10 epochs)"
+
+
+@pytest.mark.parametrize("value", [-1, "2", True, 1.5])
+def test_a_bad_crt_epochs_is_one_line_naming_the_key(value):
+    with pytest.raises(UserError) as caught:
+        parse_params(merged(committed_params(), {"evaluate": {"crt_epochs": value}}))
+    message = str(caught.value)
+    assert message.startswith(f"params.yaml: evaluate.crt_epochs = {value!r}: ") and "\n" not in message
