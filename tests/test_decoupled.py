@@ -1,5 +1,5 @@
-"""Kang et al. 2020's decoupled remedies, both evaluate-time arms from the unweighted models: the τ-normalised classifier
-unweighted models) against a hand computation and a real tiny trained network, and classifier
+"""Kang et al. 2020's decoupled remedies, both evaluate-time arms from the unweighted models: the
+τ-normalised classifier against a hand computation and a real tiny trained network, and classifier
 re-training (cRT) on a real tiny network: backbone frozen, head re-trained on class-balanced batches."""
 import numpy as np
 import pytest
