@@ -73,7 +73,7 @@ def main():
                  reliability)
     with atomic_path(METRICS / "details") as details:  # one folder, so no arm that is off lingers
         details.mkdir()
-        for arm, summary in summaries.items():  # τ-normalised: here only, so an arm that is off writes nothing
+        for arm, summary in summaries.items():  # the decoupled arms: here only (an arm that is off: no file)
             write_json(details / f"{arm}.json", summary)
         write_json(details / "comparison.json", comparisons)
         write_json(details / MACHINE.name, machine)
