@@ -178,7 +178,7 @@ class EvaluateParams(_Section):
     tau_norm: float | Literal["tuned"] | None
     tau_norm_grid: list[float]  # the τ values a tuned tau_norm chooses among
     # cRT (Kang et al. 2020): epochs of re-training the unweighted model's head on class-balanced batches; 0: off
-    crt_epochs: int = Field(ge=0)
+    crt_epochs: int
 
     @field_validator("logit_adjustment_tau", mode="before")
     @classmethod
@@ -200,6 +200,13 @@ class EvaluateParams(_Section):
                              f"without its bias; 1: unit-norm class weights) or {TUNED!r} (chosen per seed on the "
                              "validation split from evaluate.tau_norm_grid)")
         return float(value)
+
+    @field_validator("crt_epochs", mode="before")
+    @classmethod
+    def _crt_epochs(cls, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("must be a whole number of epochs >= 0 (0 turns cRT off; Kang et al. re-train 10)")
+        return value
 
     @field_validator("logit_adjustment_tau_grid", "tau_norm_grid")
     @classmethod

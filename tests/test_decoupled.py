@@ -167,4 +167,5 @@ def test_a_bad_crt_epochs_is_one_line_naming_the_key(value):
     with pytest.raises(UserError) as caught:
         parse_params(merged(committed_params(), {"evaluate": {"crt_epochs": value}}))
     message = str(caught.value)
-    assert message.startswith(f"params.yaml: evaluate.crt_epochs = {value!r}: ") and "\n" not in message
+    assert message == f"params.yaml: evaluate.crt_epochs = {value!r}: must be a whole number of epochs >= 0 (0 turns " \
+                      "cRT off; Kang et al. re-train 10)"
