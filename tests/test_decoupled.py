@@ -169,3 +169,50 @@ def test_a_bad_crt_epochs_is_one_line_naming_the_key(value):
     message = str(caught.value)
     assert message == f"params.yaml: evaluate.crt_epochs = {value!r}: must be a whole number of epochs >= 0 (0 turns " \
                       "cRT off; Kang et al. re-train 10)"
+
+
+def test_switching_the_decoupled_arms_on_reruns_only_evaluate_and_pairs_them_with_the_unweighted_arm(project):
+    import json
+
+    import keras
+    from sklearn.metrics import balanced_accuracy_score
+
+    from tools.sandbox import dvc, ran_stages, set_params
+
+    set_params(project, {"evaluate": {"tau_norm": 1, "crt_epochs": 2}})
+    assert ran_stages(dvc(project, "repro")) == ["check_params", "evaluate"]  # no training
+    details = project / "metrics/details"
+    assert not (project / "metrics/tau_normalised.json").exists() and not (project / "metrics/crt.json").exists()
+    comparison = json.loads((project / "metrics/comparison.json").read_text())
+    assert {"tau_normalised_vs_unweighted", "crt_vs_unweighted"} <= set(comparison)
+    seconds = json.loads((project / "metrics/training_seconds.json").read_text())
+    assert set(seconds["crt"]["seeds"]) == {"0", "1"}
+    summary = (project / "reports/summary.md").read_text()
+    assert "τ-normalised classifier (τ = 1)" in summary and "cRT (classifier re-trained class-balanced, 2 epochs)" in summary
+
+    # τ = 1 independently: Keras' features, the kernel's columns made unit-norm, scikit-learn's score
+    tau_norm = json.loads((details / "tau_normalised.json").read_text())
+    splits = np.load(project / "data/splits.npz")
+    for seed in ("0", "1"):
+        model = keras.models.load_model(project / f"models/unweighted/seed_{seed}/model.keras")
+        features = keras.Model(model.inputs, model.layers[-2].output).predict(splits["x_test"], verbose=0)
+        kernel = model.layers[-1].get_weights()[0]
+        predicted = (features @ (kernel / np.linalg.norm(kernel, axis=0))).argmax(axis=1)
+        assert tau_norm["seeds"][seed]["balanced_accuracy"] == pytest.approx(
+            balanced_accuracy_score(splits["y_test"], predicted), abs=1e-12)
+
+    # cRT again from scratch: the same bytes (seeded, deterministic)
+    before = (details / "crt.json").read_bytes()
+    dvc(project, "repro", "--force", "--single-item", "evaluate")
+    assert (details / "crt.json").read_bytes() == before
+
+
+def test_the_sweep_ranks_the_decoupled_arms_as_remedies_of_their_own():
+    from orchestration import sweep_report
+
+    per_seed = {arm: {"0": {"balanced_accuracy": 0.5}} for arm in ("unweighted", TAU_NORMALISED, "crt")}
+    record = {"name": "exp", "params": merged(committed_params(), {"evaluate": {"tau_norm": "tuned", "crt_epochs": 2}}),
+              "per_seed": per_seed, "metrics": {"training_seconds": {"unweighted": {"mean": 30.0}, "crt": {"mean": 1.5}}}}
+    remedies = sweep_report.remedies_of([record])
+    assert remedies["τ-normalised classifier (τ tuned on validation)"][1] == 30.0  # the unweighted training it reuses
+    assert remedies["cRT (classifier re-trained class-balanced, 2 epochs)"][1] == 1.5  # its head's re-training
