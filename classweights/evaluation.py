@@ -9,9 +9,12 @@ from classweights.paths import ARMS
 
 UNWEIGHTED, WEIGHTED = ARMS  # the trained arms, as named in models/<arm>/
 LOGIT_ADJUSTED = "logit_adjusted"  # an arm evaluate derives from the unweighted arm: no training
+TAU_NORMALISED = "tau_normalised"  # the unweighted model's classifier τ-normalised (Kang et al. 2020): no training
+CRT = "crt"  # the unweighted model's classifier re-trained on class-balanced batches, backbone frozen (Kang et al.)
 # The paired comparisons, (arm, baseline): each difference is arm − baseline on the same seed.
-# Comparisons with an arm that is off (logit adjustment at tau 0) are left out.
-COMPARISONS = ((WEIGHTED, UNWEIGHTED), (LOGIT_ADJUSTED, UNWEIGHTED), (WEIGHTED, LOGIT_ADJUSTED))
+# Comparisons with an arm that is off (logit adjustment at tau 0, τ-normalisation null, cRT 0 epochs) are left out.
+COMPARISONS = ((WEIGHTED, UNWEIGHTED), (LOGIT_ADJUSTED, UNWEIGHTED), (WEIGHTED, LOGIT_ADJUSTED),
+               (TAU_NORMALISED, UNWEIGHTED), (CRT, UNWEIGHTED))
 PROBABILITY_FLOOR = 1e-12  # clip before a log: a zero probability or prior stays finite
 # What a remedy costs besides recall: false alarms (the minority classes' precision), ranking
 # (macro PR-AUC) and calibration (ECE, NLL, Brier); "loss" is the test NLL (docs/statistics.md).
@@ -124,19 +127,65 @@ def logit_adjusted_proba(proba, prior, tau):
 TIE_TOLERANCE = 1e-12
 
 
-def tune_tau(y_val, val_proba, prior, grid):
-    """The τ of grid whose logit adjustment of val_proba (the validation split's probabilities,
-    never the test split's) has the highest balanced accuracy on y_val; a tie goes to the smaller τ."""
-    scores = {tau: balanced_accuracy_score(y_val, logit_adjusted_proba(val_proba, prior, tau).argmax(axis=1))
-              for tau in sorted(set(grid))}
+def best_on_validation(y_val, predict, grid):
+    """The value of grid whose validation predictions predict(value) (class ids, from the validation
+    split, never the test split) have the highest balanced accuracy on y_val; a tie goes to the smaller."""
+    scores = {value: balanced_accuracy_score(y_val, predict(value)) for value in sorted(set(grid))}
     best = max(scores.values())
-    return next(tau for tau, score in scores.items() if score >= best - TIE_TOLERANCE)
+    return next(value for value, score in scores.items() if score >= best - TIE_TOLERANCE)
+
+
+def tune_tau(y_val, val_proba, prior, grid):
+    """The τ of grid whose logit adjustment of val_proba (the validation split's probabilities)
+    has the highest balanced accuracy on y_val (best_on_validation)."""
+    return best_on_validation(y_val, lambda tau: logit_adjusted_proba(val_proba, prior, tau).argmax(axis=1), grid)
 
 
 def tuned_taus(y_val, val_proba_by_seed, train_counts, grid):
     """{seed: tune_tau} from each seed's unweighted model's validation probabilities."""
     prior = training_prior(train_counts)
     return {seed: tune_tau(y_val, proba, prior, grid) for seed, proba in val_proba_by_seed.items()}
+
+
+def tau_normalised_kernel(kernel, tau):
+    """Kang et al. 2020's τ-normalisation: each class's weight vector w_k (a column of the head's
+    (features, K) kernel) divided by ||w_k||^τ. τ = 0 leaves it as it is, τ = 1 gives unit columns."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    return kernel / np.maximum(np.linalg.norm(kernel, axis=0), PROBABILITY_FLOOR) ** tau
+
+
+def tau_normalised_logits(features, kernel, tau):
+    """features · the τ-normalised kernel: the classifier's scores without its bias, as Kang et al.'s
+    code computes them (the bias is dropped, not normalised)."""
+    return np.asarray(features, dtype=np.float64) @ tau_normalised_kernel(kernel, tau)
+
+
+def tau_normalised_proba(features, kernel, tau):
+    """The τ-normalised classifier's probabilities: the softmax of tau_normalised_logits."""
+    return softmax(tau_normalised_logits(features, kernel, tau), axis=1)
+
+
+def tune_tau_norm(y_val, val_features, kernel, grid):
+    """The τ of grid whose τ-normalised classifier has the highest validation balanced accuracy."""
+    return best_on_validation(y_val, lambda tau: tau_normalised_logits(val_features, kernel, tau).argmax(axis=1),
+                              grid)
+
+
+def tau_normalised_arm(heads, tau, y_val=None, grid=None):
+    """(the τ-normalised arm's test probabilities per seed, the τ used per seed or None).
+    heads: {seed: {"kernel", "test", "val"}}: the unweighted model's head kernel and the features
+    its backbone gives for the test (and validation) split. tau: one number for every seed, or
+    TUNED: each seed's own, chosen on the validation split over grid (tune_tau_norm)."""
+    taus = ({seed: tune_tau_norm(y_val, head["val"], head["kernel"], grid) for seed, head in heads.items()}
+            if tau == TUNED else None)
+    proba = {seed: tau_normalised_proba(head["test"], head["kernel"], taus[seed] if taus else tau)
+             for seed, head in heads.items()}
+    return proba, taus
+
+
+def linear_proba(features, kernel, bias):
+    """softmax(features · kernel + bias): a Dense softmax head's probabilities (cRT's re-trained one)."""
+    return softmax(np.asarray(features, dtype=np.float64) @ kernel + bias, axis=1)
 
 
 def describe_tau(tau):
@@ -155,6 +204,17 @@ def arm_probabilities(trained, train_counts, tau):
         arms[LOGIT_ADJUSTED] = {seed: logit_adjusted_proba(p, prior, tau[seed] if per_seed else tau)
                                 for seed, p in trained[UNWEIGHTED].items()}
     return arms
+
+
+def decoupled_labels(evaluate):
+    """The labels of Kang et al. 2020's arms that are switched on (evaluate.tau_norm, evaluate.crt_epochs)."""
+    labels = {}
+    if evaluate.tau_norm is not None:
+        labels[TAU_NORMALISED] = f"τ-normalised classifier ({describe_tau(evaluate.tau_norm)})"
+    if evaluate.crt_epochs:
+        epochs = evaluate.crt_epochs
+        labels[CRT] = f"cRT (classifier re-trained class-balanced, {epochs} epoch{'s' if epochs > 1 else ''})"
+    return labels
 
 
 def comparison_name(arm, baseline):

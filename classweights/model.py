@@ -309,6 +309,54 @@ def train_remedy(base, splits, train, seed, class_weight, apply, callbacks, loss
     return predicting, history
 
 
+def head_inputs(model, x, batch_size=1024):
+    """(features, kernel) of a network built by build_model: what its backbone gives for x (the
+    head's input; dropout is off at prediction) and the head Dense's kernel, (features, K)."""
+    backbone = keras.Model(model.inputs, model.layers[-2].output)
+    features = backbone.predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(features, dtype=np.float32), model.layers[-1].get_weights()[0]
+
+
+def class_balanced_weight(y, classes):
+    """{class: 1 / its count in y} (0 for a class without images): drawn with these weights
+    (make_dataset's sampling_weight) every class is drawn equally often."""
+    counts = np.bincount(y, minlength=classes)
+    return {c: (1.0 / n if n else 0.0) for c, n in enumerate(counts)}
+
+
+def train_head(features, y, val_features, y_val, classes, dropout, train, seed, epochs):
+    """cRT's classifier (Kang et al. 2020): a new head, dropout → Dense(classes) softmax, initialised
+    from seed and trained on a frozen backbone's features for `epochs` epochs on class-balanced batches
+    (class_balanced_weight), with train's optimizer, learning rate and batch size. Returns
+    (kernel, bias, history)."""
+    use_threads(train.threads)
+    keras.utils.set_random_seed(seed)  # the head's initial weights, its dropout masks, the batches
+    tf.config.experimental.enable_op_determinism()
+    head = keras.Sequential([keras.Input(shape=features.shape[1:]), layers.Dropout(dropout),
+                             layers.Dense(classes, activation="softmax", dtype="float32")])
+    head.compile(optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
+                 loss="sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=STEPS_PER_EXECUTION)
+    history = head.fit(
+        make_dataset(features, y, train.batch_size, shuffle_seed=seed, sampling_weight=class_balanced_weight(y, classes)),
+        validation_data=make_dataset(val_features, y_val, train.batch_size),
+        epochs=epochs, shuffle=False, verbose=0)
+    kernel, bias = head.layers[-1].get_weights()
+    return kernel, bias, history.history
+
+
+def retrain_classifier(model, splits, train, seed, epochs):
+    """cRT on a build_model network: its backbone frozen, its head re-initialised and re-trained
+    (train_head). The backbone runs once, in inference mode (its dropout off, batch normalisation
+    with the statistics it learned), to give the features the head trains on: no gradient reaches
+    it. The new head's weights replace model's (changed in place); returns (model, history)."""
+    features = {split: head_inputs(model, splits[f"x_{split}"])[0] for split in ("train", "val")}
+    old_head = model.layers[-1]
+    kernel, bias, history = train_head(features["train"], splits["y_train"], features["val"], splits["y_val"],
+                                       old_head.units, model.layers[-2].rate, train, seed, epochs)
+    old_head.set_weights([kernel, bias])
+    return model, history
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """Stop a training whose loss became NaN or infinite with a UserError naming the epoch and
     the remedy (train_arm then leaves nothing behind)."""

@@ -212,6 +212,11 @@ class EvaluateParams(_Section):
     # the logit-adjusted arm's strength: a number (0 turns the arm off) or TUNED
     logit_adjustment_tau: float | Literal["tuned"]
     logit_adjustment_tau_grid: list[float]  # the τ values TUNED chooses among
+    # the τ-normalised classifier (Kang et al. 2020) from the unweighted models: null (off), a number or TUNED
+    tau_norm: float | Literal["tuned"] | None
+    tau_norm_grid: list[float]  # the τ values a tuned tau_norm chooses among
+    # cRT (Kang et al. 2020): epochs of re-training the unweighted model's head on class-balanced batches; 0: off
+    crt_epochs: int
 
     @field_validator("logit_adjustment_tau", mode="before")
     @classmethod
@@ -223,7 +228,25 @@ class EvaluateParams(_Section):
                              "on the validation split from evaluate.logit_adjustment_tau_grid)")
         return float(value)
 
-    @field_validator("logit_adjustment_tau_grid")
+    @field_validator("tau_norm", mode="before")
+    @classmethod
+    def _tau_norm(cls, value):
+        if value is None or value == TUNED:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"must be null (the arm off), a finite number >= 0 (0: the classifier as trained, "
+                             f"without its bias; 1: unit-norm class weights) or {TUNED!r} (chosen per seed on the "
+                             "validation split from evaluate.tau_norm_grid)")
+        return float(value)
+
+    @field_validator("crt_epochs", mode="before")
+    @classmethod
+    def _crt_epochs(cls, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("must be a whole number of epochs >= 0 (0 turns cRT off; Kang et al. re-train 10)")
+        return value
+
+    @field_validator("logit_adjustment_tau_grid", "tau_norm_grid")
     @classmethod
     def _grid(cls, value):
         if not value:

@@ -6,7 +6,7 @@ from matplotlib.figure import Figure  # no pyplot: no global state, no display b
 from matplotlib.ticker import MaxNLocator
 
 from classweights.evaluation import (CALIBRATION_BINS, HEADLINE_METRICS, LOGIT_ADJUSTED, LOWER_IS_BETTER,
-                                     TIE_TOLERANCE, describe_tau)
+                                     TAU_NORMALISED, TIE_TOLERANCE, decoupled_labels, describe_tau)
 from classweights.files import atomic_path, read_json
 from classweights.machine import line as machine_line
 from classweights.statistics import confidence_label
@@ -89,8 +89,9 @@ def _remedy(params):
 def arm_labels(params):
     """How each arm is named in tables and legends: the weighted (remedy) arm says its loss and how its
     weights were applied."""
-    return {"unweighted": "unweighted", "weighted": remedy_label(params.weights, params.loss),
-            LOGIT_ADJUSTED: f"logit-adjusted ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
+    labels = {"unweighted": "unweighted", "weighted": remedy_label(params.weights, params.loss),
+              LOGIT_ADJUSTED: f"logit-adjusted ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
+    return {**labels, **decoupled_labels(params.evaluate)}
 
 
 def _colours(arms):
@@ -324,9 +325,23 @@ def _adjustment_phrase(evaluate, tuned_tau):
             else "logit adjustment off (τ = 0)")
 
 
-def _run_paragraph(params, class_counts, alpha, tuned_tau=None):
+def _decoupled_phrase(evaluate, tuned):
+    """What Kang et al. 2020's arms did (τ-normalisation, cRT), or nothing when they are off."""
+    crt = (f"; cRT: the unweighted model's backbone frozen, its head re-initialised and re-trained for "
+           f"{_plural(evaluate.crt_epochs, 'epoch')} on class-balanced batches" if evaluate.crt_epochs else "")
+    if evaluate.tau_norm is None:
+        return crt
+    how = f"τ = {evaluate.tau_norm:g}" if tuned is None else (
+        "τ tuned on the validation split by balanced accuracy over {"
+        + ", ".join(f"{tau:g}" for tau in sorted(set(evaluate.tau_norm_grid))) + "}, chosen: "
+        + ", ".join(f"seed {seed} τ = {tau:g}" for seed, tau in tuned.items()))
+    return ("; τ-normalised classifier: the unweighted model's class weight vectors divided by their norm to "
+            f"the power τ, bias dropped, {how}" + crt)
+
+
+def _run_paragraph(params, class_counts, alpha, tuned_tau=None, tuned_tau_norm=None):
     minority = ", ".join(class_counts["minority_classes"]) or "none"
-    adjustment = _adjustment_phrase(params.evaluate, tuned_tau)
+    adjustment = _adjustment_phrase(params.evaluate, tuned_tau) + _decoupled_phrase(params.evaluate, tuned_tau_norm)
     imbalance = params.imbalance
     shape = (f"the data's own class counts (largest / smallest training class: "
              f"{measured_ratio(class_counts['train']):.3g})" if imbalance.profile == "none"
@@ -468,7 +483,8 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     alpha = next(iter(comparisons.values()))["alpha"]
     lines = [f"# {describe_run(params, class_counts['train'])}", ""]
     lines += [f"- {line}" for line in headline_lines(comparisons, labels)] + [""]
-    lines += _run_paragraph(params, class_counts, alpha, summaries.get(LOGIT_ADJUSTED, {}).get("tuned_tau"))
+    lines += _run_paragraph(params, class_counts, alpha, summaries.get(LOGIT_ADJUSTED, {}).get("tuned_tau"),
+                            summaries.get(TAU_NORMALISED, {}).get("tuned_tau"))
     lines += too_small_warnings(summaries, class_counts["test"], labels)
     lines += ["", "## Test metrics, mean ± sd over seeds", "",
               "| metric | " + " | ".join(labels[a] for a in arms) + " |", "|---|" + "---|" * len(arms)]

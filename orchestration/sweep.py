@@ -165,7 +165,7 @@ def experiment_metrics(exists, read_text):
     metrics, per_seed = {}, {}
     if exists(str(TRAINING_SECONDS)):
         metrics["training_seconds"] = json.loads(read_text(str(TRAINING_SECONDS)))
-    for stem in ("comparison", *sweep_report.ARMS, sweep_report.LOGIT_ADJUSTED):
+    for stem in ("comparison", *sweep_report.ARMS, sweep_report.LOGIT_ADJUSTED, *sweep_report.DECOUPLED):
         if exists(f"metrics/{stem}.json"):
             metrics[stem] = json.loads(read_text(f"metrics/{stem}.json"))
         if stem != "comparison" and exists(f"metrics/details/{stem}.json"):

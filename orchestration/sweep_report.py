@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from classweights.evaluation import (ARMS, COMPARED_METRICS, COMPARISONS, HEADLINE_METRICS, LOGIT_ADJUSTED,
-                                     comparison_name, describe_tau)
+                                     TAU_NORMALISED, CRT, comparison_name, decoupled_labels, describe_tau)
 from classweights.files import atomic_path
 from classweights.machine import kind
 from classweights.machine import line as machine_line
@@ -27,6 +27,8 @@ PAIRS = tuple(comparison_name(arm, baseline) for arm, baseline in COMPARISONS)
 STATS = ("mean", "ci_low", "ci_high", "p", "verdict")
 PANELS = (("minority_recall", "(a) minority-recall gain"), ("balanced_accuracy", "(b) balanced-accuracy gain"),
           ("worst_majority_recall", "(c) cost: largest recall loss of a majority class"))
+DECOUPLED = (TAU_NORMALISED, CRT)  # Kang et al.'s arms: only metrics/details/<arm>.json, when switched on
+DECOUPLED_LABELS = {TAU_NORMALISED: "τ-normalised classifier", CRT: "cRT"}
 SIGNIFICANT_GAIN = "better"  # evaluate's verdict for a difference whose interval lies above 0
 
 
@@ -200,7 +202,8 @@ def draw(rows, varied, path):
 def remedy_entries(rows, varied):
     """The rows of the remedies picture, [(label, row, pair)]: each grid point's remedy arm
     against the unweighted one, and after each setting's points its post-hoc logit adjustment
-    (the same for every point of a setting: it is derived from the shared unweighted arm)."""
+    (the same for every point of a setting: it is derived from the shared unweighted arm) and the
+    decoupled arms of the point that switched them on."""
     settings = [k for k in varied if not k.startswith(NOT_READ_BY_UNWEIGHTED) and len({repr(r[k]) for r in rows}) > 1]
     post_hoc = comparison_name(LOGIT_ADJUSTED, "unweighted")
     entries, groups = [], {}
@@ -212,6 +215,11 @@ def remedy_entries(rows, varied):
                      "weighted_vs_unweighted") for row in group]
         if any(group[0].get(f"{post_hoc}.{metric}.mean") not in (None, "") for metric, _ in PANELS):
             entries.append((f"{prefix}post-hoc logit adjustment", group[0], post_hoc))
+        for arm, label in DECOUPLED_LABELS.items():  # from the first point that switched it on
+            pair = comparison_name(arm, "unweighted")
+            row = next((r for r in group if any(r.get(f"{pair}.{m}.mean") not in (None, "") for m, _ in PANELS)), None)
+            if row is not None:
+                entries.append((f"{prefix}{label}", row, pair))
     return entries
 
 
@@ -352,7 +360,8 @@ def remedy_name(params):
 def remedies_of(records):
     """{name: (per seed {seed: {metric: value}}, seconds per training or None)} for every remedy of
     one setting's experiments: the shared unweighted arm once, each experiment's remedy arm, each
-    post-hoc logit adjustment (per tau; its seconds are the unweighted trainings' it reuses)."""
+    post-hoc logit adjustment and τ-normalised classifier (per tau; their seconds are the unweighted
+    trainings' they reuse) and cRT (its seconds: the head's re-training)."""
     found = {}
     for record in records:
         per_seed, params = record.get("per_seed", {}), parse_params(record["params"], where=record["name"])
@@ -360,7 +369,9 @@ def remedies_of(records):
                    record.get("metrics", {}).get("training_seconds", {}).items()}
         arms = {"unweighted": "unweighted (cross-entropy)", "weighted": remedy_name(params),
                 LOGIT_ADJUSTED: f"post-hoc logit adjustment ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
-        trained_by = {"unweighted": "unweighted", "weighted": "weighted", LOGIT_ADJUSTED: "unweighted"}
+        arms.update(decoupled_labels(params.evaluate))
+        trained_by = {"unweighted": "unweighted", "weighted": "weighted", LOGIT_ADJUSTED: "unweighted",
+                      TAU_NORMALISED: "unweighted", CRT: CRT}  # cRT's seconds: its head's re-training
         for arm, name in arms.items():
             if arm in per_seed:
                 if arm == "weighted" and name in found:  # the same remedy twice (another evaluate.alpha)
