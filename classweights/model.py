@@ -334,7 +334,7 @@ def train_head(features, y, val_features, y_val, classes, dropout, train, seed, 
     tf.config.experimental.enable_op_determinism()
     head = keras.Sequential([keras.Input(shape=features.shape[1:]), layers.Dropout(dropout),
                              layers.Dense(classes, activation="softmax", dtype="float32")])
-    head.compile(optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
+    head.compile(optimizer=make_optimizer(train),
                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=STEPS_PER_EXECUTION)
     history = head.fit(
         make_dataset(features, y, train.batch_size, shuffle_seed=seed, sampling_weight=class_balanced_weight(y, classes)),

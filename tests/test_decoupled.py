@@ -119,6 +119,15 @@ def test_crt_retrains_only_the_head_and_is_fixed_by_the_seed(splits, unweighted)
     assert not np.array_equal(retrained.layers[-1].get_weights()[0], other.layers[-1].get_weights()[0])
 
 
+def test_crt_retrains_with_the_run_s_optimizer_sgd_included(splits, unweighted):
+    sgd = shipped_params({"train": {"epochs": 2, "batch_size": 32, "optimizer": "sgd", "learning_rate": 0.05,
+                                    "momentum": 0.9, "weight_decay": 2e-4}}).train
+    before = load_model(unweighted)
+    retrained, history = retrain_classifier(load_model(unweighted), splits, sgd, seed=0, epochs=2)
+    assert len(history["loss"]) == 2 and np.all(np.isfinite(history["loss"]))
+    assert not np.allclose(before.layers[-1].get_weights()[0], retrained.layers[-1].get_weights()[0])
+
+
 def test_the_tau_normalised_arm_is_labelled_and_off_by_default():
     assert TAU_NORMALISED not in arm_labels(shipped_params())
     labels = arm_labels(shipped_params({"evaluate": {"tau_norm": "tuned"}}))
