@@ -1,5 +1,5 @@
 """The sweep file: which params.yaml keys to vary, validated point by point with the real
-params validation, expanded into grid points in the order the queue should run them.
+params validation, expanded into grid points.
 
 sweep.yaml holds `fixed` (key: value, set at every point) and `grid` (key: [values]; every
 combination is one point; a list of such mappings adds further grids). Keys are dotted
@@ -17,7 +17,7 @@ from classweights.paths import MACHINE, TRAINING_SECONDS
 
 SWEEP_KEYS = ("fixed", "grid")
 # The unweighted arm reads none of these, so points that differ only here share its
-# trainings: the queue runs them one after another and DVC's run cache restores them.
+# trainings: one task trains them and DVC's run cache restores them for the others.
 NOT_READ_BY_UNWEIGHTED = sweep_report.NOT_READ_BY_UNWEIGHTED
 
 
@@ -100,39 +100,6 @@ def _yaml_value(value):
 def unweighted_group(point):
     """The part of a point that the unweighted arm depends on."""
     return tuple((k, json.dumps(v)) for k, v in point.items() if not k.startswith(NOT_READ_BY_UNWEIGHTED))
-
-
-def queue_order(points):
-    """Points ordered so that each group's first point (which trains the unweighted arm)
-    comes before every group's later points (which restore it from the run cache)."""
-    seen, waves = {}, []
-    for point in points:
-        group = unweighted_group(point)
-        waves.append(seen.get(group, 0))
-        seen[group] = waves[-1] + 1
-    return [point for _, point in sorted(zip(waves, points), key=lambda pair: pair[0])]
-
-
-def batches(points, jobs, trained=()):
-    """Queue batches for `jobs` workers: with more workers than groups the later strategies
-    would start before their group's unweighted arm exists and train it again, so then the
-    first point of every group runs first, the rest after it (points in queue order). Groups
-    in `trained` (a finished experiment holds their unweighted arm) wait for nothing."""
-    seen, first, rest = set(), [], []
-    for point in points:
-        group = unweighted_group(point)
-        (rest if group in seen else first).append(point)
-        if group not in trained:
-            seen.add(group)
-    return [first, rest] if jobs > len(first) and rest else [first + rest]
-
-
-def shard(points, index, count):
-    """This machine's share of SHARD=index/count: every count-th group of points that share
-    an unweighted arm (so that arm trains on one machine only), counted from 1."""
-    groups = list(dict.fromkeys(unweighted_group(p) for p in points))
-    mine = set(groups[index - 1::count])
-    return [p for p in points if unweighted_group(p) in mine]
 
 
 def varied_keys(points):

@@ -16,7 +16,7 @@ from classweights.remedy import is_plain_weighting, remedy_label
 from classweights.statistics import compare_metrics, confidence_label
 
 # Keys the unweighted arm never reads: points that differ only here are remedies of one setting
-# and share its unweighted trainings (the queue restores them from DVC's run cache).
+# and share its unweighted trainings (DVC's run cache restores them).
 NOT_READ_BY_UNWEIGHTED = ("weights.", "loss.", "evaluate.")
 RANKED = ("balanced_accuracy", "minority_recall")  # the remedies are ranked on each of these
 SHOWN = (*RANKED, "minority_precision")  # the per-seed metrics the ranking table shows (the last: a cost)

@@ -42,9 +42,9 @@ def failing_make(project, *args):
 
 def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_for_byte(origin, cluster):
     local = clone(origin, "local")
-    # more queue workers than groups: the second point still waits for the first, then restores
-    # their shared unweighted arm from the run cache
-    assert "(arm, seed) trainings: 3 ran, 1 restored from the run cache" in \
+    # the same plan on a local cluster of 2 workers: the shared unweighted arm first, then both
+    # points side by side, each restoring it
+    assert "(arm, seed) trainings: 3 ran, 2 restored from the run cache" in \
         make(local, "sweep", "SWEEP=pair-sweep.yaml", "JOBS=2").stdout
 
     driver = clone(origin, "driver")
@@ -54,7 +54,7 @@ def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_f
     cluster.kill("worker-1")
     out, err = sweep.communicate(timeout=900)
     assert sweep.returncode == 0, out + err
-    assert "2 grid points, 0 already done; sending 2 to the cluster" in out
+    assert "2 grid points, 0 already done; running 2 on the cluster" in out
     points = sorted(row["experiment"] for row in csv.DictReader(open(local / "sweep/sweep.csv", newline="")))
     done = DONE.findall(out)  # the arm trains once; each point restores it and trains its own arm
     assert done[0] == ("3", f"unweighted arm of {points[0]}", "1", "0"), out
@@ -67,7 +67,7 @@ def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_f
     cluster.start_worker("worker-1")
     third = clone(origin, "third")
     again = make(third, "sweep", "SWEEP=pair-sweep.yaml", f"CLUSTER={cluster.address}")
-    assert "2 grid points, 2 already done; sending 0 to the cluster" in again.stdout
+    assert "2 grid points, 2 already done; running 0 on the cluster" in again.stdout
     assert without_seconds_columns(third / "sweep/sweep.csv") == without_seconds_columns(local / "sweep/sweep.csv")
 
 
