@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+from classweights import ranking
 from classweights.errors import UserError
 from orchestration import sweep_report
 from classweights.params import parse_params, read_yaml
@@ -136,7 +137,7 @@ def experiment_metrics(exists, read_text):
         if exists(f"metrics/{stem}.json"):
             metrics[stem] = json.loads(read_text(f"metrics/{stem}.json"))
         if stem != "comparison" and exists(f"metrics/details/{stem}.json"):
-            per_seed[stem] = sweep_report.per_seed_values(json.loads(read_text(f"metrics/details/{stem}.json")))
+            per_seed[stem] = ranking.per_seed_values(json.loads(read_text(f"metrics/details/{stem}.json")))
     machine = json.loads(read_text(str(MACHINE))) if exists(str(MACHINE)) else None
     return {"metrics": metrics, "per_seed": per_seed, "machine": machine}
 
@@ -150,19 +151,19 @@ def _settings(records):
 
 
 def best_remedies(records):
-    """sweep_report.best_remedy for every setting, over the experiments of that setting, at the
+    """classweights.ranking.best_remedy for every setting, over the experiments of that setting, at the
     alpha of the first one."""
     rows = []
     for group, members in _settings(records).items():
         alpha = members[0]["params"]["evaluate"]["alpha"]
-        rows += sweep_report.best_remedy({k: json.loads(v) for k, v in group}, members, alpha)
+        rows += ranking.best_remedy({k: json.loads(v) for k, v in group}, members, alpha)
     return rows
 
 
 def remedy_rankings(records):
-    """sweep_report.ranking for every setting."""
+    """classweights.ranking.ranking for every setting."""
     return [row for group, members in _settings(records).items()
-            for row in sweep_report.ranking({k: json.loads(v) for k, v in group}, members)]
+            for row in ranking.ranking({k: json.loads(v) for k, v in group}, members)]
 
 
 def complete_points(base, fixed, points):
