@@ -163,16 +163,17 @@ def engine(cluster, jobs):
         client, where = _connect(cluster), f"cluster {cluster}"
         workers = len(client.nthreads())
         print(f"{where}: {workers} worker(s){'; waiting for one to join' if not workers else ''}", flush=True)
-        closing, dashboard = [client], None
+        closing, dashboard = [client], False
     else:
         SCRATCH.mkdir(parents=True, exist_ok=True)
-        dashboard = ":0" if importlib.util.find_spec("bokeh") else None  # no dashboard without bokeh
+        # The scheduler's HTTP server runs with or without bokeh (a free port: no clash with another
+        # run's); only bokeh makes it a dashboard worth naming.
+        dashboard = importlib.util.find_spec("bokeh") is not None
         local = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                             dashboard_address=dashboard, local_directory=str(SCRATCH.resolve()), memory_limit=0,
+                             dashboard_address=":0", local_directory=str(SCRATCH.resolve()), memory_limit=0,
                              silence_logs=logging.ERROR)
         client = Client(local)
         closing = [client, local]
-    # a scheduler serves its HTTP routes as "dashboard" even without bokeh: locally, bokeh decides
     if (dashboard if not cluster else client.scheduler_info().get("services", {}).get("dashboard")):
         print(f"Dask dashboard: {client.dashboard_link}", flush=True)
     try:

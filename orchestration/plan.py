@@ -3,14 +3,19 @@
 to run, grouped (a setting's unweighted arm trained once), in which order, with which warnings.
 Pure: no process, no DVC. orchestration.executor runs the tasks; orchestration.scaleout ties the
 two together."""
+import hashlib
+import json
 import os
+import re
 from dataclasses import dataclass
 
 from classweights.errors import UserError
 from classweights.paths import ARMS
-from orchestration.sweep import point_label, point_name, set_options, unweighted_group
 
 TRAINING_STAGES = tuple(f"train_{arm}@" for arm in ARMS)  # dvc.yaml's foreach stages, one per (arm, seed)
+# Keys the unweighted arm never reads: points that differ only here are remedies of one setting
+# and share its unweighted trainings (one task trains them, DVC's run cache restores them).
+NOT_READ_BY_UNWEIGHTED = ("weights.", "loss.", "evaluate.")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,36 @@ def few_seeds_warning(params, where="params.yaml"):
                 f"at alpha {params.evaluate.alpha} (the sign-flip test needs at least {needed}); the intervals "
                 "still show the size of each difference")
     return None
+
+
+# --- a grid point's names: the same on every machine
+
+def point_label(point):
+    """`imbalance.ratio=5 weights.strategy=balanced`: how a point is named in messages."""
+    return " ".join(f"{key}={_yaml_value(value)}" for key, value in point.items())
+
+
+def set_options(point):
+    """`-S key=value` arguments for `dvc exp run` (values in YAML flow syntax, which the
+    override parser reads back with the same types)."""
+    return [arg for key, value in point.items() for arg in ("-S", f"{key}={_yaml_value(value)}")]
+
+
+def _yaml_value(value):
+    return json.dumps(value)  # strings quoted: a path or a word is never read as a number
+
+
+def unweighted_group(point):
+    """The part of a point that the unweighted arm depends on."""
+    return tuple((k, json.dumps(v)) for k, v in point.items() if not k.startswith(NOT_READ_BY_UNWEIGHTED))
+
+
+def point_name(point):
+    """An experiment name for a point, the same on every machine: its values, readable,
+    plus a short hash of the point (two points never share a name)."""
+    values = "-".join(str(v) for v in point.values())
+    readable = re.sub(r"[^A-Za-z0-9_]+", "_", values).strip("_")[:40]
+    return f"sweep-{readable}-{hashlib.sha1(point_label(point).encode()).hexdigest()[:6]}"
 
 
 def trainings_to_run(status):

@@ -7,19 +7,16 @@ params.yaml keys, e.g. imbalance.ratio.
 """
 import itertools
 import json
-import re
 from pathlib import Path
 
 from classweights import ranking
 from classweights.errors import UserError
-from orchestration import sweep_report
 from classweights.params import parse_params, read_yaml
 from classweights.paths import MACHINE, TRAINING_SECONDS
+from orchestration import sweep_report
+from orchestration.plan import point_label, point_name, set_options, unweighted_group  # noqa: F401 (a point's names)
 
 SWEEP_KEYS = ("fixed", "grid")
-# The unweighted arm reads none of these, so points that differ only here share its
-# trainings: one task trains them and DVC's run cache restores them for the others.
-NOT_READ_BY_UNWEIGHTED = sweep_report.NOT_READ_BY_UNWEIGHTED
 
 
 def read_sweep(path, params_path="params.yaml"):
@@ -83,38 +80,8 @@ def apply_overrides(params, overrides):
     return merged
 
 
-def point_label(point):
-    """`imbalance.ratio=5 weights.strategy=balanced`: how a point is named in messages."""
-    return " ".join(f"{key}={_yaml_value(value)}" for key, value in point.items())
-
-
-def set_options(point):
-    """`-S key=value` arguments for `dvc exp run` (values in YAML flow syntax, which the
-    override parser reads back with the same types)."""
-    return [arg for key, value in point.items() for arg in ("-S", f"{key}={_yaml_value(value)}")]
-
-
-def _yaml_value(value):
-    return json.dumps(value)  # strings quoted: a path or a word is never read as a number
-
-
-def unweighted_group(point):
-    """The part of a point that the unweighted arm depends on."""
-    return tuple((k, json.dumps(v)) for k, v in point.items() if not k.startswith(NOT_READ_BY_UNWEIGHTED))
-
-
 def varied_keys(points):
     return list(dict.fromkeys(key for point in points for key in point))
-
-
-def point_name(point):
-    """An experiment name for a point, the same on every machine: its values, readable,
-    plus a short hash of the point (two points never share a name)."""
-    import hashlib
-
-    values = "-".join(str(v) for v in point.values())
-    readable = re.sub(r"[^A-Za-z0-9_]+", "_", values).strip("_")[:40]
-    return f"sweep-{readable}-{hashlib.sha1(point_label(point).encode()).hexdigest()[:6]}"
 
 
 def finished_experiments():

@@ -15,10 +15,8 @@ from classweights.params import parse_params
 from classweights.ranking import SHOWN, SIGNIFICANT_GAIN, remedy_name
 from classweights.report import markdown_table
 from classweights.statistics import confidence_label
+from orchestration.plan import NOT_READ_BY_UNWEIGHTED
 
-# Keys the unweighted arm never reads: points that differ only here are remedies of one setting
-# and share its unweighted trainings (DVC's run cache restores them).
-NOT_READ_BY_UNWEIGHTED = ("weights.", "loss.", "evaluate.")
 
 OUT = Path("sweep")
 COMPARED = (*COMPARED_METRICS, "worst_majority_recall")

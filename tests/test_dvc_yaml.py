@@ -153,10 +153,10 @@ def test_the_sweeps_unweighted_groups_follow_what_dvc_yaml_gives_the_unweighted_
     bodies = stage_bodies(DVC_YAML)
     read = params_read_for("train_unweighted", bodies)
     assert {"data", "imbalance", "split", "train.epochs", "train.seeds"} <= read
-    assert sorted(p for p in read if f"{p}.".startswith(sweep.NOT_READ_BY_UNWEIGHTED)) == []
+    assert sorted(p for p in read if f"{p}.".startswith(plan.NOT_READ_BY_UNWEIGHTED)) == []
     declared = {p for body in bodies.values() for p in declared_params(body)}
     unread = sorted(p for p in declared - read if not any(p.startswith(f"{r}.") or p == r for r in read))
-    assert unread and all(f"{p}.".startswith(sweep.NOT_READ_BY_UNWEIGHTED) for p in unread), unread  # a section too
+    assert unread and all(f"{p}.".startswith(plan.NOT_READ_BY_UNWEIGHTED) for p in unread), unread  # a section too
 
 
 def _top_level_imports(path):
