@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ def _lay_over(folder, edits):
 
 # --- on the driver (this checkout)
 
-def _git(*args, fix=""):
+def git(*args, fix=""):
     result = subprocess.run(["git", *args], capture_output=True)
     if result.returncode != 0:
         why = (result.stderr.decode(errors="replace").strip() or "no output").splitlines()[0]
@@ -127,26 +128,26 @@ def _git(*args, fix=""):
 def local_workspace():
     """This workspace as local tasks copy it: HEAD, the tracked files edited or deleted since and
     the untracked ones git does not ignore (as `dvc exp run --queue` takes them), its DVC cache."""
-    edited = _git("ls-files", "-z", "--modified", "--others", "--exclude-standard").split("\0")
-    deleted = set(_git("ls-files", "-z", "--deleted").split("\0"))
+    edited = git("ls-files", "-z", "--modified", "--others", "--exclude-standard").split("\0")
+    deleted = set(git("ls-files", "-z", "--deleted").split("\0"))
     edits = {path: None if path in deleted else Path(path).read_bytes() for path in filter(None, edited)}
-    return Workspace(str(Path.cwd()), _git("rev-parse", "HEAD").strip(), edits, experiments.cache_dir())
+    return Workspace(str(Path.cwd()), git("rev-parse", "HEAD").strip(), edits, experiments.cache_dir())
 
 
 def pushed_workspace():
     """The commit a cluster's workers clone from origin, after checking that the run's inputs are
     committed and the commit is on origin."""
     fix = "a cluster run needs a git remote 'origin' that the workers can clone"
-    origin = _git("remote", "get-url", "origin", fix=fix).strip()
+    origin = git("remote", "get-url", "origin", fix=fix).strip()
     if Path(origin).exists():  # a path: the workers clone from their own working directory
         origin = str(Path(origin).resolve())
-    commit = _git("rev-parse", "HEAD", fix=fix).strip()
-    edited = _git("status", "--porcelain", "--", *RUN_INPUTS, fix=fix)
+    commit = git("rev-parse", "HEAD", fix=fix).strip()
+    edited = git("status", "--porcelain", "--", *RUN_INPUTS, fix=fix)
     if edited:
         raise UserError(f"{edited.splitlines()[0][3:]} has changes that are not committed; the cluster runs the "
                         "commit: commit and `git push` them first")
-    _git("fetch", "--quiet", "origin", fix=fix)
-    if not _git("branch", "--remotes", "--contains", commit, fix=fix):
+    git("fetch", "--quiet", "origin", fix=fix)
+    if not git("branch", "--remotes", "--contains", commit, fix=fix):
         raise UserError(f"commit {commit[:7]} is not on origin; `git push` it first (the workers clone it from there)")
     return Workspace(origin, commit)
 
@@ -166,12 +167,14 @@ def engine(cluster, jobs):
         closing, dashboard = [client], False
     else:
         SCRATCH.mkdir(parents=True, exist_ok=True)
-        # The scheduler's HTTP server runs with or without bokeh (a free port: no clash with another
-        # run's); only bokeh makes it a dashboard worth naming.
+        # The scheduler (in this process) serves HTTP with or without bokeh, on 8787 or, when another
+        # run holds that, on a free port (its warning about that says nothing a user must act on);
+        # only bokeh makes it a dashboard worth naming.
         dashboard = importlib.util.find_spec("bokeh") is not None
-        local = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                             dashboard_address=":0", local_directory=str(SCRATCH.resolve()), memory_limit=0,
-                             silence_logs=logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            local = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                 local_directory=str(SCRATCH.resolve()), memory_limit=0, silence_logs=logging.ERROR)
         client = Client(local)
         closing = [client, local]
     if (dashboard if not cluster else client.scheduler_info().get("services", {}).get("dashboard")):

@@ -27,6 +27,9 @@ INTERNALS = {
     "dvc.utils.serialize.modify_yaml": "drop and order dvc.lock's entries (forget_lock_entries, order_lock): "
                                        "no command does",
 }
+# And DVC's wording of what a run did, which no --json output says: TRAINED's and RESTORED's lines
+# and count_trainings' "Running stage 'NAME'" (the progress and the counts of every run; the
+# end-to-end tests in tests/test_scaleout.py and test_cluster.py assert those counts).
 
 
 def dvc(*args, fix=None):

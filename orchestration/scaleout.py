@@ -85,10 +85,10 @@ def restore_committed_run():
     the outputs git tracks (metrics, reports, the small JSON files) as committed; then `dvc repro`
     puts the rest back from DVC's caches (the models: cache and run cache). On the machine that
     made the committed run nothing runs and git status is clean."""
-    executor._git("checkout", "HEAD", "--", "params.yaml", "dvc.lock")
-    tracked = executor._git("ls-files", "--", *experiments.lock_outputs()).split()
+    executor.git("checkout", "HEAD", "--", "params.yaml", "dvc.lock")
+    tracked = executor.git("ls-files", "--", *experiments.lock_outputs()).split()
     if tracked:
-        executor._git("checkout", "HEAD", "--", *tracked)
+        executor.git("checkout", "HEAD", "--", *tracked)
     print("params.yaml, dvc.lock and the outputs git tracks: as committed; restoring the rest", flush=True)
     return experiments.serial_repro(forget_unrestorable=plan.trainings_to_run(experiments.changed_stages())[1])
 
