@@ -142,10 +142,9 @@ def stage_names():
     return dvc("stage", "list", "--name-only").split()
 
 
-def finished_experiments(read_outputs):
-    """Every finished experiment of the current commit, read through dvc.api:
-    [{"name", "params": params.yaml as a dict, **read_outputs(exists, read_text)}], where
-    exists(path) and read_text(path) see the experiment's files."""
+def finished_experiments(paths):
+    """Every finished experiment of the current commit, read through dvc.api: [{"name", "params":
+    params.yaml as a dict, "files": {path: text} of those among `paths` the experiment has}]."""
     import dvc.api
     import yaml
 
@@ -156,7 +155,7 @@ def finished_experiments(read_outputs):
                 continue
             fs = dvc.api.DVCFileSystem(repo=".", rev=row["rev"])
             records.append({"name": row["Experiment"], "params": yaml.safe_load(fs.read_text("params.yaml")),
-                            **read_outputs(fs.exists, fs.read_text)})
+                            "files": {path: fs.read_text(path) for path in paths if fs.exists(path)}})
     return records
 
 

@@ -84,28 +84,35 @@ def varied_keys(points):
     return list(dict.fromkeys(key for point in points for key in point))
 
 
+STEMS = ("comparison", *sweep_report.ARMS, sweep_report.LOGIT_ADJUSTED)  # evaluate's files, metrics/<stem>.json
+# Every file of an experiment the map reads: the adapter reads them, and nothing else, in one pass.
+EXPERIMENT_FILES = (str(TRAINING_SECONDS), str(MACHINE), *(f"metrics/{stem}.json" for stem in STEMS),
+                    *(f"metrics/details/{stem}.json" for stem in STEMS[1:]))
+
+
 def finished_experiments():
     """Every finished experiment of the current commit with its params and headline metrics."""
     from orchestration.experiments import finished_experiments as finished
 
-    return finished(experiment_metrics)
+    return [{"name": e["name"], "params": e["params"], **experiment_metrics(e["files"])}
+            for e in finished(EXPERIMENT_FILES)]
 
 
-def experiment_metrics(exists, read_text):
+def experiment_metrics(files):
     """{"metrics": {file stem: JSON}, "per_seed": {arm: {seed: {metric: value}}}} of one
-    experiment, every arm included (the logit-adjusted one too), from its metrics/ files as
-    exists(path) and read_text(path) see them; an arm that is off has no file and is absent; and
+    experiment, every arm included (the logit-adjusted one too), from its files ({path: text} of
+    EXPERIMENT_FILES, a path it lacks absent); an arm that is off has no file and is absent; and
     "machine": where it was made (metrics/details/machine.json; None before runs recorded it).
     metrics["training_seconds"]: the trained arms' seconds per training, where the run recorded them."""
     metrics, per_seed = {}, {}
-    if exists(str(TRAINING_SECONDS)):
-        metrics["training_seconds"] = json.loads(read_text(str(TRAINING_SECONDS)))
-    for stem in ("comparison", *sweep_report.ARMS, sweep_report.LOGIT_ADJUSTED):
-        if exists(f"metrics/{stem}.json"):
-            metrics[stem] = json.loads(read_text(f"metrics/{stem}.json"))
-        if stem != "comparison" and exists(f"metrics/details/{stem}.json"):
-            per_seed[stem] = ranking.per_seed_values(json.loads(read_text(f"metrics/details/{stem}.json")))
-    machine = json.loads(read_text(str(MACHINE))) if exists(str(MACHINE)) else None
+    if str(TRAINING_SECONDS) in files:
+        metrics["training_seconds"] = json.loads(files[str(TRAINING_SECONDS)])
+    for stem in STEMS:
+        if f"metrics/{stem}.json" in files:
+            metrics[stem] = json.loads(files[f"metrics/{stem}.json"])
+        if f"metrics/details/{stem}.json" in files:
+            per_seed[stem] = ranking.per_seed_values(json.loads(files[f"metrics/details/{stem}.json"]))
+    machine = json.loads(files[str(MACHINE)]) if str(MACHINE) in files else None
     return {"metrics": metrics, "per_seed": per_seed, "machine": machine}
 
 

@@ -289,7 +289,9 @@ def test_an_experiment_s_files_give_every_arm_s_headline_and_per_seed_values(tmp
         write_json(tmp_path / "metrics" / f"{arm}.json", _arm(0.7))
         write_json(tmp_path / "metrics" / "details" / f"{arm}.json", {"mean": {}, "std": {}, "seeds": seeds})
     write_json(tmp_path / "metrics" / "comparison.json", _comparison(0.2, 0.1, 0.3, "better"))
-    found = sweep.experiment_metrics(lambda p: (tmp_path / p).exists(), lambda p: (tmp_path / p).read_text())
+    files = {path: (tmp_path / path).read_text() for path in sweep.EXPERIMENT_FILES if (tmp_path / path).exists()}
+    assert len(files) == 1 + 3 + 3  # evaluate's comparison, each arm's headline and details
+    found = sweep.experiment_metrics(files)
     assert sorted(found["metrics"]) == ["comparison", "logit_adjusted", "unweighted", "weighted"]
     assert found["per_seed"]["logit_adjusted"] == {"0": {"balanced_accuracy": 0.5, "minority_recall": 0.2}}
 
@@ -497,3 +499,12 @@ def test_the_map_and_the_ranking_carry_the_minority_precision_change_and_each_re
     sweep_report.write_report([row], ["imbalance.ratio"], out=tmp_path / "c", ranked=ranked_faster)
     a, c = (tmp_path / "a/sweep.md").read_text(), (tmp_path / "c/sweep.md").read_text()
     assert a != c and without_seconds_columns(tmp_path / "a/sweep.md") == without_seconds_columns(tmp_path / "c/sweep.md")
+
+
+def test_the_plan_is_pure_no_process_no_dvc_no_other_orchestration_module():
+    import ast
+
+    tree = ast.parse((ROOT / "orchestration/plan.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported == {"hashlib", "json", "os", "re", "dataclasses", "classweights.errors", "classweights.paths"}
