@@ -307,7 +307,8 @@ def _difference_table(comparison, labels):
         else:
             cells = ["–" if d["mean"] is None else f"{d['mean']:+.4f}"] + ["–"] * 6
         table.append([name, *cells, _verdict_cell(d)])
-    header = ["metric", "mean", "sd", "interval", "p (t-test)", "p (sign-flip)", "p (Wilcoxon)", "p (verdict)", "verdict"]
+    header = ["metric", "mean", "sd", "interval", "p (t-test)", "p (sign-flip)", "p (Wilcoxon)", "p (verdict)",
+              "verdict"]
     return [f"### {arm} − {baseline}", "", *markdown_table(header, table), ""]
 
 

@@ -5,6 +5,7 @@ shared through DVC's run cache, locally its cache, on a cluster its remotes.
 
 Every argument is checked here, before anything runs (one line on a bad value)."""
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -107,19 +108,22 @@ def sweep(path, jobs, shard_spec, cluster=""):
     threads = {p.train.threads for p in params.values()}
     warn(next(filter(None, (plan.few_seeds_warning(p, str(path)) for p in params.values())), None),
          plan.oversubscription_warning(jobs if not cluster else 1, 0 if 0 in threads else 1))
-    if cluster:
-        experiments.fetch_all()  # points finished anywhere are on the remotes
-    matched = sweep_file.match_points(base, fixed, points, sweep_file.finished_experiments())
-    points, missing = plan.missing_points(points, {sweep_file.point_label(r["point"]) for r in matched}, shard_spec)
-    print(f"sweep {path}: {len(points)} grid point{'s' * (len(points) != 1)}"
-          f"{f' in shard {index}/{count}' if count > 1 else ''}, {len(points) - len(missing)} already done; "
-          f"running {len(missing)} on {where(cluster, jobs)}", flush=True)
     failed, (trained, restored) = [], (0, 0)
-    if missing:
-        with executor.engine(cluster, jobs) as client:
-            workers = sum(client.nthreads().values()) or 1
+    with contextlib.ExitStack() as stack:
+        # a cluster first: an unreachable scheduler is one line before anything else happens
+        client = stack.enter_context(executor.engine(cluster, jobs)) if cluster else None
+        if cluster:
+            experiments.fetch_all()  # points finished anywhere are on the remotes
+        matched = sweep_file.match_points(base, fixed, points, sweep_file.finished_experiments())
+        points, missing = plan.missing_points(points, {sweep_file.point_label(r["point"]) for r in matched},
+                                              shard_spec)
+        print(f"sweep {path}: {len(points)} grid point{'s' * (len(points) != 1)}"
+              f"{f' in shard {index}/{count}' if count > 1 else ''}, {len(points) - len(missing)} already done; "
+              f"running {len(missing)} on {where(cluster, jobs)}", flush=True)
+        if missing:
+            client = client or stack.enter_context(executor.engine(cluster, jobs))
             seeds = {name: len(p.train.seeds) for name, p in params.items()}
-            tasks = plan.sweep_tasks(fixed, missing, seeds, workers)
+            tasks = plan.sweep_tasks(fixed, missing, seeds, sum(client.nthreads().values()) or 1)
             failed, (trained, restored) = executor.run_all(client, workspace, tasks)
     failed_points = set(failed) & {sweep_file.point_name(p) for p in missing}  # not an arm's task alone
     print(f"sweep: {len(missing) - len(failed_points)} experiments finished, {len(failed_points)} failed; "

@@ -364,6 +364,6 @@ def best_markdown(best):
         table.append([*(row[k] for k in setting_keys), row["metric"], f"{row['best']} ({row['best_mean']:.3f})",
                       f"{row['runner_up']} ({row['runner_up_mean']:.3f})", interval, p,
                       "yes" if row["beats_runner_up"] else "no"])
-    lines += markdown_table([*setting_keys, "metric", "best (mean)", "runner-up (mean)", f"best − runner-up [{level}]",
-                             "p (Holm)", "beats the runner-up"], table)
+    lines += markdown_table([*setting_keys, "metric", "best (mean)", "runner-up (mean)",
+                             f"best − runner-up [{level}]", "p (Holm)", "beats the runner-up"], table)
     return "\n".join(lines) + "\n"

@@ -139,7 +139,8 @@ def test_with_idle_workers_a_group_s_arm_trains_first_then_its_points_side_by_si
     assert (lone.name, lone.kind, lone.later) == (sweep.point_name(ratio_5[0]), "point", ())
     # workers busy anyway: the first point trains the arm, the others wait for it
     (first,) = plan.group_tasks(fixed, ratio_5, seeds=3, arm_task=False)
-    assert first.name == sweep.point_name(ratio_5[0]) and [t.name for t in first.later] == [sweep.point_name(ratio_5[1])]
+    assert first.name == sweep.point_name(ratio_5[0])
+    assert [t.name for t in first.later] == [sweep.point_name(ratio_5[1])]
     # 3 groups of 2: arm tasks of their own only with a worker per grouped point
     seeds = {sweep.point_name(p): 1 for p in GRID}
     assert [t.kind for t in plan.sweep_tasks({}, GRID, seeds, workers=6)] == ["unweighted arm"] * 3
