@@ -33,7 +33,6 @@ from orchestration import experiments
 from orchestration.experiments import finished_training  # by value on the workers (engine())
 
 CONNECT_TIMEOUT = "15s"
-PROGRESS_TOPIC = "classweights-trainings"  # the workers' events: one per finished training
 # What a cluster run needs from the commit; the cluster clones the commit, so edits not committed
 # and pushed would silently not be run.
 RUN_INPUTS = ("params.yaml", "dvc.yaml", "*.py", ".dvc/config")
@@ -71,10 +70,10 @@ def _run(step, cwd, on_line):
     return process.returncode, "".join(lines)
 
 
-def run_task(workspace, name, commands):
+def run_task(workspace, name, commands, topic):
     """Copy the workspace into this worker's scratch space, run `commands` (lists of arguments, from
     the DVC adapter; the worker's venv first on PATH) there one after another, remove the copy. Each
-    finished training is sent to the driver as an event as it ends.
+    finished training is sent to the driver as an event on `topic` as it ends.
     Returns {"name", "log", "failed"}: a failing command ends the task with its output as the log,
     not as an error, so that Dask never runs it again."""
     from distributed import get_worker
@@ -85,7 +84,7 @@ def run_task(workspace, name, commands):
     def on_line(line):
         finished = finished_training(line)
         if finished:
-            worker.log_event(PROGRESS_TOPIC, {"task": name, "stage": finished[0], "how": finished[1]})
+            worker.log_event(topic, {"task": name, "stage": finished[0], "how": finished[1]})
 
     # --shared: a local copy borrows the workspace's git objects (a commit only there is found)
     clone_step = ["git", "clone", "--quiet", "--no-checkout", *(["--shared"] if workspace.cache else []),
@@ -211,7 +210,7 @@ def failure_line(future):
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
-def submit(client, workspace, task):
+def submit(client, workspace, task, topic):
     """One task. Dask pickles a task graph by reference (the scheduler and the workers would need
     this checkout importable) unless that fails: a local function cannot be, so Dask sends it with
     cloudpickle, which sends this module's functions (and the DVC adapter's) by value."""
@@ -219,7 +218,8 @@ def submit(client, workspace, task):
         return run_task(*args)
 
     commands = experiments.task_commands(task, shared_cache=workspace.cache)
-    return client.submit(task_function, workspace, task.name, commands, key=f"{task.name}-{uuid.uuid4().hex[:8]}")
+    return client.submit(task_function, workspace, task.name, commands, topic,
+                         key=f"{task.name}-{uuid.uuid4().hex[:8]}")
 
 
 class Progress:
@@ -248,10 +248,11 @@ def run_all(client, workspace, tasks):
         everything += task.later
     if not everything:
         return [], (0, 0)
-    client.subscribe_topic(PROGRESS_TOPIC, Progress(sum(task.trainings for task in everything)))
+    topic = f"classweights-trainings-{uuid.uuid4().hex[:8]}"  # this run's events only, on a shared scheduler
+    client.subscribe_topic(topic, Progress(sum(task.trainings for task in everything)))
     waiting, running = {}, as_completed()
     for task in tasks:
-        running.add(submit(client, workspace, task))
+        running.add(submit(client, workspace, task, topic))
         waiting[task.name] = task
     failed, trained, restored = [], 0, 0
     try:
@@ -269,10 +270,10 @@ def run_all(client, workspace, tasks):
                 print(f"FAILED {name}: {why}", file=sys.stderr, flush=True)
             future.release()
             for later in waiting.pop(name).later:  # started even if this one failed
-                running.add(submit(client, workspace, later))
+                running.add(submit(client, workspace, later, topic))
                 waiting[later.name] = later
     except KeyboardInterrupt:
         raise UserError("interrupted; what finished is kept: run the same make command again") from None
     finally:
-        client.unsubscribe_topic(PROGRESS_TOPIC)
+        client.unsubscribe_topic(topic)
     return failed, (trained, restored)
