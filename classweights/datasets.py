@@ -65,7 +65,8 @@ def check_arrays(x, y, where, num_classes=10, image_shape=IMAGE_SHAPE):
     if y.ndim != 1 or len(y) != len(x):
         raise UserError(f"{where}: labels have shape {y.shape}; expected ({len(x)},), one per image")
     if not np.issubdtype(y.dtype, np.integer):
-        raise UserError(f"{where}: labels are {y.dtype}; expected integers")
+        raise UserError(f"{where}: labels are {y.dtype}; expected integers 0..K-1 (with "
+                        "class_names) or class-name strings")
     outside = y[(y < 0) | (y >= num_classes)]
     if outside.size:
         raise UserError(f"{where}: label {int(outside[0])} is outside the classes 0..{num_classes - 1}")
@@ -162,8 +163,8 @@ def read_mnist_npz(path):
 
 
 def load_mnist(data, download_dir):
-    if data.path:
-        path = Path(data.path)
+    if data.local_copy:
+        path = Path(data.local_copy)
         origin = str(path)
     else:
         path = Path(download_dir) / MNIST_FILE
@@ -207,8 +208,8 @@ def read_idx_gz(path, sha256):
 
 
 def load_fashion_mnist(data, download_dir, files=FASHION_FILES):
-    if data.path:
-        folder = Path(data.path)
+    if data.local_copy:
+        folder = Path(data.local_copy)
         if not folder.is_dir():
             raise UserError(f"data.path {folder}: {'is a file' if folder.exists() else 'not found'}; "
                             "expected a directory holding the four Fashion-MNIST .gz files")
@@ -219,12 +220,12 @@ def load_fashion_mnist(data, download_dir, files=FASHION_FILES):
     arrays, checksums = {}, {}
     for name, (filename, sha256) in files.items():
         path = folder / filename
-        if not data.path and not path.is_file():
+        if not data.local_copy and not path.is_file():
             download(data.mirror + filename, path)
         try:
             arrays[name] = read_idx_gz(path, sha256)
         except UserError:
-            if not data.path:
+            if not data.local_copy:
                 path.unlink(missing_ok=True)  # a bad download must not be taken for good next time
             raise
         checksums[filename] = sha256
@@ -302,15 +303,28 @@ def _check_side(shape, where):
 
 # ---- folder: one sub-folder a class -----------------------------------------------------------
 
-def class_folders(folder):
-    """{class name: [image files]} of a folder with one sub-folder per class; hidden entries are skipped."""
+# Files operating systems leave in folders (thumbnail caches, folder settings) and hidden files:
+# never images, so they are skipped, and counted in the provenance.
+OS_LITTER = ("thumbs.db", "desktop.ini", ".ds_store")
+
+
+def is_litter(path):
+    return path.name.startswith(".") or path.name.lower() in OS_LITTER
+
+
+def class_folders(folder, skipped):
+    """{class name: [image files]} of a folder with one sub-folder per class; OS litter and hidden
+    entries are skipped and appended to skipped."""
     classes = {}
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
+        if is_litter(entry):
+            skipped.append(entry)
             continue
         if not entry.is_dir():
             raise UserError(f"{entry}: a file beside the class folders; {folder} must hold one sub-folder per class")
-        files = [f for f in sorted(entry.iterdir()) if not f.name.startswith(".")]
+        files = []
+        for f in sorted(entry.iterdir()):
+            (skipped if is_litter(f) else files).append(f)
         if not files:
             raise UserError(f"{entry}: empty class folder; every class needs images (or remove the folder)")
         odd = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file()]
@@ -355,9 +369,10 @@ def load_folder(path, image_size):
     if not folder.is_dir():
         raise UserError(f"data.path {folder}: {'is a file' if folder.exists() else 'not found'}; "
                         "expected a folder with one sub-folder of images per class")
-    halves = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["test", "train"]
+    halves = sorted(p.name for p in folder.iterdir() if not is_litter(p)) == ["test", "train"]
     parts = {"train": folder / "train", "test": folder / "test"} if halves else {"train": folder}
-    files = {part: class_folders(where) for part, where in parts.items()}
+    skipped = [p for p in folder.iterdir() if halves and is_litter(p)]
+    files = {part: class_folders(where, skipped) for part, where in parts.items()}
     names = list(files["train"])
     if halves and list(files["test"]) != names:
         raise UserError(f"{folder}: train/ holds class folders {names} but test/ holds {list(files['test'])}; "
@@ -390,7 +405,9 @@ def load_folder(path, image_size):
         arrays["x_test"], arrays["y_test"] = arrays["x_train"][:0], arrays["y_train"][:0]
     resized = sum(size != (width, height) for size, _ in headers)
     return arrays, names, {"origin": str(folder), "layout": "train/ and test/" if halves else "one folder (no test half)",
-                           "colour": _colour_note(colour, grey, len(headers)), "images_resized": resized}
+                           "colour": _colour_note(colour, grey, len(headers)), "images_resized": resized,
+                           "skipped_files": {"count": len(skipped), "examples": sorted({p.name for p in skipped})[:5],
+                                             "why": "hidden or OS files (Thumbs.db, desktop.ini, .DS_Store)"}}
 
 
 def _colour_note(colour, grey, total):
@@ -424,6 +441,7 @@ def load_npz(path, image_size):
     if missing or ("x_test" in arrays) != ("y_test" in arrays):
         raise UserError(f"{path}: has arrays {sorted(arrays)}; expected x and y, and optionally x_test with y_test "
                         "and class_names")
+    arrays, labels_note = _string_labels(arrays, path)
     y_all = np.concatenate([arrays["y"].ravel(), arrays.get("y_test", np.zeros(0, int)).ravel()])
     names = _npz_class_names(arrays, y_all, path)
     out = {}
@@ -441,8 +459,43 @@ def load_npz(path, image_size):
     if image_size and list(shape[:2]) != image_size:
         out = {key: resize_images(a, image_size) if key.startswith("x") else a for key, a in out.items()}
     _check_side(out["x_train"].shape[1:], path)
-    return out, names, {"origin": str(path), "sha256": sha256_file(path),
-                        "colour": "colour" if out["x_train"].ndim == 4 else "grey"}
+    _check_brightness(out, path)
+    provenance = {"origin": str(path), "sha256": sha256_file(path),
+                  "colour": "colour" if out["x_train"].ndim == 4 else "grey"}
+    return out, names, {**provenance, **({"labels": labels_note} if labels_note else {})}
+
+
+# uint8 images whose brightest pixel is this or less hold another scale (e.g. scikit-learn's digits,
+# 0-16, cast to uint8): to the network they are nearly black.
+DIM_MAX = 31
+
+
+def _check_brightness(arrays, path):
+    brightest = max(int(arrays[key].max(initial=0)) for key in ("x_train", "x_test"))
+    if brightest <= DIM_MAX:
+        raise UserError(f"{path}: the brightest pixel is {brightest}, far below 255: images must be uint8 0-255; "
+                        f"scale them, e.g. x = (x * 255 / {max(brightest, 1)}).round().astype(np.uint8)")
+
+
+def _string_labels(arrays, path):
+    """(arrays, note): string labels y / y_test replaced by 0..K-1, class_names kept as the names
+    (or set to the labels' sorted distinct values); note None when the labels are not strings."""
+    keys = [key for key in ("y", "y_test") if key in arrays]
+    if not any(arrays[key].dtype.kind in "US" for key in keys):
+        return arrays, None
+    texts = {key: arrays[key].astype(str) for key in keys}
+    given = "class_names" in arrays and arrays["class_names"].dtype.kind == "U"
+    names = arrays["class_names"].tolist() if given else sorted(set(np.concatenate(
+        [t.ravel() for t in texts.values()]).tolist()))
+    index = {name: i for i, name in enumerate(names)}
+    converted = {}
+    for key, text in texts.items():
+        unknown = [label for label in np.unique(text).tolist() if label not in index]
+        if unknown:
+            raise UserError(f"{path}: label {unknown[0]!r} in {key} is not in class_names {names}")
+        converted[key] = np.array([index[label] for label in text.ravel()], dtype=np.int64).reshape(text.shape)
+    order = "class_names' order" if given else "sorted order"
+    return {**arrays, **converted, "class_names": np.array(names)}, f"strings, numbered 0..{len(names) - 1} in {order}"
 
 
 def _check_npz_memory(path, image_size):

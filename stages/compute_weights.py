@@ -11,10 +11,11 @@ from classweights.weights import class_weights
 
 def main():
     params = load_params()
-    labels = read_arrays(SPLITS, ["y_train"])["y_train"]
-    weights = class_weights(labels, params.weights.strategy, params.weights.beta)
-    write_json(WEIGHTS, {str(c): w for c, w in weights.items()})
-    print(f"compute_weights: {params.weights.strategy}: " + ", ".join(f"{c}: {w:.3g}" for c, w in weights.items()))
+    splits = read_arrays(SPLITS, ["y_train", "class_names"])
+    weights = class_weights(splits["y_train"], params.weights.strategy, params.weights.beta)
+    write_json(WEIGHTS, {str(c): w for c, w in weights.items()})  # by index: Keras' class_weight
+    names = splits["class_names"].tolist()
+    print(f"compute_weights: {params.weights.strategy}: " + ", ".join(f"{names[c]}: {w:.3g}" for c, w in weights.items()))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ def main():
     counts = {part: class_counts(splits[f"y_{part}"], names) for part in ("train", "val", "test")}
     minority, rule = minority_classes(params.imbalance, list(counts["train"].values()), names)
     write_json(CLASS_COUNTS, {**counts, "class_names": names, "minority_classes": minority, "minority_rule": rule})
-    print(f"preprocess: {params.imbalance.profile} profile, training counts per class "
-          f"{list(counts['train'].values())}; minority classes {minority or 'none'}")
+    print(f"preprocess: {params.imbalance.profile} profile, training images per class "
+          + ", ".join(f"{name}: {n}" for name, n in counts["train"].items()) + f"; minority classes {minority or 'none'}")
 
 
 if __name__ == "__main__":

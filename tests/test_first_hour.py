@@ -76,13 +76,23 @@ def test_a_stage_script_run_by_path_says_how_to_run_it(subprocesses):
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_failing_stage_under_make_repro_is_its_own_line_never_a_traceback(project, jobs):
     link_venv(project)
-    set_params(project, {"data": {"source": "mnist", "path": "nowhere/mnist.npz"}})
+    (project / "data/input/mnist.npz").write_bytes(b"not Keras' mnist.npz")
+    set_params(project, {"data": {"source": "mnist", "path": "data/input/mnist.npz"}})
     result = make(project, "repro", f"JOBS={jobs}", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
-    assert first_error(result.stderr).startswith("error: data.path nowhere/mnist.npz: not found")
+    assert first_error(result.stderr).startswith("error: data/input/mnist.npz: checksum mismatch")
     assert "ERROR: failed to reproduce 'fetch'" in result.stderr  # DVC's line names the stage
     # fetch's tracked output is kept (persist); dvc.lock records the check that passed
-    assert git_status(project) == " M dvc.lock\n M params.yaml\n"
+    assert git_status(project) == " M dvc.lock\n M params.yaml\n?? data/input/mnist.npz\n"
+
+
+def test_a_data_path_that_does_not_exist_is_our_line_before_dvc_s_missing_dependency(project):
+    set_params(project, {"data": {"source": "folder", "path": "data/input/clothes"}})
+    result = dvc(project, "repro", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert first_error(result.stderr) == ("error: data.path data/input/clothes: not found; put your data there "
+                                          "(see data/input/README.md) or correct data.path")
+    assert git_status(project) == " M params.yaml\n"
 
 
 def test_a_valid_edit_under_make_repro_warns_of_too_few_seeds_first_and_re_runs_only_what_it_touches(project):
@@ -149,6 +159,22 @@ def test_the_map_cuts_a_band_at_the_range_of_a_difference_and_the_table_says_so(
     assert "cuts its band" not in sweep_report.markdown([row], ["imbalance.ratio"])
     row["weighted_vs_unweighted.minority_recall.ci_low"] = -2.186
     assert "cuts its band at ±1" in sweep_report.markdown([row], ["imbalance.ratio"])
+
+
+def test_a_sweep_row_whose_interval_excludes_0_without_a_verdict_says_why():
+    row = {"imbalance.ratio": 5, "experiment": "e", "weighted_vs_unweighted.worst_majority_recall.class": 6}
+    for metric, _ in sweep_report.PANELS:
+        row.update({f"weighted_vs_unweighted.{metric}.{k}": v for k, v in
+                    (("mean", 0.2), ("ci_low", 0.05), ("ci_high", 0.35), ("p", 0.5),
+                     ("verdict", "no significant difference"))})  # 2 seeds: t-test passes, sign-flip p 0.5
+    row["weighted_vs_unweighted.balanced_accuracy.verdict"] = "better"
+    text = sweep_report.markdown([row], ["imbalance.ratio"])
+    cells = next(line for line in text.splitlines() if line.startswith("| 5 |")).split(" | ")
+    assert cells[1] == "+0.200 [+0.050, +0.350] no significant difference †" and cells[2].endswith("better")
+    assert "† The interval excludes 0, yet the verdict is no significant difference: a verdict also needs the " \
+           "exact sign-flip test below α, and with n seeds its p cannot fall below 2/2ⁿ" in text
+    row["weighted_vs_unweighted.minority_recall.ci_low"] = -0.05
+    assert "†" not in sweep_report.markdown([row], ["imbalance.ratio"])
 
 
 def test_orchestration_reaches_dvc_only_through_the_adapter():
@@ -225,6 +251,70 @@ def test_make_restore_goes_back_to_the_committed_run_from_the_run_cache(shared):
     assert ran_stages(restored) == []  # every stage: from DVC's caches
     assert (project / "dvc.lock").read_text() == committed
     assert git_status(project) == ""
+
+
+def test_make_restore_after_a_seeds_edit_leaves_git_status_and_dvc_status_clean(project):
+    """The README's way back after `make repro` with another train.seeds: the models of a seed
+    the committed run does not train must not enter evaluate's hashes."""
+    link_venv(project)
+    set_params(project, {"train": {"seeds": [0, 1, 2]}})
+    make(project, "repro", "JOBS=1")
+    assert (project / "models/weighted/seed_2").is_dir()
+    restored = make(project, "restore")
+    assert ran_stages(restored) == []
+    assert git_status(project) == ""
+    assert not (project / "models/weighted/seed_2").exists()
+    assert dvc(project, "status").stdout.strip() == "Data and pipelines are up to date."
+    again = make(project, "repro", "JOBS=1")
+    assert ran_stages(again) == [] and git_status(project) == ""
+    assert "git add" not in restored.stdout + again.stdout  # dvc.lock is as committed: no advice to add it
+
+
+def test_the_models_of_seeds_no_longer_trained_are_removed_and_only_those(tmp_path):
+    for arm in ("unweighted", "weighted"):
+        for seed in (0, 1, 6, 12):
+            (tmp_path / arm / f"seed_{seed}").mkdir(parents=True)
+    (tmp_path / "weighted" / "seed_6" / "model.keras").write_bytes(b"x")
+    removed = experiments.remove_stale_models([0, 1, 12], tmp_path)
+    assert [str(p.relative_to(tmp_path)) for p in removed] == ["unweighted/seed_6", "weighted/seed_6"]
+    assert sorted(p.name for p in (tmp_path / "weighted").iterdir()) == ["seed_0", "seed_1", "seed_12"]
+
+
+DVC_OUTPUT = ["Running stage 'evaluate':\n", "Updating lock file 'dvc.lock'\n", "\n",
+              "To track the changes with git, run:\n", "\n", "\tgit add dvc.lock reports/.gitignore\n", "\n",
+              "To enable auto staging, run:\n", "\n", "\tdvc config core.autostage true\n",
+              "Use `dvc push` to send your updates to remote storage.\n"]
+
+
+def test_dvc_s_git_add_advice_is_given_only_when_a_file_it_names_differs_from_git_s(tmp_path, monkeypatch):
+    named = []
+    kept = list(experiments.without_git_advice(DVC_OUTPUT, named))
+    assert kept == [DVC_OUTPUT[0], DVC_OUTPUT[1], DVC_OUTPUT[-1]] and named == ["dvc.lock", "reports/.gitignore"]
+    monkeypatch.chdir(tmp_path)
+    run(tmp_path, "git", "init", "-q")
+    (tmp_path / "dvc.lock").write_text("stages: {}\n")
+    run(tmp_path, "git", "add", "dvc.lock")
+    assert experiments.git_add_advice(["dvc.lock"]) is None  # as git has it: nothing to add
+    (tmp_path / "dvc.lock").write_text("stages: {a: {}}\n")
+    assert experiments.git_add_advice([]) == "\nTo track the changes with git, run:\n\n\tgit add dvc.lock\n"
+
+
+def test_make_sweep_s_map_is_ignored_by_git():
+    ignored = run(ROOT, "git", "check-ignore", "sweep/sweep.png", "sweep/sweep.md", check=False)
+    assert ignored.stdout.split() == ["sweep/sweep.png", "sweep/sweep.md"]
+
+
+def test_right_after_a_temp_experiment_the_readme_s_compare_line_shows_it_and_a_typo_under_s_is_dvc_s_line(project):
+    run(project, "git", "branch", "-m", "main")
+    typo = dvc(project, "exp", "run", "--temp", "-S", "weights.stratgy=sqrt_inverse", check=False)
+    # DVC refuses a key params.yaml lacks before any stage runs: its line, which the README quotes
+    assert typo.returncode != 0 and "Could not override 'weights.stratgy'" in typo.stderr
+    assert "`Could not override 'weights.stratgy'`" in README and git_status(project) == ""
+    dvc(project, "exp", "run", "--temp", "--name", "strict", "-S", "evaluate.alpha=0.1")
+    assert dvc(project, "metrics", "diff", "main").stdout == ""  # the workspace is still the committed run
+    line = next(line for line in README.splitlines() if line.startswith("dvc exp diff main NAME"))
+    shown = dvc(project, *line.split("#")[0].replace("NAME", "strict").split()[1:]).stdout
+    assert re.search(r"metrics/comparison\.json\s+alpha\s+0\.05\s+0\.1", shown), shown
 
 
 # --- the README itself -------------------------------------------------------------------------

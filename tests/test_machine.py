@@ -35,6 +35,15 @@ def test_the_record_names_the_cpu_its_dispatch_features_and_the_versions():
     assert machine.kind(record) == {"cpu": record["cpu"], "isa": record["isa"], "tensorflow": record["tensorflow"]}
 
 
+def test_the_record_keeps_the_system_and_c_library_but_not_the_kernel_s_build():
+    # a host's kernel update changes platform.release() (e.g. '6.18.44-fc-v782'), not the numbers;
+    # the record is in metrics/details/, which dvc.lock hashes
+    record = machine.describe(threads=1, cpuinfo_text=CPUINFO)
+    libc, version = platform.libc_ver()
+    assert record["os"] == f"{platform.system()} {platform.machine()}" + (f", {libc} {version}" if libc else "")
+    assert platform.release() not in record["os"]
+
+
 def test_a_cpuinfo_without_a_model_name_falls_back_to_the_platform():
     record = machine.describe(threads=0, cpuinfo_text="processor\t: 0\nflags\t\t: avx2\n")
     assert record["cpu"] == (platform.processor() or platform.machine()) and record["isa"] == ["avx2"]

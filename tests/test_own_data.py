@@ -103,9 +103,12 @@ def test_a_colour_long_tail_folder_runs_end_to_end_with_its_class_names(long_tai
     details = json.loads((project / "metrics/details/weighted.json").read_text())
     assert list(details["mean"]["per_class"]) == ["grass", "lava", "sand", "sky"]
     summary = (project / "reports/summary.md").read_text()
-    assert summary.startswith("# folder data/input/tail, no imbalance;")
+    ratio = counts["train"]["sky"] / min(counts["train"].values())  # the data's own imbalance, measured
+    assert summary.startswith(f"# folder data/input/tail, own imbalance, ratio {ratio:.3g} (largest / smallest class);")
+    assert "compute_weights: balanced: grass: " in first.stdout  # class names, not indices
+    assert "preprocess: none profile, training images per class grass: " in first.stdout
     assert "minority classes: lava, sand (every class with at most 50% of the largest class's training" in summary
-    assert "**The test set is imbalanced** (2 to 12 images a class" in summary
+    assert "**The test set is imbalanced** (2 to 12 images a class, ratio 6 ≥ 1.5" in summary
     assert "| recall of class lava |" in summary and "Training images per class: grass: " in summary
     assert (project / "reports/per_class_recall.csv").read_text().splitlines()[1].startswith("grass,")
     comparison = json.loads((project / "metrics/comparison.json").read_text())
@@ -118,9 +121,9 @@ def test_editing_one_image_re_runs_fetch_and_everything_after_it_and_nothing_els
     project = tmp_path / "project"
     shutil.copytree(long_tail_project[0], project, symlinks=True)
     assert ran_stages(dvc(project, "repro")) == []
-    # a file beside the data set under data/input: fetch runs, decodes the same arrays, nothing else runs
+    # a file beside the data set under data/input: not fetch's input, nothing runs
     (project / "data/input/README.md").write_text("notes\n")
-    assert ran_stages(dvc(project, "repro")) == ["fetch"]
+    assert ran_stages(dvc(project, "repro")) == []
     # one image's pixels change: fetch and everything downstream (up to the split here, then
     # DVC's status names every later stage: no need to train to see it)
     edited = next((project / "data/input/tail/lava").iterdir())
@@ -129,6 +132,26 @@ def test_editing_one_image_re_runs_fetch_and_everything_after_it_and_nothing_els
     status = json.loads(dvc(project, "status", "--json").stdout)
     assert sorted(status) == [stage for stage in ALL_STAGES if stage not in ("check_params", "fetch", "preprocess")]
     # (adding or removing an image changes the same folder hash, and the counts too)
+
+
+def test_a_second_data_set_beside_the_first_changes_nothing_for_it_until_chosen(long_tail_project, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(long_tail_project[0], project, symlinks=True)
+    lock = (project / "dvc.lock").read_text()
+    rng = np.random.default_rng(0)
+    for edit in range(2):  # added, then changed: each time tracked by DVC as the README says
+        x = rng.integers(0, 256, (12, 20, 20), dtype=np.uint8)
+        np.savez(project / "data/input/digits.npz", x=x, y=np.arange(12) % 3)
+        dvc(project, "add", "data/input/digits.npz")
+        assert dvc(project, "status").stdout.strip() == "Data and pipelines are up to date.", edit
+    dvc(project, "remove", "data/input/digits.npz.dvc")  # and removed, as DVC removes what it tracks
+    (project / "data/input/digits.npz").unlink()
+    assert dvc(project, "status").stdout.strip() == "Data and pipelines are up to date."
+    assert ran_stages(dvc(project, "repro")) == [] and (project / "dvc.lock").read_text() == lock
+    np.savez(project / "data/input/digits.npz", x=x, y=np.arange(12) % 3)
+    set_params(project, {"data": {"source": "npz", "path": "data/input/digits.npz", "image_size": None}})
+    assert ran_stages(dvc(project, "repro", "fetch")) == ["check_params", "fetch"]  # chosen: it is fetch's input
+    assert json.loads((project / "data/provenance.json").read_text())["origin"] == "data/input/digits.npz"
 
 
 def test_make_sweep_on_your_own_folder_restores_its_unweighted_trainings_and_names_its_classes(
@@ -308,3 +331,52 @@ def test_the_network_is_the_seed_s_at_28_by_28_grey_and_its_head_does_not_grow_w
         model = build_model(input_shape=shape, num_classes=4)
         assert model.count_params() == 65_156 and "GlobalAveragePooling2D" in kinds(model), shape
         assert model.output_shape == (None, 4)
+
+
+# ---- own data that cannot be silently wrong ------------------------------------------------------
+
+def test_scikit_learn_s_digits_cast_to_uint8_are_refused_with_the_scaling_that_fixes_them(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # 8 x 8 images of values 0..16
+    np.savez(tmp_path / "digits.npz", x=digits.images.astype(np.uint8), y=digits.target)
+    with pytest.raises(UserError) as error:
+        datasets.load_npz(tmp_path / "digits.npz", [24, 24])
+    assert str(error.value) == (f"{tmp_path / 'digits.npz'}: the brightest pixel is 16, far below 255: images must be "
+                                "uint8 0-255; scale them, e.g. x = (x * 255 / 16).round().astype(np.uint8)")
+    np.savez(tmp_path / "digits.npz", x=(digits.images * 255 / 16).round().astype(np.uint8), y=digits.target)
+    arrays, names, _ = datasets.load_npz(tmp_path / "digits.npz", [24, 24])
+    assert names == [str(d) for d in range(10)] and arrays["x_train"].max() == 255
+
+
+@pytest.mark.parametrize("class_names", [None, ["zebra", "ant", "cat"]])
+def test_string_labels_are_numbered_for_the_user_and_keep_their_names(tmp_path, class_names):
+    labels = np.array(["cat", "zebra", "ant"] * 4)
+    x = np.random.default_rng(0).integers(0, 256, (12, 20, 20), dtype=np.uint8)
+    extra = {} if class_names is None else {"class_names": np.array(class_names)}
+    np.savez(tmp_path / "animals.npz", x=x, y=labels, **extra)
+    arrays, names, provenance = datasets.load_npz(tmp_path / "animals.npz", None)
+    expected = class_names or ["ant", "cat", "zebra"]
+    assert names == expected
+    assert [expected[label] for label in arrays["y_train"]] == labels.tolist()  # each image keeps its class
+    assert provenance["labels"].startswith(f"strings, numbered 0..2 in {'sorted' if class_names is None else 'class'}")
+
+
+def test_a_string_label_missing_from_class_names_is_named(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (6, 20, 20), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", x=x, y=np.array(["a", "b", "c"] * 2), class_names=np.array(["a", "b"]))
+    with pytest.raises(UserError, match=r"label 'c' in y is not in class_names \['a', 'b'\]"):
+        datasets.load_npz(tmp_path / "a.npz", None)
+
+
+def test_os_litter_and_hidden_files_are_skipped_and_counted(tmp_path):
+    two_classes(tmp_path / "shop" / "train")
+    two_classes(tmp_path / "shop" / "test")
+    for litter in ("train/a/Thumbs.db", "train/b/desktop.ini", "test/a/.DS_Store", "train/.hidden.png",
+                   "Thumbs.db"):
+        (tmp_path / "shop" / litter).write_bytes(b"not an image")
+    arrays, names, provenance = load_folder(tmp_path / "shop", None)
+    assert names == ["a", "b"] and len(arrays["y_train"]) == 6 and len(arrays["y_test"]) == 6
+    assert provenance["layout"] == "train/ and test/"
+    assert provenance["skipped_files"]["count"] == 5
+    assert provenance["skipped_files"]["examples"] == [".DS_Store", ".hidden.png", "Thumbs.db", "desktop.ini"]

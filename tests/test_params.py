@@ -12,7 +12,7 @@ def parse_with(overrides):
 
 def test_the_committed_params_yaml_poses_an_unbalanced_question_offline():
     params = parse_params(committed_params())
-    assert params.data.source == "mnist-sample" and params.data.path is None  # no network needed
+    assert params.data.source == "mnist-sample" and params.data.local_copy is None  # no network needed
     assert params.imbalance.profile in ("step", "longtail") and params.imbalance.ratio > 1
     assert len(params.train.seeds) >= 3  # a paired test needs several seeds
 
@@ -44,7 +44,9 @@ BAD = [
     ({"weights": {"beta": -0.1}}, ["weights.beta = -0.1", "greater than or equal to 0"]),
     ({"data": {"source": "mnst"}}, ["data.source = 'mnst'", "'mnist-sample', 'mnist', 'fashion-mnist', 'folder' or 'npz'"]),
     ({"data": {"source": "folder", "path": "/home/me/pictures"}}, ["data.path = '/home/me/pictures'", "under data/input/"]),
-    ({"data": {"source": "npz", "path": None}}, ["data.path = None", "data.source npz needs a path under data/input/"]),
+    ({"data": {"source": "npz", "path": None}}, ["data.path = None", "fetch depends on data.path",
+                                                 "data/input/none for mnist-sample", "under data/input/ for folder"]),
+    ({"data": {"source": "folder", "path": "data/input/none"}}, ["data.path = 'data/input/none'", "under data/input/"]),
     ({"data": {"source": "folder", "path": "data/input/../../x"}}, ["data.path = 'data/input/../../x'", "under data/input/"]),
     ({"data": {"image_size": [64]}}, ["data.image_size = [64]", "[height, width], each at least 18 pixels"]),
     ({"data": {"image_size": [64, 10]}}, ["data.image_size = [64, 10]", "each at least 18 pixels"]),
@@ -139,6 +141,11 @@ def test_load_params_reports_missing_file_and_bad_yaml(tmp_path):
     broken.write_text("train:\n  seeds: [0, 1\n")
     with pytest.raises(UserError, match="not valid YAML at line"):
         load_params(broken)
+    # the reason is yaml's own words, whatever line it finds it on
+    broken.write_text("train:\n  epochs: 3\n  seeds [0, 1]: x: y\n")
+    with pytest.raises(UserError) as caught:
+        load_params(broken)
+    assert str(caught.value) == f"{broken}: not valid YAML at line 3: mapping values are not allowed here"
 
 
 def test_yaml_is_read_with_the_safe_loader(tmp_path):

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import balanced_accuracy_score
 
 from tools.sandbox import dvc, ran_stages, set_params
 
@@ -135,6 +136,43 @@ def test_evaluate_edit_reruns_only_evaluate_and_tau_zero_turns_the_logit_adjuste
     assert sorted(p.name for p in (project / "metrics/details").iterdir()) == [
         "comparison.json", "machine.json", "unweighted.json", "weighted.json"]
     assert "logit-adjusted (τ" not in (project / "reports/summary.md").read_text()
+
+
+def test_a_tuned_tau_reruns_only_evaluate_and_is_chosen_on_the_validation_predictions(project):
+    set_params(project, {"evaluate": {"logit_adjustment_tau": "tuned", "logit_adjustment_tau_grid": [0, 0.5, 1, 2, 4]}})
+    result = dvc(project, "repro")
+    assert ran_stages(result) == ["check_params", "evaluate"]  # no training
+    headline = json.loads((project / "metrics/logit_adjusted.json").read_text())
+    details = json.loads((project / "metrics/details/logit_adjusted.json").read_text())
+    chosen = headline["tuned_tau"]
+    assert set(chosen) == {"0", "1"} and details["tuned_tau"] == chosen
+    assert (f"evaluate: τ tuned on validation, per seed: 0 {chosen['0']:g}, 1 {chosen['1']:g} "
+            "(metrics/logit_adjusted.json)") in result.stdout
+
+    # the choice again, independently: Keras' predictions on the validation split, scikit-learn's score
+    import keras
+
+    splits = np.load(project / "data/splits.npz")
+    counts = json.loads((project / "data/class_counts.json").read_text())
+    prior = np.array([counts["train"][name] for name in counts["class_names"]], dtype=float)
+    log_prior = np.log(prior / prior.sum())
+
+    def adjusted(proba, tau):  # Menon et al.'s argmax_y log p_y − τ log π_y (p floored as evaluate does)
+        return (np.log(np.clip(proba, 1e-12, None)) - tau * log_prior).argmax(axis=1)
+
+    for seed, tau in chosen.items():
+        model_dir = project / f"models/unweighted/seed_{seed}"
+        val = keras.models.load_model(model_dir / "model.keras").predict(splits["x_val"], verbose=0)
+        scores = [balanced_accuracy_score(splits["y_val"], adjusted(val, t)) for t in (0, 0.5, 1, 2, 4)]
+        assert tau == [0, 0.5, 1, 2, 4][int(np.argmax(scores))]  # argmax: the first, smallest, best
+        # and the test metrics are the test probabilities adjusted with that seed's τ
+        test = np.load(model_dir / "test_proba.npz")["proba"]
+        expected = balanced_accuracy_score(splits["y_test"], adjusted(test, tau))
+        assert details["seeds"][seed]["balanced_accuracy"] == pytest.approx(expected, abs=1e-12)
+
+    summary = (project / "reports/summary.md").read_text()
+    assert "logit-adjusted (τ tuned on validation)" in summary
+    assert f"chosen: seed 0 τ = {chosen['0']:g}, seed 1 τ = {chosen['1']:g}." in summary
 
 
 def test_plots_show_renders_the_figures_offline_as_images(finished, tmp_path):

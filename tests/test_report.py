@@ -24,7 +24,9 @@ def test_the_run_description_names_source_imbalance_weights_how_applied_epochs_a
                             "train": {"epochs": 1, "seeds": [3]}})
     assert describe_run(other) == ("fashion-mnist, longtail imbalance, ratio 2.5; effective_number (β = 0.99) class "
                                    "weights applied by class-balanced sampling; 1 epoch, 1 seed")
-    assert describe_run(shipped_params({"imbalance": {"profile": "none"}})).startswith("mnist-sample, no imbalance;")
+    own = shipped_params({"imbalance": {"profile": "none"}})
+    assert describe_run(own, {"0": 400, "1": 400}).startswith("mnist-sample, no imbalance;")
+    assert describe_run(own).startswith("mnist-sample, the data's own class counts;")
     assert arm_labels(other)["weighted"] == "weighted (sampling)"
 
 
@@ -64,7 +66,7 @@ def test_the_summary_shows_every_arm_and_every_comparison(three_arms):
                         "3 epochs, 3 seeds")
     # minority recall differences (15 − s) / 50 = 0.30, 0.28, 0.26: mean 0.28, sd 0.02, half-width
     # t(0.975, 2) 4.3027 * 0.02 / sqrt 3 = 0.0497; logit-adjusted: (10 − 2s) / 50, mean 0.16, half-width 0.0994
-    verdicts = [line for line in lines if line.startswith("- **")]
+    verdicts = [line for line in lines if line.startswith("- **minority recall:")]  # the headline, not the warnings
     assert verdicts[0].startswith("- **minority recall: weighted (loss) − unweighted = +0.280 [+0.230, +0.330] → ")
     assert verdicts[1].startswith(
         "- **minority recall: logit-adjusted (τ = 1) − unweighted = +0.160 [+0.061, +0.259] → ")
@@ -155,3 +157,125 @@ def test_the_reliability_diagram_pools_every_seed_s_test_images(three_arms):
     assert count.tolist() == [0] * 13 + [300, 0] and confidence[13] == pytest.approx(0.91)
     right = sum(int(np.sum(p.argmax(axis=1) == y)) for p in proba.values())
     assert accuracy[13] == right / 300 == pytest.approx(np.mean([calibration_bins(y, p)[2][13] for p in proba.values()]))
+
+
+# ---- real class names: the measured imbalance, the figures' layout ----------------------------------
+
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+TEST_COUNTS = [35, 37, 36, 35, 36, 37, 35, 36, 37, 36]  # the data's own test counts: balanced for every purpose
+
+
+@pytest.fixture(scope="module")
+def clothes():
+    """Ten seeds on Fashion-MNIST's class names: the weighted arm finds 25 more T-shirts than the
+    unweighted one and loses 10 shirts, every seed (a little more with each seed)."""
+    y = np.repeat(np.arange(10), TEST_COUNTS)
+    seeds = [str(s) for s in range(10)]
+    predictions = {"unweighted": {}, "weighted": {}}
+    for s in seeds:
+        unweighted, weighted = y.copy(), y.copy()
+        unweighted[np.flatnonzero(y == 0)[:28 + int(s) % 3]] = 6
+        weighted[np.flatnonzero(y == 0)[:3]] = 6
+        weighted[np.flatnonzero(y == 6)[:10 + int(s) % 2]] = 0
+        predictions["unweighted"][s], predictions["weighted"][s] = unweighted, weighted
+    per_seed = {arm: {s: seed_metrics(y, np.eye(10)[p] * 0.9 + 0.01, [0, 9], FASHION) for s, p in by_seed.items()}
+                for arm, by_seed in predictions.items()}
+    comparisons = {"weighted_vs_unweighted": compare_arms(per_seed, predictions, y, 0.05, "weighted", "unweighted")}
+    counts = {"train": dict(zip(FASHION, [14, 290, 280, 300, 270, 280, 300, 290, 285, 15])),
+              "test": dict(zip(FASHION, TEST_COUNTS)), "class_names": FASHION,
+              "minority_classes": ["T-shirt/top", "Ankle boot"], "minority_rule": "at most half the largest"}
+    params = shipped_params({"data": {"source": "folder", "path": "data/input/clothes"},
+                             "imbalance": {"profile": "none"}, "evaluate": {"logit_adjustment_tau": 0.0},
+                             "train": {"seeds": list(range(10)), "epochs": 3}})
+    return {"params": params, "summaries": {arm: summarise_seeds(per_seed[arm]) for arm in per_seed},
+            "comparisons": comparisons, "class_counts": counts,
+            "headline": headline_comparison(comparisons, ["T-shirt/top", "Ankle boot"]),
+            "confusions": {arm: sum(confusion(y, p) for p in predictions[arm].values()) for arm in predictions}}
+
+
+def test_the_data_s_own_imbalance_is_its_measured_ratio_and_35_against_37_test_images_is_balanced(clothes):
+    text = summary_markdown(clothes["params"], clothes["summaries"], clothes["comparisons"], clothes["headline"],
+                            clothes["class_counts"])
+    # largest / smallest training class: 300 / 14 = 21.43
+    assert text.startswith("# folder data/input/clothes, own imbalance, ratio 21.4 (largest / smallest class); ")
+    assert "Data: folder data/input/clothes, the data's own class counts (largest / smallest training class: 21.4);" \
+        in text
+    assert "ratio 10" not in text and "imbalanced" not in text  # 37 / 35 = 1.06, below 1.5
+    uneven = {**clothes["class_counts"], "test": {**clothes["class_counts"]["test"], "Bag": 20, "Coat": 40}}
+    text = summary_markdown(clothes["params"], clothes["summaries"], clothes["comparisons"], clothes["headline"],
+                            uneven)
+    assert "**The test set is imbalanced** (20 to 40 images a class, ratio 2 ≥ 1.5, the data's own counts)" in text
+    even = {name: 50 for name in FASHION}
+    assert describe_run(clothes["params"], even).startswith("folder data/input/clothes, no imbalance; ")
+
+
+def text_boxes(fig):
+    """(text, window extent) of every label, title and legend entry of a drawn figure: not the
+    numbers and marks inside the plots."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)  # lays it out as savefig does
+    inside = {id(t) for ax in fig.axes for t in ax.texts}
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and id(t) not in inside]
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in texts], renderer
+
+
+def layout_problems(fig):
+    """Labels that overlap each other or a plot they do not belong to, or leave the figure."""
+    boxes, renderer = text_boxes(fig)
+    problems = [f"{text!r} leaves the figure" for text, box in boxes
+                if box.x0 < -0.5 or box.y0 < -0.5 or box.x1 > fig.bbox.x1 + 0.5 or box.y1 > fig.bbox.y1 + 0.5]
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            width = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            height = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            if width > 0.5 and height > 0.5:
+                problems.append(f"{a!r} overlaps {b!r}")
+    for ax in fig.axes:
+        area = ax.get_window_extent(renderer)
+        for label in ax.get_yticklabels() + ax.get_xticklabels():
+            box = label.get_window_extent(renderer)
+            if label.get_text() and box.x1 > area.x0 + 0.5 and box.x0 < area.x1 - 0.5 and \
+                    box.y1 > area.y0 + 0.5 and box.y0 < area.y1 - 0.5:
+                problems.append(f"tick label {label.get_text()!r} lies on its plot")
+    return problems
+
+
+def test_long_class_names_lay_out_without_overlap_and_significant_recalls_are_marked(clothes, tmp_path):
+    from classweights.report import arm_labels, plot_confusions, plot_recall
+
+    labels = arm_labels(clothes["params"])
+    counts = clothes["class_counts"]
+    title = "a run\nweighted − unweighted = +0.1\nlogit-adjusted − unweighted = +0.1\nweighted − logit-adjusted = 0"
+    recall = plot_recall(tmp_path / "recall.png", clothes["summaries"], counts["train"], counts["minority_classes"],
+                         labels, title, clothes["comparisons"])
+    confusions = plot_confusions(tmp_path / "confusions.png", {**clothes["confusions"], "third": clothes["confusions"]
+                                                               ["weighted"]}, {**labels, "third": "logit-adjusted"},
+                                 title, FASHION)
+    assert layout_problems(recall) == [] and layout_problems(confusions) == []
+    # ▲ over the weighted arm's T-shirt/top bar (class 0), ▼ over its Shirt bar (class 6), nothing else
+    marks = sorted((round(t.get_position()[0]), t.get_text()) for t in recall.axes[0].texts)
+    assert marks == [(0, "▲"), (6, "▼")]
+    assert "Ankle boot" in [t.get_text() for t in confusions.axes[2].get_yticklabels()]
+
+
+def test_a_model_near_chance_and_a_class_with_few_test_images_are_named(three_arms, clothes):
+    from classweights.report import too_small_warnings
+
+    labels = arm_labels(clothes["params"])
+    assert too_small_warnings(clothes["summaries"], clothes["class_counts"]["test"], labels) == []  # 35 to 37
+    # three_arms: unweighted's balanced accuracy over its seeds (100 - 20 - s) / 100 = 0.79 is far from chance
+    test = {**{str(c): 100 for c in range(10)}, "9": 6}
+    near = {**three_arms["summaries"], "weighted": {"mean": {"balanced_accuracy": 0.19}}}  # chance 0.1 + 0.09
+    lines = too_small_warnings(near, test, labels)
+    assert lines[:3] == ["", "## Too small to mean much", ""]
+    assert lines[3].startswith("- **weighted (loss) is near chance**: balanced accuracy 0.190, chance 1/10 = 0.100")
+    assert lines[4].startswith("- **Few test images**: 9 6 (recall in steps of 1/6); fewer than 20 a class")
+    assert len(lines) == 5  # 0.21 would be no warning: the rule is within 0.1 of chance
+    near["weighted"]["mean"]["balanced_accuracy"] = 0.21
+    assert len(too_small_warnings(near, test, labels)) == 4
+    text = summary_markdown(clothes["params"], clothes["summaries"], clothes["comparisons"], clothes["headline"],
+                            {**clothes["class_counts"], "test": {**clothes["class_counts"]["test"], "Ankle boot": 6}})
+    assert "- **Few test images**: Ankle boot 6 (recall in steps of 1/6)" in text
