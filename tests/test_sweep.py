@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from classweights import ranking
 from orchestration import experiments, plan, sweep, sweep_report
 from classweights.errors import UserError
 from classweights.evaluation import LOGIT_ADJUSTED
@@ -385,13 +386,13 @@ def test_with_one_seed_the_best_remedy_is_named_but_never_said_to_beat_the_runne
     assert "+0.050 (no interval with one seed)" in sweep_report.best_markdown(rows)
 
 
-
 def test_a_tuned_tau_is_a_post_hoc_remedy_of_its_own_beside_a_fixed_one():
     per_seed = {LOGIT_ADJUSTED: {"0": {"balanced_accuracy": 0.5}}}
     records = [{"name": f"exp-{tau}", "params": merged(committed_params(), {"evaluate": {"logit_adjustment_tau": tau}}),
                 "per_seed": per_seed} for tau in ("tuned", 1.0)]
-    assert set(sweep_report.remedies_of(records)) == {"post-hoc logit adjustment (τ tuned on validation)",
-                                                      "post-hoc logit adjustment (τ = 1)"}
+    assert set(ranking.remedies_of(records)) == {"post-hoc logit adjustment (τ tuned on validation)",
+                                                 "post-hoc logit adjustment (τ = 1)"}
+
 
 def test_a_sweep_with_no_finished_point_still_writes_an_empty_map(tmp_path):
     sweep_report.write_report([], ["data.path"], out=tmp_path)  # every point failed: the map says so, no crash
