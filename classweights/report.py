@@ -31,7 +31,7 @@ def describe_run(params, train_counts=None):
              else f"{imbalance.profile} imbalance, ratio {imbalance.ratio:g}")
     seeds = params.train.seeds
     return (f"{_source(params.data)}, {shape}; "
-            f"{_remedy(params)}; "
+            f"{_remedy(params)}; {_model(params.model)}"
             f"{_plural(params.train.epochs, 'epoch')}, {_plural(len(seeds), 'seed')}")
 
 
@@ -51,7 +51,23 @@ def _own_imbalance(train_counts):
 
 def _source(data):
     """The source, and for your own data where it lies: 'folder data/input/flowers'."""
-    return f"{data.source} {data.path}" if data.source in ("folder", "npz") else data.source
+    return f"{data.source} {data.path}" if data.source in ("folder", "npz", "csv") else data.source
+
+
+def _model(model):
+    """The backbone, unless it is the default cnn: 'ResNet-20, ', 'keras:MobileNetV3Small (imagenet
+    weights, frozen, its own preprocessing), '."""
+    if model.backbone == "cnn":
+        return ""
+    if model.backbone == "resnet":
+        return f"ResNet-{model.resnet_depth}, "
+    if model.backbone == "mlp":
+        return f"MLP {'-'.join(map(str, model.mlp_hidden))}, "
+    if model.backbone.startswith("keras:"):
+        weights = {"imagenet": "imagenet weights", None: "random initial weights"}.get(model.weights, model.weights)
+        tuning = "frozen" if model.trainable == "head" else "fine-tuned"
+        return f"{model.backbone} ({weights}, {tuning}, its own preprocessing), "
+    return f"{model.backbone}, "
 
 
 def _tick_labels(ax, axis, names, marked=()):

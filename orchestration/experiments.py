@@ -13,7 +13,7 @@ from pathlib import Path
 
 from classweights.errors import UserError
 from classweights.params import load_params
-from classweights.paths import ARMS, MODELS, model_dir
+from classweights.paths import ARMS, model_dir, seconds_file
 
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of the venv this runs in
 PUSH_HINT = "Use `dvc push` to send your updates to remote storage."
@@ -151,22 +151,25 @@ def git_add_advice(files):
     return f"\n{GIT_ADVICE}\n\n\tgit add {' '.join(files)}\n"
 
 
-def remove_stale_models(seeds, models=MODELS):
-    """Delete models/<arm>/seed_N for every N not in seeds; return the deleted folders.
+def remove_stale_models(seeds, root=Path(".")):
+    """Delete every training's outputs (models/<arm>/seed_N/, metrics/seconds/<arm>/seed_N.json) for
+    each N not in seeds; return what was deleted.
 
-    evaluate depends on the whole models/<arm> folders (DVC cannot template a list of them), and
-    DVC leaves the outputs of a seed dropped from train.seeds in place: they would enter
-    evaluate's hashes, and after `make restore` evaluate would run again and change dvc.lock.
-    The folders are in DVC's cache and run cache, so a later run with those seeds restores them."""
-    current = {models / model_dir(arm, seed).relative_to(MODELS) for arm in ARMS for seed in seeds}
-    stale = [folder for arm in ARMS for folder in sorted((models / arm).glob("seed_*")) if folder not in current]
-    for folder in stale:
-        shutil.rmtree(folder)
+    evaluate depends on the whole models/<arm> and metrics/seconds folders (DVC cannot template a
+    list of them), and DVC leaves the outputs of a seed dropped from train.seeds in place: they
+    would enter evaluate's hashes, and after `make restore` evaluate would run again and change
+    dvc.lock. They are in DVC's cache and run cache, so a later run with those seeds restores them."""
+    current = {root / path for arm in ARMS for seed in seeds for path in (model_dir(arm, seed), seconds_file(arm, seed))}
+    found = [path for arm in ARMS for pattern in (model_dir(arm, "*"), seconds_file(arm, "*"))
+             for path in sorted(root.glob(str(pattern)))]
+    stale = [path for path in found if path not in current]
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     return stale
 
 
 def serial_repro(*repro_args, forget_unrestorable=()):
-    """`dvc repro [repro_args]`, after removing the models of seeds no longer in train.seeds and
+    """`dvc repro [repro_args]`, after removing the outputs of seeds no longer in train.seeds and
     dropping the lock entries of forget_unrestorable, trainings that no cache here holds (so that
     those the run cache knows are restored, not re-trained); dvc.lock in pipeline order."""
     remove_stale_models(load_params().train.seeds)

@@ -1,4 +1,4 @@
-"""train_<arm>@<seed>: train the CNN for one arm and one seed (see dvc.yaml)."""
+"""train_<arm>@<seed>: train the network (model.*) for one arm and one seed (see dvc.yaml)."""
 if not __package__:  # run by path, Python would not find the project's packages
     raise SystemExit("error: run stages as `python -m stages.train` from the project root, or `dvc repro`")
 
@@ -7,7 +7,7 @@ import sys
 
 from classweights.cli import run_stage
 from classweights.files import read_arrays, read_json, write_json
-from classweights.params import load_params
+from classweights.params import check_backbone, load_params
 from classweights.paths import ARMS, SPLITS, WEIGHTS, model_dir, seconds_file
 from classweights.remedy import describe_remedy
 
@@ -19,6 +19,7 @@ def main():
     args = parser.parse_args()
     params = load_params()
     splits = read_arrays(SPLITS, ["x_train", "y_train", "x_val", "y_val", "x_test", "class_names"])
+    check_backbone(params.model, splits["x_train"].shape[1:])  # before TensorFlow starts
     class_weight = read_json(WEIGHTS) if args.arm == "weighted" else None
 
     # Keras imports scikit-learn, pandas and matplotlib at start-up only to offer its wrappers
@@ -35,7 +36,7 @@ def main():
     else:
         remedy = {"apply": "loss"}
     seconds = train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight,
-                        label=f"train_{args.arm}@{args.seed}", **remedy)
+                        label=f"train_{args.arm}@{args.seed}", network=params.model, **remedy)
     # beside the model, not in its folder: the model's bytes are reproducible, wall-clock time is not
     write_json(seconds_file(args.arm, args.seed), {"fit_seconds": round(seconds, 2)})
     print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)} ({seconds:.1f} s to fit)")

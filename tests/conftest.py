@@ -29,7 +29,7 @@ pytest_plugins = ["pytester"]  # tests/test_tiers.py runs a small suite of its o
 # ones start at once and the short ones fill in.
 SLOWEST_MODULES = ["test_scaleout.py", "test_cluster.py", "test_first_hour.py", "test_pipeline.py",
                    "test_own_data.py", "test_bench.py", "test_faults.py", "test_reproducibility.py",
-                   "test_model.py", "test_remedies.py"]
+                   "test_model.py", "test_remedies.py", "test_backbones.py", "test_features.py"]
 
 
 @pytest.hookimpl(optionalhook=True)  # known only when pytest-xdist is loaded (not under -p no:xdist)

@@ -57,7 +57,7 @@ def no_partials(project):
 
 
 PARAM_CASES = [
-    ("fetch", {"data": {"sorce": "mnist"}}, ["unknown key 'data.sorce'", "source, path, mirror"]),
+    ("fetch", {"data": {"sorce": "mnist"}}, ["unknown key 'data.sorce'", "source, path, label_column, test_path, mirror"]),
     ("fetch", {"data": {"source": "cifar"}}, ["data.source = 'cifar'", "'mnist-sample'"]),
     ("preprocess", {"imbalance": {"ratio": "10"}}, ["imbalance.ratio = '10'", "valid number"]),
     ("preprocess", {"imbalance": {"minority_classes": [1, 1]}}, ["class id 1 is listed twice"]),

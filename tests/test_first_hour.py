@@ -270,14 +270,20 @@ def test_make_restore_after_a_seeds_edit_leaves_git_status_and_dvc_status_clean(
     assert "git add" not in restored.stdout + again.stdout  # dvc.lock is as committed: no advice to add it
 
 
-def test_the_models_of_seeds_no_longer_trained_are_removed_and_only_those(tmp_path):
+def test_the_outputs_of_seeds_no_longer_trained_are_removed_and_only_those(tmp_path):
     for arm in ("unweighted", "weighted"):
         for seed in (0, 1, 6, 12):
-            (tmp_path / arm / f"seed_{seed}").mkdir(parents=True)
-    (tmp_path / "weighted" / "seed_6" / "model.keras").write_bytes(b"x")
+            (tmp_path / "models" / arm / f"seed_{seed}").mkdir(parents=True)
+            (tmp_path / "metrics/seconds" / arm).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "metrics/seconds" / arm / f"seed_{seed}.json").write_text("{}")
+    (tmp_path / "models/weighted/seed_6/model.keras").write_bytes(b"x")
     removed = experiments.remove_stale_models([0, 1, 12], tmp_path)
-    assert [str(p.relative_to(tmp_path)) for p in removed] == ["unweighted/seed_6", "weighted/seed_6"]
-    assert sorted(p.name for p in (tmp_path / "weighted").iterdir()) == ["seed_0", "seed_1", "seed_12"]
+    assert [str(p.relative_to(tmp_path)) for p in removed] == [
+        "models/unweighted/seed_6", "metrics/seconds/unweighted/seed_6.json",
+        "models/weighted/seed_6", "metrics/seconds/weighted/seed_6.json"]
+    assert sorted(p.name for p in (tmp_path / "models/weighted").iterdir()) == ["seed_0", "seed_1", "seed_12"]
+    assert sorted(p.name for p in (tmp_path / "metrics/seconds/weighted").iterdir()) == [
+        "seed_0.json", "seed_1.json", "seed_12.json"]
 
 
 DVC_OUTPUT = ["Running stage 'evaluate':\n", "Updating lock file 'dvc.lock'\n", "\n",
