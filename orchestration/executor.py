@@ -126,7 +126,7 @@ def git(*args, fix=""):
 
 def local_workspace():
     """This workspace as local tasks copy it: HEAD, the tracked files edited or deleted since and
-    the untracked ones git does not ignore (as `dvc exp run --queue` takes them), its DVC cache."""
+    the untracked ones git does not ignore (a new code file need not be git-added first), its DVC cache."""
     edited = git("ls-files", "-z", "--modified", "--others", "--exclude-standard").split("\0")
     deleted = set(git("ls-files", "-z", "--deleted").split("\0"))
     edits = {path: None if path in deleted else Path(path).read_bytes() for path in filter(None, edited)}
