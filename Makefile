@@ -2,7 +2,7 @@
 # `make check`: the fast tier of the tests, those that start no process (tests/conftest.py).
 # `make bench`: the speed / memory benchmark (full-size Fashion-MNIST; see README).
 # `make mutate`: mutation testing of the statistics and metrics code (docs/mutation.md).
-# `make repro JOBS=N`: trainings on N queue workers (default: every core; JOBS=1: one after another).
+# `make repro JOBS=N`: trainings on N local Dask workers (default: every core; JOBS=1: one after another).
 # `make restore`: back to the committed run after any experiment (outputs from DVC's caches).
 # `make sweep [SWEEP=path] [SHARD=k/N]`: one experiment per grid point (docs/scale-out.md).
 # `make sweep CLUSTER=tcp://HOST:8786`, `make repro CLUSTER=…`: the same on a Dask cluster (docs/scale-out.md).

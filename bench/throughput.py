@@ -6,11 +6,11 @@
    (train.threads: 0), so that the one-thread policy's own cost is visible.
 2. The shipped small default (mnist-sample) the same way: JOBS=2 must not be slower.
 3. A 4-point tiny sweep (2 ratios x 2 strategies, mnist-sample, 2 seeds, 1 epoch, 40 images
-   a majority class) with -j 1 and -j 2: whole-pipeline experiments, the queue's own overhead.
+   a majority class) with -j 1 and -j 2: whole-pipeline experiments, the engine's own overhead.
 
-CPU time is the whole machine's busy time during the run (psutil): queue workers are
-detached from the process that starts them, so no child accounting sees them. Measure on an
-otherwise idle machine. Writes bench/results/throughput.json.
+CPU time is the whole machine's busy time during the run (psutil): the trainings run in Dask
+worker processes' children (or a cluster's), which one process's child accounting does not
+always see. Measure on an otherwise idle machine. Writes bench/results/throughput.json.
 """
 import argparse
 import os
@@ -53,9 +53,9 @@ def _busy(times):
 
 # Where a run's time goes: the first output line holding each mark, in seconds after the start.
 # Serial: the stages before the trainings, the trainings, evaluate. JOBS=2: the stages before the
-# trainings and the queueing, the queue workers' trainings, the final restore and evaluate.
-PHASE_MARKS = {"first_training": "Running stage 'train_", "queue_started": " (arm, seed) pairs on ",
-               "trainings_done": "trainings done in ", "evaluate": "Running stage 'evaluate'"}
+# trainings, the Dask workers' trainings, the final restore and evaluate.
+PHASE_MARKS = {"first_training": "Running stage 'train_", "workers_started": " (arm, seed) pairs on ",
+               "trainings_done": "(arm, seed) trainings: ", "evaluate": "Running stage 'evaluate'"}
 
 
 def timed(project, *args):

@@ -116,6 +116,13 @@ def write_csv(path, header, rows):
         writer.writerows(rows)
 
 
+def markdown_table(header, rows):
+    """A Markdown table's lines: the header, its rule, one line per row (cells as text). The one
+    table writer of the run report and the sweep's (orchestration/sweep_report.py)."""
+    return ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
+
+
 def _fmt(x, digits=4):
     return f"{x:.{digits}f}"
 
@@ -398,23 +405,19 @@ def too_small_warnings(summaries, test_counts, labels):
 def _side_by_side(comparisons, headline, labels):
     """Every comparison's headline differences in one table: mean [interval] → verdict."""
     names = list(comparisons)
-    lines = ["| metric | " + " | ".join(f"{labels[comparisons[n]['arm']]} − {labels[comparisons[n]['baseline']]}"
-                                         for n in names) + " |", "|---|" + "---|" * len(names)]
-    for metric in next(iter(comparisons.values()))["difference"]:
-        cells = [_interval(comparisons[n]["difference"][metric]) for n in names]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    rows = [[metric, *(_interval(comparisons[n]["difference"][metric]) for n in names)]
+            for metric in next(iter(comparisons.values()))["difference"]]
     worst = [headline[n]["worst_majority_recall"] for n in names]
-    lines.append("| worst majority-class recall | " + " | ".join(
+    rows.append(["worst majority-class recall", *(
         f"class {w['class']}: {_interval(comparisons[n]['per_class_recall_difference'][str(w['class'])])}"
-        for n, w in zip(names, worst)) + " |")
-    return lines
+        for n, w in zip(names, worst))])
+    return markdown_table(["metric", *(f"{labels[comparisons[n]['arm']]} − {labels[comparisons[n]['baseline']]}"
+                                       for n in names)], rows)
 
 
 def _difference_table(comparison, labels):
     arm, baseline = labels[comparison["arm"]], labels[comparison["baseline"]]
-    lines = [f"### {arm} − {baseline}", "",
-             "| metric | mean | sd | interval | p (t-test) | p (sign-flip) | p (Wilcoxon) | p (verdict) | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    table = []
     rows = list(comparison["difference"].items()) + \
         [(f"{kind} of class {c}", d) for kind in ("recall", "precision", "F1")
          for c, d in comparison.get(f"per_class_{kind.lower()}_difference", {}).items()]
@@ -425,22 +428,24 @@ def _difference_table(comparison, labels):
                      _p(d["p_ttest"]), _p(d["p_signflip"]), _p(d["p_wilcoxon"]) if "p_wilcoxon" in d else "–", p]
         else:
             cells = ["–" if d["mean"] is None else f"{d['mean']:+.4f}"] + ["–"] * 6
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_verdict_cell(d)} |")
-    return lines + [""]
+        table.append([name, *cells, _verdict_cell(d)])
+    header = ["metric", "mean", "sd", "interval", "p (t-test)", "p (sign-flip)", "p (Wilcoxon)", "p (verdict)",
+              "verdict"]
+    return [f"### {arm} − {baseline}", "", *markdown_table(header, table), ""]
 
 
 def _mcnemar_table(comparisons, labels):
     names = list(comparisons)
-    lines = ["| seed | " + " | ".join(f"{labels[comparisons[n]['arm']]} vs {labels[comparisons[n]['baseline']]}"
-                                      for n in names) + " |", "|---|" + "---|" * len(names)]
+    rows = []
     for seed in next(iter(comparisons.values()))["seeds"]:
         cells = []
         for n in names:
             c, m = comparisons[n], comparisons[n]["mcnemar"][seed]
             only_arm, only_baseline = m[f"only_{c['arm']}_right"], m[f"only_{c['baseline']}_right"]
             cells.append(f"{only_arm} vs {only_baseline}, p {_p(m['p_value'])}")
-        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
-    return lines
+        rows.append([seed, *cells])
+    return markdown_table(["seed", *(f"{labels[comparisons[n]['arm']]} vs {labels[comparisons[n]['baseline']]}"
+                                     for n in names)], rows)
 
 
 def _class_interval_note(comparisons):
@@ -466,13 +471,11 @@ def _per_class_table(summaries, labels, minority):
     """Each class's precision, recall and F1 per arm, mean over seeds (a * after a minority class)."""
     arms = list(summaries)
     names = list(summaries[arms[0]]["mean"]["per_class"])
-    lines = ["## Per class: precision, recall, F1, mean over seeds", "",
-             "| class | " + " | ".join(f"{labels[a]} P / R / F1" for a in arms) + " |", "|---|" + "---|" * len(arms)]
-    for name in names:
-        cells = [" / ".join(f"{summaries[a]['mean']['per_class'][name][k]:.3f}" for k in ("precision", "recall", "f1"))
-                 for a in arms]
-        lines.append(f"| {name}{'*' * (name in minority)} | " + " | ".join(cells) + " |")
-    return lines
+    rows = [[f"{name}{'*' * (name in minority)}",
+             *(" / ".join(f"{summaries[a]['mean']['per_class'][name][k]:.3f}" for k in ("precision", "recall", "f1"))
+               for a in arms)] for name in names]
+    return ["## Per class: precision, recall, F1, mean over seeds", "",
+            *markdown_table(["class", *(f"{labels[a]} P / R / F1" for a in arms)], rows)]
 
 
 def summary_markdown(params, summaries, comparisons, headline, class_counts, machine=None):
@@ -486,12 +489,11 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     lines += _run_paragraph(params, class_counts, alpha, summaries.get(LOGIT_ADJUSTED, {}).get("tuned_tau"),
                             summaries.get(TAU_NORMALISED, {}).get("tuned_tau"))
     lines += too_small_warnings(summaries, class_counts["test"], labels)
-    lines += ["", "## Test metrics, mean ± sd over seeds", "",
-              "| metric | " + " | ".join(labels[a] for a in arms) + " |", "|---|" + "---|" * len(arms)]
-    for metric in HEADLINE_METRICS:
-        if metric in summaries[arms[0]]["mean"]:
-            cells = [f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}" for a in arms]
-            lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lines += ["", "## Test metrics, mean ± sd over seeds", ""]
+    lines += markdown_table(["metric", *(labels[a] for a in arms)],
+                            [[metric, *(f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}"
+                                        for a in arms)]
+                             for metric in HEADLINE_METRICS if metric in summaries[arms[0]]["mean"]])
     lines += ["", COSTS_NOTE, ""]
     lines += _per_class_table(summaries, labels, class_counts["minority_classes"])
     lines += ["", "## Paired differences side by side", "",

@@ -1,5 +1,5 @@
 """The sweep file: which params.yaml keys to vary, validated point by point with the real
-params validation, expanded into grid points in the order the queue should run them.
+params validation, expanded into grid points.
 
 sweep.yaml holds `fixed` (key: value, set at every point) and `grid` (key: [values]; every
 combination is one point; a list of such mappings adds further grids). Keys are dotted
@@ -7,18 +7,16 @@ params.yaml keys, e.g. imbalance.ratio.
 """
 import itertools
 import json
-import re
 from pathlib import Path
 
+from classweights import ranking
 from classweights.errors import UserError
-from orchestration import sweep_report
 from classweights.params import parse_params, read_yaml
 from classweights.paths import MACHINE, TRAINING_SECONDS
+from orchestration import sweep_report
+from orchestration.plan import point_label, point_name, set_options, unweighted_group  # noqa: F401 (a point's names)
 
 SWEEP_KEYS = ("fixed", "grid")
-# The unweighted arm reads none of these, so points that differ only here share its
-# trainings: the queue runs them one after another and DVC's run cache restores them.
-NOT_READ_BY_UNWEIGHTED = sweep_report.NOT_READ_BY_UNWEIGHTED
 
 
 def read_sweep(path, params_path="params.yaml"):
@@ -82,95 +80,40 @@ def apply_overrides(params, overrides):
     return merged
 
 
-def point_label(point):
-    """`imbalance.ratio=5 weights.strategy=balanced`: how a point is named in messages."""
-    return " ".join(f"{key}={_yaml_value(value)}" for key, value in point.items())
-
-
-def set_options(point):
-    """`-S key=value` arguments for `dvc exp run` (values in YAML flow syntax, which the
-    override parser reads back with the same types)."""
-    return [arg for key, value in point.items() for arg in ("-S", f"{key}={_yaml_value(value)}")]
-
-
-def _yaml_value(value):
-    return json.dumps(value)  # strings quoted: a path or a word is never read as a number
-
-
-def unweighted_group(point):
-    """The part of a point that the unweighted arm depends on."""
-    return tuple((k, json.dumps(v)) for k, v in point.items() if not k.startswith(NOT_READ_BY_UNWEIGHTED))
-
-
-def queue_order(points):
-    """Points ordered so that each group's first point (which trains the unweighted arm)
-    comes before every group's later points (which restore it from the run cache)."""
-    seen, waves = {}, []
-    for point in points:
-        group = unweighted_group(point)
-        waves.append(seen.get(group, 0))
-        seen[group] = waves[-1] + 1
-    return [point for _, point in sorted(zip(waves, points), key=lambda pair: pair[0])]
-
-
-def batches(points, jobs, trained=()):
-    """Queue batches for `jobs` workers: with more workers than groups the later strategies
-    would start before their group's unweighted arm exists and train it again, so then the
-    first point of every group runs first, the rest after it (points in queue order). Groups
-    in `trained` (a finished experiment holds their unweighted arm) wait for nothing."""
-    seen, first, rest = set(), [], []
-    for point in points:
-        group = unweighted_group(point)
-        (rest if group in seen else first).append(point)
-        if group not in trained:
-            seen.add(group)
-    return [first, rest] if jobs > len(first) and rest else [first + rest]
-
-
-def shard(points, index, count):
-    """This machine's share of SHARD=index/count: every count-th group of points that share
-    an unweighted arm (so that arm trains on one machine only), counted from 1."""
-    groups = list(dict.fromkeys(unweighted_group(p) for p in points))
-    mine = set(groups[index - 1::count])
-    return [p for p in points if unweighted_group(p) in mine]
-
-
 def varied_keys(points):
     return list(dict.fromkeys(key for point in points for key in point))
 
 
-def point_name(point):
-    """An experiment name for a point, the same on every machine: its values, readable,
-    plus a short hash of the point (two points never share a name)."""
-    import hashlib
-
-    values = "-".join(str(v) for v in point.values())
-    readable = re.sub(r"[^A-Za-z0-9_]+", "_", values).strip("_")[:40]
-    return f"sweep-{readable}-{hashlib.sha1(point_label(point).encode()).hexdigest()[:6]}"
+# evaluate's files, metrics/<stem>.json
+STEMS = ("comparison", *sweep_report.ARMS, sweep_report.LOGIT_ADJUSTED, *sweep_report.DECOUPLED)
+# Every file of an experiment the map reads: the adapter reads them, and nothing else, in one pass.
+EXPERIMENT_FILES = (str(TRAINING_SECONDS), str(MACHINE), *(f"metrics/{stem}.json" for stem in STEMS),
+                    *(f"metrics/details/{stem}.json" for stem in STEMS[1:]))
 
 
 def finished_experiments():
     """Every finished experiment of the current commit with its params and headline metrics."""
     from orchestration.experiments import finished_experiments as finished
 
-    return finished(experiment_metrics)
+    return [{"name": e["name"], "params": e["params"], **experiment_metrics(e["files"])}
+            for e in finished(EXPERIMENT_FILES)]
 
 
-def experiment_metrics(exists, read_text):
+def experiment_metrics(files):
     """{"metrics": {file stem: JSON}, "per_seed": {arm: {seed: {metric: value}}}} of one
-    experiment, every arm included (the logit-adjusted one too), from its metrics/ files as
-    exists(path) and read_text(path) see them; an arm that is off has no file and is absent; and
+    experiment, every arm included (the logit-adjusted one too), from its files ({path: text} of
+    EXPERIMENT_FILES, a path it lacks absent); an arm that is off has no file and is absent; and
     "machine": where it was made (metrics/details/machine.json; None before runs recorded it).
     metrics["training_seconds"]: the trained arms' seconds per training, where the run recorded them."""
     metrics, per_seed = {}, {}
-    if exists(str(TRAINING_SECONDS)):
-        metrics["training_seconds"] = json.loads(read_text(str(TRAINING_SECONDS)))
-    for stem in ("comparison", *sweep_report.ARMS, sweep_report.LOGIT_ADJUSTED, *sweep_report.DECOUPLED):
-        if exists(f"metrics/{stem}.json"):
-            metrics[stem] = json.loads(read_text(f"metrics/{stem}.json"))
-        if stem != "comparison" and exists(f"metrics/details/{stem}.json"):
-            per_seed[stem] = sweep_report.per_seed_values(json.loads(read_text(f"metrics/details/{stem}.json")))
-    machine = json.loads(read_text(str(MACHINE))) if exists(str(MACHINE)) else None
+    if str(TRAINING_SECONDS) in files:
+        metrics["training_seconds"] = json.loads(files[str(TRAINING_SECONDS)])
+    for stem in STEMS:
+        if f"metrics/{stem}.json" in files:
+            metrics[stem] = json.loads(files[f"metrics/{stem}.json"])
+        if f"metrics/details/{stem}.json" in files:
+            per_seed[stem] = ranking.per_seed_values(json.loads(files[f"metrics/details/{stem}.json"]))
+    machine = json.loads(files[str(MACHINE)]) if str(MACHINE) in files else None
     return {"metrics": metrics, "per_seed": per_seed, "machine": machine}
 
 
@@ -183,19 +126,19 @@ def _settings(records):
 
 
 def best_remedies(records):
-    """sweep_report.best_remedy for every setting, over the experiments of that setting, at the
+    """classweights.ranking.best_remedy for every setting, over the experiments of that setting, at the
     alpha of the first one."""
     rows = []
     for group, members in _settings(records).items():
         alpha = members[0]["params"]["evaluate"]["alpha"]
-        rows += sweep_report.best_remedy({k: json.loads(v) for k, v in group}, members, alpha)
+        rows += ranking.best_remedy({k: json.loads(v) for k, v in group}, members, alpha)
     return rows
 
 
 def remedy_rankings(records):
-    """sweep_report.ranking for every setting."""
+    """classweights.ranking.ranking for every setting."""
     return [row for group, members in _settings(records).items()
-            for row in sweep_report.ranking({k: json.loads(v) for k, v in group}, members)]
+            for row in ranking.ranking({k: json.loads(v) for k, v in group}, members)]
 
 
 def complete_points(base, fixed, points):

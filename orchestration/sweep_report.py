@@ -7,19 +7,16 @@ import textwrap
 from pathlib import Path
 
 from classweights.evaluation import (ARMS, COMPARED_METRICS, COMPARISONS, HEADLINE_METRICS, LOGIT_ADJUSTED,
-                                     TAU_NORMALISED, CRT, comparison_name, decoupled_labels, describe_tau)
+                                     TAU_NORMALISED, CRT, comparison_name)
 from classweights.files import atomic_path
 from classweights.machine import kind
 from classweights.machine import line as machine_line
 from classweights.params import parse_params
-from classweights.remedy import is_plain_weighting, remedy_label
-from classweights.statistics import compare_metrics, confidence_label
+from classweights.ranking import SHOWN, SIGNIFICANT_GAIN, remedy_name
+from classweights.report import markdown_table
+from classweights.statistics import confidence_label
+from orchestration.plan import NOT_READ_BY_UNWEIGHTED
 
-# Keys the unweighted arm never reads: points that differ only here are remedies of one setting
-# and share its unweighted trainings (the queue restores them from DVC's run cache).
-NOT_READ_BY_UNWEIGHTED = ("weights.", "loss.", "evaluate.")
-RANKED = ("balanced_accuracy", "minority_recall")  # the remedies are ranked on each of these
-SHOWN = (*RANKED, "minority_precision")  # the per-seed metrics the ranking table shows (the last: a cost)
 
 OUT = Path("sweep")
 COMPARED = (*COMPARED_METRICS, "worst_majority_recall")
@@ -29,7 +26,6 @@ PANELS = (("minority_recall", "(a) minority-recall gain"), ("balanced_accuracy",
           ("worst_majority_recall", "(c) cost: largest recall loss of a majority class"))
 DECOUPLED = (TAU_NORMALISED, CRT)  # Kang et al.'s arms: only metrics/details/<arm>.json, when switched on
 DECOUPLED_LABELS = {TAU_NORMALISED: "τ-normalised classifier", CRT: "cRT"}
-SIGNIFICANT_GAIN = "better"  # evaluate's verdict for a difference whose interval lies above 0
 
 
 def headline_columns(metrics):
@@ -303,18 +299,17 @@ def _verdict_cell(row, column):
 def markdown(rows, varied):
     pair = "weighted_vs_unweighted"
     named = ["remedy"] if rows and "remedy" in rows[0] else []  # the remedy's name, when the rows have it
-    lines = ["# Sweep: remedy arm − unweighted at each grid point", "",
-             "| " + " | ".join([*varied, *named, "minority-recall gain", "balanced-accuracy gain",
-                                "worst majority recall change (class)", "minority-precision change", "experiment"]) + " |",
-             "|" + " --- |" * (len(varied) + len(named) + 5)]
+    table = []
     for row in rows:
         worst = f"{_interval(row, f'{pair}.worst_majority_recall')} ({row[f'{pair}.worst_majority_recall.class']})"
         precision = (f"{_interval(row, f'{pair}.minority_precision')} {row[f'{pair}.minority_precision.verdict']}"
                      if row.get(f"{pair}.minority_precision.mean") not in (None, "") else "–")  # older runs: none
-        cells = [*(str(row[k]) for k in [*varied, *named]),
-                 _verdict_cell(row, f"{pair}.minority_recall"), _verdict_cell(row, f"{pair}.balanced_accuracy"),
-                 worst, precision, row["experiment"]]
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append([*(row[k] for k in [*varied, *named]),
+                      _verdict_cell(row, f"{pair}.minority_recall"), _verdict_cell(row, f"{pair}.balanced_accuracy"),
+                      worst, precision, row["experiment"]])
+    lines = ["# Sweep: remedy arm − unweighted at each grid point", ""]
+    lines += markdown_table([*varied, *named, "minority-recall gain", "balanced-accuracy gain",
+                             "worst majority recall change (class)", "minority-precision change", "experiment"], table)
     lines += ["", f"Intervals are {interval_label(rows)}s of the paired difference over seeds.", ""]
     if any(UNSETTLED_MARK in line for line in lines):
         lines[-1:-1] = [f"{UNSETTLED_MARK} The interval excludes 0, yet the verdict is no significant difference: a "
@@ -344,98 +339,6 @@ def significance_sentence(label, line, x="imbalance.ratio"):
             f"({_interval(start, 'weighted_vs_unweighted.minority_recall')} there).")
 
 
-def per_seed_values(details, metrics=SHOWN):
-    """{seed: {metric: value}} from an arm's metrics/details/<arm>.json."""
-    return {seed: {m: values[m] for m in metrics if m in values} for seed, values in details["seeds"].items()}
-
-
-def remedy_name(params):
-    """A remedy's name in the comparison: the report's label, with the strategy named for
-    today's weighted arm (several strategies are several remedies)."""
-    if is_plain_weighting(params.weights, params.loss):
-        return f"cross-entropy + {params.weights.strategy} weights ({params.weights.apply})"
-    return remedy_label(params.weights, params.loss)
-
-
-def remedies_of(records):
-    """{name: (per seed {seed: {metric: value}}, seconds per training or None)} for every remedy of
-    one setting's experiments: the shared unweighted arm once, each experiment's remedy arm, each
-    post-hoc logit adjustment and τ-normalised classifier (per tau; their seconds are the unweighted
-    trainings' they reuse) and cRT (its seconds: the head's re-training)."""
-    found = {}
-    for record in records:
-        per_seed, params = record.get("per_seed", {}), parse_params(record["params"], where=record["name"])
-        seconds = {arm: value.get("mean") for arm, value in
-                   record.get("metrics", {}).get("training_seconds", {}).items()}
-        arms = {"unweighted": "unweighted (cross-entropy)", "weighted": remedy_name(params),
-                LOGIT_ADJUSTED: f"post-hoc logit adjustment ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
-        arms.update(decoupled_labels(params.evaluate))
-        trained_by = {"unweighted": "unweighted", "weighted": "weighted", LOGIT_ADJUSTED: "unweighted",
-                      TAU_NORMALISED: "unweighted", CRT: CRT}  # cRT's seconds: its head's re-training
-        for arm, name in arms.items():
-            if arm in per_seed:
-                if arm == "weighted" and name in found:  # the same remedy twice (another evaluate.alpha)
-                    name = f"{name} [{record['name']}]"
-                found.setdefault(name, (per_seed[arm], seconds.get(trained_by[arm])))
-    return found
-
-
-def candidates(records):
-    """{name: {seed: {metric: value}}} for every remedy of one setting's experiments (remedies_of)."""
-    return {name: per_seed for name, (per_seed, _) in remedies_of(records).items()}
-
-
-def shared_seeds(remedies):
-    """The seeds every remedy of a setting has, in order: the ones their comparison pairs on."""
-    return sorted(set.intersection(*(set(v) for v in remedies.values())), key=int) if remedies else []
-
-
-def best_remedy(setting, records, alpha):
-    """For each RANKED metric: the remedy with the highest mean over the seeds every remedy of
-    the setting shares, the runner-up, and the paired difference best − runner-up, its p-value
-    Holm-adjusted over the family best − each other remedy; one row per metric."""
-    remedies = candidates(records)
-    seeds = shared_seeds(remedies)
-    rows = []
-    for metric in RANKED:
-        values = {name: [by_seed[s][metric] for s in seeds] for name, by_seed in remedies.items()
-                  if all(metric in by_seed[s] for s in seeds)}
-        if len(values) < 2 or not seeds:
-            continue
-        ranked = sorted(values, key=lambda name: -sum(values[name]) / len(seeds))
-        best, others = ranked[0], ranked[1:]
-        tests = compare_metrics({name: values[best] for name in others}, {name: values[name] for name in others},
-                                alpha, family=others)
-        runner_up = tests[others[0]]
-        rows.append({**setting, "metric": metric, "best": best, "best_mean": sum(values[best]) / len(seeds),
-                     "runner_up": others[0], "runner_up_mean": sum(values[others[0]]) / len(seeds),
-                     "difference": runner_up["mean"], "ci_low": runner_up.get("ci_low"),
-                     "ci_high": runner_up.get("ci_high"), "p_holm": runner_up.get("p_holm"),
-                     "beats_runner_up": runner_up["verdict"] == SIGNIFICANT_GAIN, "remedies": len(values),
-                     "seeds": len(seeds), "alpha": alpha})
-    return rows
-
-
-def ranking(setting, records):
-    """Every remedy of one setting (the shared unweighted arm and the post-hoc adjustment too)
-    with its mean and sd over the seeds all of them share, best balanced accuracy first."""
-    import statistics
-
-    remedies = remedies_of(records)
-    seeds = shared_seeds({name: by_seed for name, (by_seed, _) in remedies.items()})
-    rows = []
-    for name, (by_seed, seconds) in remedies.items():
-        row = {**setting, "remedy": name, "seeds": len(seeds)}
-        for metric in SHOWN:
-            values = [by_seed[s][metric] for s in seeds if metric in by_seed[s]]
-            row[f"{metric}.mean"] = statistics.fmean(values) if values else None
-            row[f"{metric}.sd"] = statistics.stdev(values) if len(values) > 1 else None
-        row["seconds"] = seconds
-        rows.append(row)
-    rows.sort(key=lambda r: -(r[f"{RANKED[0]}.mean"] if r[f"{RANKED[0]}.mean"] is not None else -math.inf))
-    return [{**row, "rank": rank} for rank, row in enumerate(rows, start=1)]
-
-
 def ranking_markdown(rows):
     """The every-remedy table of sweep.md ('' without rows)."""
     if not rows:
@@ -450,15 +353,14 @@ def ranking_markdown(rows):
              "Mean ± sd over the seeds all of a setting's remedies share. Minority precision is the first cost "
              "(false alarms). Seconds per training: the mean wall-clock fit time of the trainings the remedy needs, "
              "on the machine that made them (the post-hoc adjustment trains nothing of its own: the unweighted "
-             "trainings').", "",
-             "| " + " | ".join([*setting_keys, "rank", "remedy", "balanced accuracy", "minority recall",
-                                "minority precision", "seconds per training", "seeds"]) + " |",
-             "|" + " --- |" * (len(setting_keys) + 7)]
-    for row in rows:
-        seconds = "–" if row.get("seconds") is None else f"{row['seconds']:.1f}"
-        lines.append("| " + " | ".join([*(str(row[k]) for k in setting_keys), str(row["rank"]), row["remedy"],
-                                         cell(row, "balanced_accuracy"), cell(row, "minority_recall"),
-                                         cell(row, "minority_precision"), seconds, str(row["seeds"])]) + " |")
+             "trainings').", ""]
+    lines += markdown_table([*setting_keys, "rank", "remedy", "balanced accuracy", "minority recall",
+                             "minority precision", "seconds per training", "seeds"],
+                            [[*(row[k] for k in setting_keys), row["rank"], row["remedy"],
+                              cell(row, "balanced_accuracy"), cell(row, "minority_recall"),
+                              cell(row, "minority_precision"),
+                              "–" if row.get("seconds") is None else f"{row['seconds']:.1f}", row["seeds"]]
+                             for row in rows])
     return "\n".join(lines) + "\n"
 
 
@@ -473,10 +375,8 @@ def best_markdown(best):
     lines = ["", "## The best remedy of each setting", "",
              f"Ranked by the mean over the seeds all of a setting's remedies share (their unweighted trainings "
              f"are the same). \"Beats the runner-up\": the paired difference best − runner-up is significant at "
-             f"α, its p Holm-adjusted over the comparisons of the best with every other remedy.", "",
-             "| " + " | ".join([*setting_keys, "metric", "best (mean)", "runner-up (mean)",
-                                f"best − runner-up [{level}]", "p (Holm)", "beats the runner-up"]) + " |",
-             "|" + " --- |" * (len(setting_keys) + 6)]
+             f"α, its p Holm-adjusted over the comparisons of the best with every other remedy.", ""]
+    table = []
     for row in best:
         if row["difference"] is None:
             interval = "not computable"
@@ -485,8 +385,9 @@ def best_markdown(best):
         else:
             interval = f"{row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
         p = "–" if row["p_holm"] is None else f"{row['p_holm']:.3g}"
-        lines.append("| " + " | ".join([*(str(row[k]) for k in setting_keys), row["metric"],
-                                         f"{row['best']} ({row['best_mean']:.3f})",
-                                         f"{row['runner_up']} ({row['runner_up_mean']:.3f})", interval, p,
-                                         "yes" if row["beats_runner_up"] else "no"]) + " |")
+        table.append([*(row[k] for k in setting_keys), row["metric"], f"{row['best']} ({row['best_mean']:.3f})",
+                      f"{row['runner_up']} ({row['runner_up_mean']:.3f})", interval, p,
+                      "yes" if row["beats_runner_up"] else "no"])
+    lines += markdown_table([*setting_keys, "metric", "best (mean)", "runner-up (mean)",
+                             f"best − runner-up [{level}]", "p (Holm)", "beats the runner-up"], table)
     return "\n".join(lines) + "\n"

@@ -34,17 +34,26 @@ def origin(subprocesses, tmp_path_factory):
                              {"pair-sweep.yaml": PAIR_SWEEP})
 
 
-def failing_make(project, *args):
+FEW_SEEDS = "warning: {}: 1 seed can never give a significant verdict"  # the one-seed projects' first line
+
+
+def failing_make(project, *args, warned="params.yaml"):
+    """(stdout, stderr's lines but make's own), after the warning of too few seeds that every path
+    gives first (warned: the file it names; None: no warning, the run stopped before it)."""
     result = make(project, *args, check=False, timeout=600)
     assert result.returncode != 0, result.stdout
-    return result.stdout, [line for line in result.stderr.splitlines() if not line.startswith("make: *** ")]
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("make: *** ")]
+    if warned:
+        assert lines[0].startswith(FEW_SEEDS.format(warned)), lines
+        lines = lines[1:]
+    return result.stdout, lines
 
 
 def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_for_byte(origin, cluster):
     local = clone(origin, "local")
-    # more queue workers than groups: the second point still waits for the first, then restores
-    # their shared unweighted arm from the run cache
-    assert "(arm, seed) trainings: 3 ran, 1 restored from the run cache" in \
+    # the same plan on a local cluster of 2 workers: the shared unweighted arm first, then both
+    # points side by side, each restoring it
+    assert "(arm, seed) trainings: 3 ran, 2 restored from the run cache" in \
         make(local, "sweep", "SWEEP=pair-sweep.yaml", "JOBS=2").stdout
 
     driver = clone(origin, "driver")
@@ -54,7 +63,7 @@ def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_f
     cluster.kill("worker-1")
     out, err = sweep.communicate(timeout=900)
     assert sweep.returncode == 0, out + err
-    assert "2 grid points, 0 already done; sending 2 to the cluster" in out
+    assert "2 grid points, 0 already done; running 2 on the cluster" in out
     points = sorted(row["experiment"] for row in csv.DictReader(open(local / "sweep/sweep.csv", newline="")))
     done = DONE.findall(out)  # the arm trains once; each point restores it and trains its own arm
     assert done[0] == ("3", f"unweighted arm of {points[0]}", "1", "0"), out
@@ -67,7 +76,7 @@ def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_f
     cluster.start_worker("worker-1")
     third = clone(origin, "third")
     again = make(third, "sweep", "SWEEP=pair-sweep.yaml", f"CLUSTER={cluster.address}")
-    assert "2 grid points, 2 already done; sending 0 to the cluster" in again.stdout
+    assert "2 grid points, 2 already done; running 0 on the cluster" in again.stdout
     assert without_seconds_columns(third / "sweep/sweep.csv") == without_seconds_columns(local / "sweep/sweep.csv")
 
 
@@ -91,7 +100,7 @@ def test_a_failing_grid_point_is_one_line_and_is_not_run_again(origin, cluster):
     driver = clone(origin, "failing")
     missing = {"fixed": {"data.source": "fashion-mnist"}, "grid": {"data.path": ["/nowhere/a", "/nowhere/b"]}}
     (driver / "failing.yaml").write_text(yaml.safe_dump(missing))
-    out, err = failing_make(driver, "sweep", "SWEEP=failing.yaml", f"CLUSTER={cluster.address}")
+    out, err = failing_make(driver, "sweep", "SWEEP=failing.yaml", f"CLUSTER={cluster.address}", warned="failing.yaml")
     failed = [line for line in err if line.startswith("FAILED ")]
     assert len(failed) == 2 and all(": error: data.path" in line and "/nowhere/" in line for line in failed), err
     assert err[-1] == "error: 2 grid point(s) failed (above); run `make sweep CLUSTER=…` again to retry only those"
@@ -102,7 +111,8 @@ def test_a_failing_grid_point_is_one_line_and_is_not_run_again(origin, cluster):
 
 def test_no_scheduler_or_no_origin_is_one_line(origin, tmp_path):
     driver = clone(origin, "unreachable")
-    _, err = failing_make(driver, "sweep", "SWEEP=pair-sweep.yaml", "CLUSTER=tcp://127.0.0.1:9")
+    _, err = failing_make(driver, "sweep", "SWEEP=pair-sweep.yaml", "CLUSTER=tcp://127.0.0.1:9",
+                          warned="pair-sweep.yaml")
     assert len(err) == 1 and err[0].startswith("error: CLUSTER=tcp://127.0.0.1:9: no Dask scheduler answers there"), err
     run(driver, "git", "remote", "set-url", "origin", str(tmp_path / "gone.git"))
     _, err = failing_make(driver, "repro", "CLUSTER=tcp://127.0.0.1:9")
@@ -128,6 +138,7 @@ def test_a_point_whose_every_worker_dies_is_one_line(origin, tmp_path):
         lone.close()
     assert sweep.returncode != 0
     lines = [line for line in err.splitlines() if not line.startswith("make: *** ")]
+    assert lines.pop(0).startswith(FEW_SEEDS.format("one-point.yaml")), err  # as on every path
     assert lines == ["FAILED sweep-3-581dd3: every worker that ran it died (distributed.scheduler.allowed-failures); "
                      "look for a worker killed by the out-of-memory killer or its machine going down",
                      "error: 1 grid point(s) failed (above); run `make sweep CLUSTER=…` again to retry only those"], err

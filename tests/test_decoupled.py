@@ -217,11 +217,11 @@ def test_switching_the_decoupled_arms_on_reruns_only_evaluate_and_pairs_them_wit
 
 
 def test_the_sweep_ranks_the_decoupled_arms_as_remedies_of_their_own():
-    from orchestration import sweep_report
+    from classweights import ranking
 
     per_seed = {arm: {"0": {"balanced_accuracy": 0.5}} for arm in ("unweighted", TAU_NORMALISED, "crt")}
     record = {"name": "exp", "params": merged(committed_params(), {"evaluate": {"tau_norm": "tuned", "crt_epochs": 2}}),
               "per_seed": per_seed, "metrics": {"training_seconds": {"unweighted": {"mean": 30.0}, "crt": {"mean": 1.5}}}}
-    remedies = sweep_report.remedies_of([record])
+    remedies = ranking.remedies_of([record])
     assert remedies["τ-normalised classifier (τ tuned on validation)"][1] == 30.0  # the unweighted training it reuses
     assert remedies["cRT (classifier re-trained class-balanced, 2 epochs)"][1] == 1.5  # its head's re-training

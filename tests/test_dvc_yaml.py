@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from classweights.paths import ARMS, SECONDS, TRAINING_SECONDS, model_dir, seconds_file
-from orchestration import repro, sweep
+from orchestration import plan, sweep
 from tools.sandbox import ROOT, lock_text, wall_clock
 
 PROJECT_PACKAGES = ("classweights", "stages")
@@ -120,7 +120,7 @@ def test_the_training_stages_are_the_arms_named_once_in_the_code():
         body = trained[f"train_{arm}"]
         assert f"--arm {arm} " in body["cmd"]
         assert body["outs"] == [str(model_dir(arm, "${item}")), f"{seconds_file(arm, '${item}')}"]
-    assert repro.TRAINING_STAGES == tuple(f"{name}@" for name in trained)
+    assert plan.TRAINING_STAGES == tuple(f"{name}@" for name in trained)
 
 
 def _outs(body):
@@ -153,10 +153,10 @@ def test_the_sweeps_unweighted_groups_follow_what_dvc_yaml_gives_the_unweighted_
     bodies = stage_bodies(DVC_YAML)
     read = params_read_for("train_unweighted", bodies)
     assert {"data", "imbalance", "split", "train.epochs", "train.seeds"} <= read
-    assert sorted(p for p in read if f"{p}.".startswith(sweep.NOT_READ_BY_UNWEIGHTED)) == []
+    assert sorted(p for p in read if f"{p}.".startswith(plan.NOT_READ_BY_UNWEIGHTED)) == []
     declared = {p for body in bodies.values() for p in declared_params(body)}
     unread = sorted(p for p in declared - read if not any(p.startswith(f"{r}.") or p == r for r in read))
-    assert unread and all(f"{p}.".startswith(sweep.NOT_READ_BY_UNWEIGHTED) for p in unread), unread  # a section too
+    assert unread and all(f"{p}.".startswith(plan.NOT_READ_BY_UNWEIGHTED) for p in unread), unread  # a section too
 
 
 def _top_level_imports(path):
@@ -239,7 +239,7 @@ def test_no_two_project_modules_import_each_other_even_through_others():
     neither can be read, tested or changed without the other."""
     graph = import_graph()
     assert import_cycles(graph) == []
-    assert graph.has_edge("orchestration.scaleout", "orchestration.cluster")  # the lazy import was read
+    assert graph.has_edge("orchestration.scaleout", "orchestration.sweep")  # the lazy import was read
     assert graph.has_edge("stages.train", "classweights.model")
 
 

@@ -4,17 +4,13 @@ tracked file whichever command ran and the project's line comes first, a failing
 sharing lines work as written, and the README stays short and readable."""
 import ast
 import re
-import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 
-import psutil
 import pytest
 import yaml
 
-from orchestration import experiments, repro, scaleout, sweep_report
-from tests.test_scaleout import training
+from orchestration import executor, experiments, plan, sweep_report
 from tools.sandbox import (MAKE, ONE_SEED, ROOT, dvc, env, link_venv, make, make_project, metrics_files, ran_stages,
                            run, set_params, shipped_params)
 
@@ -113,14 +109,17 @@ def test_a_valid_edit_under_make_repro_warns_of_too_few_seeds_first_and_re_runs_
     assert "dvc push" not in result.stdout  # no remote here: no advice to push
 
 
-def test_one_training_line_per_finished_training_from_the_queue_log(capsys):
-    progress = experiments.TrainingProgress(total=3)
+def test_one_training_line_per_finished_training_from_the_workers_events(capsys):
     log = ("Running stage 'train_unweighted@0':\n> python -m stages.train --arm unweighted --seed 0\n"
            "train_unweighted@0  epoch 1/1  loss 2.20  val_acc 0.30  1.0 s\n"
            "train_unweighted@0: saved models/unweighted/seed_0\n"
            "Stage 'train_weighted@0' is cached - skipping run, checking out outputs\n")
-    progress.report("exp-1", log)
-    progress.report("exp-1", log)  # read again: nothing new
+    finished = [experiments.finished_training(line) for line in log.splitlines()]
+    assert [f for f in finished if f] == [("train_unweighted@0", "trained"),
+                                          ("train_weighted@0", "restored from the run cache")]
+    progress = executor.Progress(total=3)
+    for stage, how in filter(None, finished):
+        progress((0.0, {"task": "exp-1", "stage": stage, "how": how}))  # a Dask event: (time, message)
     lines = capsys.readouterr().out.splitlines()
     assert [re.sub(r", \d+ s:", ",", line) for line in lines] == [
         "  1 of 3 trainings done, train_unweighted@0 trained",
@@ -129,11 +128,11 @@ def test_one_training_line_per_finished_training_from_the_queue_log(capsys):
 
 def test_fewest_seeds_for_a_verdict_is_where_2_over_2_to_the_n_drops_below_alpha():
     # 2/2^5 = 0.0625, 2/2^6 = 0.03125, 2/2^7 = 0.0156, 2/2^8 = 0.0078: by hand
-    assert [scaleout.fewest_seeds_for_a_verdict(a) for a in (0.05, 0.1, 0.01, 0.5)] == [6, 5, 8, 3]
-    assert scaleout.fewest_seeds_for_a_verdict(0.0625) == 6  # p must lie below alpha: 5 seeds reach 0.0625 exactly
+    assert [plan.fewest_seeds_for_a_verdict(a) for a in (0.05, 0.1, 0.01, 0.5)] == [6, 5, 8, 3]
+    assert plan.fewest_seeds_for_a_verdict(0.0625) == 6  # p must lie below alpha: 5 seeds reach 0.0625 exactly
 
 
-@pytest.mark.parametrize("driver", ["orchestration.scaleout", "orchestration.cluster"])
+@pytest.mark.parametrize("driver", ["orchestration.scaleout", "orchestration.executor"])
 def test_make_repro_s_driver_loads_neither_scipy_nor_scikit_learn(subprocesses, driver):
     # ~2 s of start-up on every `make repro` and `make repro CLUSTER=…` (docs/speed.md); the
     # sweep's modules load them
@@ -143,12 +142,12 @@ def test_make_repro_s_driver_loads_neither_scipy_nor_scikit_learn(subprocesses, 
     assert loaded == "[]\n"
 
 
-def test_few_seeds_are_named_before_anything_is_queued():
+def test_few_seeds_are_named_before_anything_runs():
     params = shipped_params()
-    assert scaleout.few_seeds_warning(params) is None  # the shipped 10 seeds
+    assert plan.few_seeds_warning(params) is None  # the shipped 10 seeds
     few = params.model_copy(update={"train": params.train.model_copy(update={"seeds": [0, 1, 2, 3, 4]})})
-    assert "5 seeds can never give a significant verdict at alpha 0.05" in scaleout.few_seeds_warning(few, "s.yaml")
-    assert "(the sign-flip test needs at least 6)" in scaleout.few_seeds_warning(few)
+    assert "5 seeds can never give a significant verdict at alpha 0.05" in plan.few_seeds_warning(few, "s.yaml")
+    assert "(the sign-flip test needs at least 6)" in plan.few_seeds_warning(few)
 
 
 def test_the_map_cuts_a_band_at_the_range_of_a_difference_and_the_table_says_so():
@@ -192,16 +191,6 @@ def test_orchestration_reaches_dvc_only_through_the_adapter():
         assert "experiments.DVC" not in path.read_text() and '"dvc"' not in path.read_text(), path.name
 
 
-def test_the_lock_editing_internals_drop_and_order_entries(tmp_path):
-    lock = tmp_path / "dvc.lock"
-    lock.write_text("schema: '2.0'\nstages:\n  evaluate:\n    cmd: e\n  train_b@0:\n    cmd: b\n  fetch:\n    cmd: f\n")
-    experiments.forget_lock_entries(["train_b@0"], lock)
-    experiments.order_lock(["fetch", "train_b@0", "evaluate"], lock)
-    assert yaml.safe_load(lock.read_text()) == {"schema": "2.0", "stages": {"fetch": {"cmd": "f"},
-                                                                            "evaluate": {"cmd": "e"}}}
-    assert list(yaml.safe_load(lock.read_text())["stages"]) == ["fetch", "evaluate"]
-
-
 # --- the README's sharing lines, and the way back ----------------------------------------------
 
 def readme_block(name):
@@ -233,7 +222,7 @@ def shared(subprocesses, tmp_path_factory):
 
 def test_the_owner_s_run_shows_each_training_and_dvc_s_push_advice_with_a_remote(shared):
     _, project, result, _ = shared
-    assert "training 2 (arm, seed) pairs on 2 queue workers" in result.stdout
+    assert "training 2 (arm, seed) pairs on 2 local workers" in result.stdout
     done = re.findall(r"^  (\d) of 2 trainings done, \d+ s: (train_\w+@0) trained$", result.stdout, re.MULTILINE)
     assert [count for count, _ in done] == ["1", "2"]
     assert sorted(stage for _, stage in done) == ["train_unweighted@0", "train_weighted@0"]
@@ -288,7 +277,7 @@ def test_the_outputs_of_seeds_no_longer_trained_are_removed_and_only_those(tmp_p
             (tmp_path / "metrics/seconds" / arm).mkdir(parents=True, exist_ok=True)
             (tmp_path / "metrics/seconds" / arm / f"seed_{seed}.json").write_text("{}")
     (tmp_path / "models/weighted/seed_6/model.keras").write_bytes(b"x")
-    removed = repro.remove_stale_models([0, 1, 12], tmp_path)
+    removed = experiments.remove_stale_models([0, 1, 12], tmp_path)
     assert [str(p.relative_to(tmp_path)) for p in removed] == [
         "models/unweighted/seed_6", "metrics/seconds/unweighted/seed_6.json",
         "models/weighted/seed_6", "metrics/seconds/weighted/seed_6.json"]
@@ -344,83 +333,3 @@ def test_every_command_line_in_the_readme_fits_120_columns():
     blocks = re.findall(r"```(?:bash)?\n(.*?)```", README, re.S)
     wide = [line for block in blocks for line in block.splitlines() if len(line) > 120]
     assert wide == []
-
-
-def test_the_queue_workers_start_and_the_wait_begins_while_the_training_still_runs(project, monkeypatch, capsys):
-    """`dvc queue start`'s workers keep its standard streams: read through pipes, starting them
-    lasted until every queued training had finished, and no progress line could show before."""
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("PATH", env()["PATH"])
-    dvc(project, "exp", "run", "--queue", "--name", "slow", "-S", "train.epochs=3", "train_weighted@0")
-    experiments.start_workers(1)
-    try:
-        assert experiments.queue_states(["slow"])["slow"] in experiments.ACTIVE  # returned while it trains
-    finally:
-        assert experiments.run_queued(["slow"], 1, trainings=1) == {"slow": "Success"}
-    assert re.fullmatch(r"  1 of 1 trainings done, \d+ s: train_weighted@0 trained\n", capsys.readouterr().out)
-    # the progress reads the log files through DVC's queue object: the text `dvc queue logs` prints
-    # (which ends it with one more newline)
-    assert experiments.queue_logs(["slow"]) == {"slow": experiments.queue_log("slow")[:-1]}
-
-
-@contextmanager
-def deadline(seconds):
-    """Fail, rather than hang the suite, if the block is still waiting after `seconds`."""
-    def give_up(*_):
-        raise AssertionError(f"still waiting after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, give_up)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def test_a_task_the_queue_lost_is_one_failed_line_and_a_new_run_of_it_is_followed(project, monkeypatch, capsys):
-    """A queue worker that takes a task off DVC's queue and stops without running it (a race among
-    workers started together) leaves it Running forever, with no process: the wait ended never."""
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("PATH", env()["PATH"])
-    dvc(project, "exp", "run", "--queue", "--name", "lost", "train_weighted@0")
-    broker = project / ".dvc/tmp/exps/celery/broker"
-    for message in (broker / "in").iterdir():  # what a worker's fetch does in DVC's file broker (kombu)
-        message.rename(broker / "processed" / message.name)
-    assert experiments.queue_states(["lost"]) == {"lost": experiments.STARTING}
-    with deadline(300):
-        states = experiments.run_queued(["lost"], 1, unattended_after=1)
-    assert states == {"lost": experiments.LOST}
-    assert experiments.report_failures(states) == 1
-    assert capsys.readouterr().err == f"FAILED lost: {experiments.UNATTENDED_LINES[experiments.LOST]}\n"
-    assert experiments.queue_states(["lost"]) == {"lost": "Failed"}  # no longer Running: a new wait ends
-    # Run again under the same name (as `make sweep` does a failed point): the queue then holds
-    # the failed task and the new one, and the new one counts (the worker started above may
-    # have taken it already).
-    dvc(project, "exp", "run", "--queue", "--name", "lost", "train_weighted@0")
-    assert experiments.queue_states(["lost"])["lost"] in experiments.ACTIVE
-    with deadline(300):
-        assert experiments.run_queued(["lost"], 1) == {"lost": "Success"}
-
-
-def test_a_task_whose_queue_worker_died_is_one_failed_line_and_its_training_is_kept(project, monkeypatch, capsys):
-    """The experiment's process outlives a killed queue worker (DVC starts it detached) and
-    finishes, but no worker records that: DVC would show the task Running forever."""
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("PATH", env()["PATH"])
-    dvc(project, "exp", "run", "--queue", "--name", "orphan", "-S", "train.epochs=2", "train_weighted@0")  # not cached
-    experiments.start_workers(1)
-    training(project, "--arm weighted")
-    # celery renames the worker's process ("[celeryd: …] -active- (exp queue-worker …)")
-    workers = [p for p in psutil.process_iter(["cmdline", "cwd"])
-               if "queue-worker" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(project)]
-    assert len(workers) == 1
-    workers[0].kill()  # while its experiment trains
-    with deadline(300):
-        states = experiments.run_queued(["orphan"], 1, unattended_after=1)
-    assert states == {"orphan": experiments.WORKER_DIED}
-    assert experiments.report_failures(states) == 1
-    assert capsys.readouterr().err == f"FAILED orphan: {experiments.UNATTENDED_LINES[experiments.WORKER_DIED]}\n"
-    # its training finished, and running it again restores it
-    again = dvc(project, "exp", "run", "--temp", "-S", "train.epochs=2", "train_weighted@0")
-    assert experiments.count_trainings(again.stdout) == (0, 1), again.stdout  # (trained, restored)

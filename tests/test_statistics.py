@@ -453,7 +453,7 @@ def test_headline_comparison_schema_and_the_majority_class_that_dropped_most():
 
 
 def test_the_smallest_sign_flip_p_is_2_over_2_to_the_n():
-    # what orchestration.scaleout.fewest_seeds_for_a_verdict counts on (tested in test_first_hour)
+    # what orchestration.plan.fewest_seeds_for_a_verdict counts on (tested in test_first_hour)
     assert sign_flip_p([0.1] * 6) == 2 / 2 ** 6 < 0.05 < sign_flip_p([0.1] * 5)
 
 

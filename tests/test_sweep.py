@@ -1,4 +1,4 @@
-"""The sweep file's validation, the queue order and shards, and the collector on constructed
+"""The sweep file's validation, the plan (order, shards, groups, tasks), and the collector on constructed
 experiment records with known differences. No training here (see test_scaleout.py)."""
 import csv
 import json
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from orchestration import scaleout, sweep, sweep_report
+from classweights import ranking
+from orchestration import experiments, plan, sweep, sweep_report
 from classweights.errors import UserError
 from classweights.evaluation import LOGIT_ADJUSTED
 from tools.sandbox import (MAKE, ROOT, committed_params, dvc, env, link_venv, make_project, merged,
@@ -59,13 +60,13 @@ def test_bad_sweep_file_names_the_file_key_and_value(tmp_path, case):
 
 
 @pytest.mark.parametrize("parse, setting, expected", [
-    (scaleout.parse_jobs, "0", "JOBS=0: must be a whole number >= 1"),
-    (scaleout.parse_jobs, "abc", "JOBS=abc: must be a whole number >= 1"),
-    (scaleout.parse_jobs, "-1", "JOBS=-1: must be a whole number >= 1"),
-    (scaleout.parse_shard, "3/2", "SHARD=3/2: k must lie between 1 and N"),
-    (scaleout.parse_shard, "0/2", "SHARD=0/2: k must lie between 1 and N"),
-    (scaleout.parse_shard, "x", "SHARD=x: must be k/N"),
-    (scaleout.parse_shard, "1/2/3", "SHARD=1/2/3: must be k/N"),
+    (plan.parse_jobs, "0", "JOBS=0: must be a whole number >= 1"),
+    (plan.parse_jobs, "abc", "JOBS=abc: must be a whole number >= 1"),
+    (plan.parse_jobs, "-1", "JOBS=-1: must be a whole number >= 1"),
+    (plan.parse_shard, "3/2", "SHARD=3/2: k must lie between 1 and N"),
+    (plan.parse_shard, "0/2", "SHARD=0/2: k must lie between 1 and N"),
+    (plan.parse_shard, "x", "SHARD=x: must be k/N"),
+    (plan.parse_shard, "1/2/3", "SHARD=1/2/3: must be k/N"),
 ])
 def test_bad_jobs_or_shard_names_the_setting_and_what_is_allowed(parse, setting, expected):
     with pytest.raises(UserError) as caught:
@@ -74,28 +75,26 @@ def test_bad_jobs_or_shard_names_the_setting_and_what_is_allowed(parse, setting,
 
 
 def test_side_by_side_trainings_on_tensorflow_s_default_threads_are_warned_of():
-    assert "JOBS=2" in scaleout.oversubscription_warning(2, 0)
-    assert scaleout.oversubscription_warning(1, 0) is None  # one training may take every core
-    assert scaleout.oversubscription_warning(2, 1) is None
+    assert "JOBS=2" in plan.oversubscription_warning(2, 0)
+    assert plan.oversubscription_warning(1, 0) is None  # one training may take every core
+    assert plan.oversubscription_warning(2, 1) is None
 
 
 def test_good_jobs_and_shard_settings():
-    assert scaleout.parse_jobs("3") == 3 and scaleout.parse_jobs("") == os.cpu_count()
-    assert scaleout.parse_shard("2/3") == (2, 3) and scaleout.parse_shard("") == (1, 1)
+    assert plan.parse_jobs("3") == 3 and plan.parse_jobs("") == os.cpu_count()
+    assert plan.parse_shard("2/3") == (2, 3) and plan.parse_shard("") == (1, 1)
 
 
 @pytest.mark.parametrize("target, setting, expected", [
     ("sweep", "SWEEP=bad.yaml", "error: bad.yaml: unknown key 'imbalance.ratoi'"),
     ("repro", "JOBS=abc", "error: JOBS=abc: must be a whole number >= 1"),
 ])
-def test_bad_input_through_make_is_one_line_and_queues_or_runs_nothing(subprocesses, project, target, setting,
-                                                                    expected):
+def test_bad_input_through_make_is_one_line_and_runs_nothing(subprocesses, project, target, setting, expected):
     (project / "bad.yaml").write_text(yaml.safe_dump(BAD_SWEEPS["unknown key"][0]))
     result = run_make(project, target, setting)
     assert result.returncode != 0
     lines = our_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith(expected) and "Traceback" not in result.stderr, result.stderr
-    assert "No experiment tasks" in dvc(project, "queue", "status").stdout
     assert not (project / "dvc.lock").exists()  # not one stage ran
 
 
@@ -116,53 +115,66 @@ def test_the_shipped_sweep_files_are_valid(tmp_path):
 GRID = [{"imbalance.ratio": r, "weights.strategy": s} for r in (1, 5, 20) for s in ("balanced", "sqrt_inverse")]
 
 
-def test_queue_order_trains_each_ratio_once_before_the_other_strategies():
-    ordered = sweep.queue_order(GRID)
+def test_run_order_trains_each_ratio_once_before_the_other_strategies():
+    ordered = plan.run_order(GRID)
     assert [(p["imbalance.ratio"], p["weights.strategy"]) for p in ordered] == [
         (1, "balanced"), (5, "balanced"), (20, "balanced"), (1, "sqrt_inverse"), (5, "sqrt_inverse"),
         (20, "sqrt_inverse")]
 
 
-def test_more_workers_than_ratios_run_each_ratio_s_first_strategy_first():
-    ordered = sweep.queue_order(GRID)
-    assert sweep.batches(ordered, 2) == [ordered]  # 3 ratios keep 2 workers busy in queue order
-    first, rest = sweep.batches(ordered, 4)
-    assert [p["weights.strategy"] for p in first] == ["balanced"] * 3
-    assert [p["weights.strategy"] for p in rest] == ["sqrt_inverse"] * 3
-    # ratio 5's unweighted arm is in a finished experiment: its points wait for nothing
-    ratio_5 = {sweep.unweighted_group(ordered[1])}
-    first, rest = sweep.batches(ordered, 5, trained=ratio_5)
-    assert [(p["imbalance.ratio"], p["weights.strategy"]) for p in first] == [
-        (1, "balanced"), (5, "balanced"), (20, "balanced"), (5, "sqrt_inverse")]
-    assert [(p["imbalance.ratio"], p["weights.strategy"]) for p in rest] == [(1, "sqrt_inverse"), (20, "sqrt_inverse")]
-    assert sweep.batches(ordered, 4, trained=ratio_5) == [first + rest]  # 4 workers: the waiting ones start last
-    assert sweep.batches(ordered[3:], 4, trained={sweep.unweighted_group(p) for p in GRID}) == [ordered[3:]]
+def test_points_finished_anywhere_are_left_out_and_a_shard_keeps_whole_groups():
+    done = {sweep.point_label(GRID[0]), sweep.point_label(GRID[3])}  # ratio 1 balanced, ratio 5 sqrt_inverse
+    points, missing = plan.missing_points(GRID, done)
+    assert points == plan.run_order(GRID) and len(missing) == 4 and not done & set(map(sweep.point_label, missing))
+    points, missing = plan.missing_points(GRID, done, (2, 2))  # ratio 5's group
+    assert [(p["imbalance.ratio"], p["weights.strategy"]) for p in missing] == [(5, "balanced")]
 
 
-def test_a_cluster_with_idle_workers_trains_a_group_s_arm_first_then_its_points_side_by_side():
-    from orchestration import cluster
-
+def test_with_idle_workers_a_group_s_arm_trains_first_then_its_points_side_by_side():
     fixed = {"train.epochs": 2}
-    ratio_5 = [p for p in sweep.queue_order(GRID) if p["imbalance.ratio"] == 5]
-    (arm,) = cluster.group_jobs(fixed, ratio_5, arm_task=True)
-    name, commands, later = arm
-    assert name == f"unweighted arm of {sweep.point_name(ratio_5[0])}"
-    assert commands[0][:4] == ["dvc", "exp", "run", "--pull"] and commands[0][-1] == "train_unweighted"
-    assert commands[0][4:-1] == ["-S", "train.epochs=2", "-S", "imbalance.ratio=5", "-S", 'weights.strategy="balanced"']
-    assert commands[1] == ["dvc", "push", "--run-cache", "train_unweighted"]
-    assert [n for n, _ in later] == [sweep.point_name(p) for p in ratio_5]  # every point, the first too
-    assert all(c[0][:3] == ["dvc", "exp", "run"] and "train_unweighted" not in c[0] for _, c in later)
-    lone = cluster.group_jobs(fixed, ratio_5[:1], arm_task=True)  # one point: it trains the arm itself
-    assert [(n, later) for n, _, later in lone] == [(sweep.point_name(ratio_5[0]), [])]
+    ratio_5 = [p for p in plan.run_order(GRID) if p["imbalance.ratio"] == 5]
+    (arm,) = plan.group_tasks(fixed, ratio_5, seeds=3, arm_task=True)
+    assert arm.name == f"unweighted arm of {sweep.point_name(ratio_5[0])}" and arm.kind == "unweighted arm"
+    assert arm.options == ("-S", "train.epochs=2", "-S", "imbalance.ratio=5", "-S", 'weights.strategy="balanced"')
+    assert arm.trainings == 3 and [t.trainings for t in arm.later] == [6, 6]
+    assert [t.name for t in arm.later] == [sweep.point_name(p) for p in ratio_5]  # every point, the first too
+    (lone,) = plan.group_tasks(fixed, ratio_5[:1], seeds=3, arm_task=True)  # one point: it trains the arm itself
+    assert (lone.name, lone.kind, lone.later) == (sweep.point_name(ratio_5[0]), "point", ())
     # workers busy anyway: the first point trains the arm, the others wait for it
-    ((first, commands, later),) = cluster.group_jobs(fixed, ratio_5, arm_task=False)
-    assert first == sweep.point_name(ratio_5[0]) and "train_unweighted" not in commands[0]
-    assert [n for n, _ in later] == [sweep.point_name(ratio_5[1])]
+    (first,) = plan.group_tasks(fixed, ratio_5, seeds=3, arm_task=False)
+    assert first.name == sweep.point_name(ratio_5[0])
+    assert [t.name for t in first.later] == [sweep.point_name(ratio_5[1])]
+    # 3 groups of 2: arm tasks of their own only with a worker per grouped point
+    seeds = {sweep.point_name(p): 1 for p in GRID}
+    assert [t.kind for t in plan.sweep_tasks({}, GRID, seeds, workers=6)] == ["unweighted arm"] * 3
+    assert [t.kind for t in plan.sweep_tasks({}, GRID, seeds, workers=5)] == ["point"] * 3
+
+
+def test_a_task_runs_dvc_in_its_copy_with_the_shared_cache_locally_and_the_remotes_on_a_cluster():
+    arm, point, training = (plan.Task("a", "unweighted arm", 1, options=("-S", "x=1")),
+                            plan.Task("p", "point", 2, options=("-S", "x=1")), plan.training_tasks(["train_w@0"])[0])
+    share = ["dvc", "cache", "dir", "--local", "/c"]  # the workspace's cache, run cache included
+    commands = experiments.task_commands
+    assert commands(arm, shared_cache="/c") == [share, ["dvc", "exp", "run", "-S", "x=1", "train_unweighted"]]
+    assert commands(point, shared_cache="/c") == [share, ["dvc", "exp", "run", "--name", "p", "-S", "x=1"],
+                                                  ["dvc", "exp", "push", "--no-cache", "origin", "p"]]
+    assert commands(training, shared_cache="/c") == [share, ["dvc", "repro", "train_w@0"]]
+    assert commands(arm) == [["dvc", "exp", "run", "--pull", "-S", "x=1", "train_unweighted"],
+                             ["dvc", "push", "--run-cache", "train_unweighted"]]
+    assert commands(point)[1] == ["dvc", "exp", "push", "--run-cache", "origin", "p"]
+    assert commands(training) == [["dvc", "repro", "--pull", "train_w@0"], ["dvc", "push", "--run-cache", "train_w@0"]]
+
+
+def test_trainings_to_run_are_the_changed_training_stages_and_those_no_cache_holds():
+    status = {"evaluate": [{"changed deps": {}}], "train_weighted@0": [{"changed outs": {"models/w0": "not in cache"}}],
+              "train_unweighted@1": [{"changed deps": {"data/x": "modified"}}], "train_weighted@1": ["always changed"]}
+    assert plan.trainings_to_run(status) == (["train_unweighted@1", "train_weighted@0", "train_weighted@1"],
+                                             ["train_weighted@0"])
 
 
 def test_shards_split_by_ratio_and_cover_the_grid_once():
-    ordered = sweep.queue_order(GRID)
-    first, second = sweep.shard(ordered, 1, 2), sweep.shard(ordered, 2, 2)
+    ordered = plan.run_order(GRID)
+    first, second = plan.shard(ordered, 1, 2), plan.shard(ordered, 2, 2)
     assert {p["imbalance.ratio"] for p in first} == {1, 20} and {p["imbalance.ratio"] for p in second} == {5}
     assert sorted(map(sweep.point_label, first + second)) == sorted(map(sweep.point_label, GRID))
 
@@ -281,7 +293,9 @@ def test_an_experiment_s_files_give_every_arm_s_headline_and_per_seed_values(tmp
         write_json(tmp_path / "metrics" / f"{arm}.json", _arm(0.7))
         write_json(tmp_path / "metrics" / "details" / f"{arm}.json", {"mean": {}, "std": {}, "seeds": seeds})
     write_json(tmp_path / "metrics" / "comparison.json", _comparison(0.2, 0.1, 0.3, "better"))
-    found = sweep.experiment_metrics(lambda p: (tmp_path / p).exists(), lambda p: (tmp_path / p).read_text())
+    files = {path: (tmp_path / path).read_text() for path in sweep.EXPERIMENT_FILES if (tmp_path / path).exists()}
+    assert len(files) == 1 + 3 + 3  # evaluate's comparison, each arm's headline and details
+    found = sweep.experiment_metrics(files)
     assert sorted(found["metrics"]) == ["comparison", "logit_adjusted", "unweighted", "weighted"]
     assert found["per_seed"]["logit_adjusted"] == {"0": {"balanced_accuracy": 0.5, "minority_recall": 0.2}}
 
@@ -372,13 +386,13 @@ def test_with_one_seed_the_best_remedy_is_named_but_never_said_to_beat_the_runne
     assert "+0.050 (no interval with one seed)" in sweep_report.best_markdown(rows)
 
 
-
 def test_a_tuned_tau_is_a_post_hoc_remedy_of_its_own_beside_a_fixed_one():
     per_seed = {LOGIT_ADJUSTED: {"0": {"balanced_accuracy": 0.5}}}
     records = [{"name": f"exp-{tau}", "params": merged(committed_params(), {"evaluate": {"logit_adjustment_tau": tau}}),
                 "per_seed": per_seed} for tau in ("tuned", 1.0)]
-    assert set(sweep_report.remedies_of(records)) == {"post-hoc logit adjustment (τ tuned on validation)",
-                                                      "post-hoc logit adjustment (τ = 1)"}
+    assert set(ranking.remedies_of(records)) == {"post-hoc logit adjustment (τ tuned on validation)",
+                                                 "post-hoc logit adjustment (τ = 1)"}
+
 
 def test_a_sweep_with_no_finished_point_still_writes_an_empty_map(tmp_path):
     sweep_report.write_report([], ["data.path"], out=tmp_path)  # every point failed: the map says so, no crash
@@ -497,3 +511,12 @@ def test_the_map_and_the_ranking_carry_the_minority_precision_change_and_each_re
     sweep_report.write_report([row], ["imbalance.ratio"], out=tmp_path / "c", ranked=ranked_faster)
     a, c = (tmp_path / "a/sweep.md").read_text(), (tmp_path / "c/sweep.md").read_text()
     assert a != c and without_seconds_columns(tmp_path / "a/sweep.md") == without_seconds_columns(tmp_path / "c/sweep.md")
+
+
+def test_the_plan_is_pure_no_process_no_dvc_no_other_orchestration_module():
+    import ast
+
+    tree = ast.parse((ROOT / "orchestration/plan.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported == {"hashlib", "json", "os", "re", "dataclasses", "classweights.errors", "classweights.paths"}
