@@ -83,11 +83,15 @@ def repro(jobs, cluster=""):
 
 def restore_committed_run():
     """`make restore`: back to the committed run after any experiment. params.yaml, dvc.lock and
-    the outputs git tracks (metrics, reports, the small JSON files) as committed; then `dvc repro`
-    puts the rest back from DVC's caches (the models: cache and run cache). On the machine that
-    made the committed run nothing runs and git status is clean."""
+    the outputs git tracks (metrics, reports, the small JSON files, the .gitignore files beside
+    outputs) as committed; then `dvc repro` puts the rest back from DVC's caches (the models: cache
+    and run cache). On the machine that made the committed run nothing runs and git status is clean."""
     executor.git("checkout", "HEAD", "--", "params.yaml", "dvc.lock")
-    tracked = executor.git("ls-files", "--", *experiments.lock_outputs()).split()
+    outputs = experiments.lock_outputs()
+    # DVC adds an output of another seed to the .gitignore beside it and never takes it out again; that
+    # file lies inside folders evaluate hashes (metrics/seconds/<arm>/), so it goes back as committed too
+    beside = sorted({str(Path(path).parent / ".gitignore") for path in outputs})
+    tracked = executor.git("ls-files", "--", *outputs, *beside).split()
     if tracked:
         executor.git("checkout", "HEAD", "--", *tracked)
     print("params.yaml, dvc.lock and the outputs git tracks: as committed; restoring the rest", flush=True)
