@@ -52,7 +52,10 @@ def seed_metrics(y_true, proba, minority, class_names=None):
     metrics["ece"] = expected_calibration_error(y_true, proba)
     # Brier (1950) for K classes: mean over images of sum_k (p_k − [y = k])², in [0, 2]; never halved,
     # so that two classes give the same definition as ten
-    metrics["brier"] = brier_score_loss(y_true, np.asarray(proba, dtype=np.float64), labels=classes,
+    # (in float64, each row summing to 1 at float64's precision: a float32 softmax sums to 1 only within
+    # ~1e-7, and scikit-learn warns at every such row)
+    proba64 = np.asarray(proba, dtype=np.float64)
+    metrics["brier"] = brier_score_loss(y_true, proba64 / proba64.sum(axis=1, keepdims=True), labels=classes,
                                         scale_by_half=False)
     metrics["per_class"] = {names[c]: {"precision": precision[c], "recall": recall[c], "f1": f1[c]} for c in classes}
     return _to_floats(metrics)
