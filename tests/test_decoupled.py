@@ -13,7 +13,7 @@ from classweights.model import (class_balanced_weight, head_inputs, load_model, 
                                 retrain_classifier, save_model, train_model)
 from classweights.params import parse_params
 from classweights.report import arm_labels
-from tests.fakes import fake_images
+from tests.test_model import TRAIN, splits  # noqa: F401  (the fixture: 40 images of classes 0-4, 8 of 5-9)
 from tools.sandbox import committed_params, merged, shipped_params
 
 # Two features, three classes; the columns (class weight vectors) have norms 5, 2 and 1. Row norms
@@ -48,19 +48,6 @@ def test_a_tuned_tau_norm_is_chosen_on_validation_and_applied_to_the_test_featur
     proba, taus = tau_normalised_arm(heads, 0.5)
     assert taus is None
     np.testing.assert_allclose(proba["0"], tau_normalised_proba(test, KERNEL, 0.5))
-
-
-TRAIN = shipped_params({"train": {"epochs": 2, "batch_size": 32}}).train
-
-
-@pytest.fixture(scope="module")
-def splits():
-    rng = np.random.default_rng(0)
-    y_train = rng.permutation(np.repeat(np.arange(10), [40] * 5 + [8] * 5)).astype(np.uint8)
-    y_val = np.repeat(np.arange(10), 2).astype(np.uint8)
-    y_test = np.repeat(np.arange(10), 3).astype(np.uint8)
-    return {"x_train": fake_images(y_train, 1), "y_train": y_train, "x_val": fake_images(y_val, 2), "y_val": y_val,
-            "x_test": fake_images(y_test, 3), "y_test": y_test}
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from classweights.params import parse_params
 from classweights.schedule import learning_rate_at
 from orchestration import sweep
 from tests.test_backbones import FirstWeights, image_splits
+from tests.test_remedies import Snapshots, same
 from tools.sandbox import ROOT, committed_params, shipped_params
 
 WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
@@ -132,19 +133,6 @@ SGD = {"epochs": 3, "batch_size": 16, "optimizer": "sgd", "momentum": 0.9, "weig
 
 def sgd_params():
     return shipped_params({"train": SGD, "weights": {"defer_epoch": "decay"}})
-
-
-class Snapshots(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.after_epoch = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.after_epoch.append([w.copy() for w in self.model.get_weights()])
-
-
-def same(first, second):
-    return all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 @pytest.fixture(scope="module")
