@@ -20,8 +20,11 @@ PROBABILITY_FLOOR = 1e-12  # clip before a log: a zero probability or prior stay
 # (macro PR-AUC) and calibration (ECE, NLL, Brier); "loss" is the test NLL (docs/statistics.md).
 COST_METRICS = ("minority_precision", "macro_pr_auc", "ece", "loss", "brier")
 # The few numbers `dvc metrics show` lists per arm; every other metric is in metrics/details/.
-HEADLINE_METRICS = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall",
-                    *(m for m in COST_METRICS if m != "loss"))
+TEST_METRICS = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall",
+                *(m for m in COST_METRICS if m != "loss"))
+# The trained arms only: how far a model fits its own training split (training_fit).
+TRAIN_FIT_METRICS = ("train_accuracy", "train_minority_recall")
+HEADLINE_METRICS = (*TEST_METRICS, *TRAIN_FIT_METRICS)
 # The ones compared between arms: the gains, then the costs.
 COMPARED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall", *COST_METRICS)
 # Smaller is better for these: a verdict calls a negative difference "better".
@@ -242,6 +245,16 @@ def over_seeds(trees, reduce):
     if isinstance(trees[0], dict):
         return {key: over_seeds([tree[key] for tree in trees], reduce) for key in trees[0]}
     return float(reduce(np.array(trees)))
+
+
+def training_fit(y_train, predicted, minority):
+    """How far a trained model fits its own training split (its predictions there in inference
+    mode, dropout off): accuracy, and the minority classes' mean recall (minority: class indices).
+    The weights' effect should fade as this reaches 1, if a network that separates its training
+    data ends near the same solution whatever the weights (Byrd & Lipton 2019)."""
+    recall = [np.mean(predicted[y_train == c] == c) for c in minority]
+    return {"train_accuracy": float(np.mean(predicted == y_train)),
+            **({"train_minority_recall": float(np.mean(recall))} if minority else {})}
 
 
 def summarise_seeds(per_seed):

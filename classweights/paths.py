@@ -15,6 +15,7 @@ MACHINE = METRICS / "details" / "machine.json"  # where the run was made (classw
 # The trained arms, as named in models/<arm>/, in the train_<arm> stages of dvc.yaml and in
 # `stages.train --arm` (tests/test_dvc_yaml.py checks dvc.yaml against this).
 ARMS = ("unweighted", "weighted")
+TRAIN_PREDICTIONS = "train_pred.npz"  # in each model_dir: the predicted class of every training image
 HISTORY = "history.json"  # in each model_dir: Keras' per-epoch loss and accuracy, training and validation
 # Wall-clock time, the one thing a re-run does not reproduce byte for byte: each training's fit
 # seconds in a file of their own (not in the model's folder, whose bytes the same params, code and

@@ -5,7 +5,7 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
 from matplotlib.ticker import MaxNLocator
 
-from classweights.evaluation import (CALIBRATION_BINS, HEADLINE_METRICS, LOGIT_ADJUSTED, LOWER_IS_BETTER,
+from classweights.evaluation import (CALIBRATION_BINS, TEST_METRICS, TRAIN_FIT_METRICS, LOGIT_ADJUSTED, LOWER_IS_BETTER,
                                      TAU_NORMALISED, TIE_TOLERANCE, decoupled_labels, describe_tau)
 from classweights.files import atomic_path, read_json
 from classweights.machine import line as machine_line
@@ -478,6 +478,18 @@ def _per_class_table(summaries, labels, minority):
             *markdown_table(["class", *(f"{labels[a]} P / R / F1" for a in arms)], rows)]
 
 
+def _training_fit_lines(summaries, labels):
+    """How far the trained arms fit their training split: the weights should matter less as it nears 1."""
+    fitted = [arm for arm, summary in summaries.items() if TRAIN_FIT_METRICS[0] in summary["mean"]]
+    if not fitted:
+        return []
+    cells = "; ".join(f"{labels[arm]} " + ", ".join(f"{metric.removeprefix('train_').replace('_', ' ')} "
+                                                     f"{_fmt(summaries[arm]['mean'][metric])}"
+                                                     for metric in TRAIN_FIT_METRICS if metric in summaries[arm]["mean"])
+                      for arm in fitted)
+    return [f"Fit of the training split (each model's predictions there, dropout off), mean over seeds: {cells}.", ""]
+
+
 def summary_markdown(params, summaries, comparisons, headline, class_counts, machine=None):
     """reports/summary.md: what was run, mean ± sd per arm, every paired difference, McNemar per
     seed, and at its foot the machine it was made on (a classweights.machine record)."""
@@ -493,8 +505,9 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     lines += markdown_table(["metric", *(labels[a] for a in arms)],
                             [[metric, *(f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}"
                                         for a in arms)]
-                             for metric in HEADLINE_METRICS if metric in summaries[arms[0]]["mean"]])
+                             for metric in TEST_METRICS if metric in summaries[arms[0]]["mean"]])
     lines += ["", COSTS_NOTE, ""]
+    lines += _training_fit_lines(summaries, labels)
     lines += _per_class_table(summaries, labels, class_counts["minority_classes"])
     lines += ["", "## Paired differences side by side", "",
               f"Mean difference over seeds [Student-t {confidence_label(alpha)} interval] → verdict; the worst majority class "

@@ -296,6 +296,12 @@ def _verdict_cell(row, column):
     return f"{_interval(row, column)} {verdict}{f' {UNSETTLED_MARK}' if unsettled else ''}"
 
 
+def _training_fit_cell(row):
+    """'0.981 → 0.975': the unweighted and the remedy arm's accuracy on their own training split."""
+    fits = [_number(row.get(f"{arm}.mean.train_accuracy")) for arm in ARMS]
+    return "–" if any(math.isnan(fit) for fit in fits) else " → ".join(f"{fit:.3f}" for fit in fits)  # older runs: none
+
+
 def markdown(rows, varied):
     pair = "weighted_vs_unweighted"
     named = ["remedy"] if rows and "remedy" in rows[0] else []  # the remedy's name, when the rows have it
@@ -306,10 +312,11 @@ def markdown(rows, varied):
                      if row.get(f"{pair}.minority_precision.mean") not in (None, "") else "–")  # older runs: none
         table.append([*(row[k] for k in [*varied, *named]),
                       _verdict_cell(row, f"{pair}.minority_recall"), _verdict_cell(row, f"{pair}.balanced_accuracy"),
-                      worst, precision, row["experiment"]])
+                      worst, precision, _training_fit_cell(row), row["experiment"]])
     lines = ["# Sweep: remedy arm − unweighted at each grid point", ""]
     lines += markdown_table([*varied, *named, "minority-recall gain", "balanced-accuracy gain",
-                             "worst majority recall change (class)", "minority-precision change", "experiment"], table)
+                             "worst majority recall change (class)", "minority-precision change",
+                             "training-split accuracy (unweighted → remedy)", "experiment"], table)
     lines += ["", f"Intervals are {interval_label(rows)}s of the paired difference over seeds.", ""]
     if any(UNSETTLED_MARK in line for line in lines):
         lines[-1:-1] = [f"{UNSETTLED_MARK} The interval excludes 0, yet the verdict is no significant difference: a "

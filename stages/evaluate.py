@@ -21,12 +21,12 @@ from classweights.cli import run_stage
 from classweights.evaluation import (ARMS, CRT, LOGIT_ADJUSTED, TAU_NORMALISED, UNWEIGHTED, arm_probabilities,
                                      comparison_name, comparison_pairs, confusion, headline_metrics, in_class_order,
                                      linear_proba, pooled_calibration_bins, seed_metrics, summarise_seeds,
-                                     tau_normalised_arm, tuned_taus)
+                                     tau_normalised_arm, training_fit, tuned_taus)
 from classweights.files import atomic_path, read_arrays, read_json, write_json
 from classweights.machine import describe
 from classweights.params import TUNED, load_params
-from classweights.paths import (CLASS_COUNTS, HISTORY, MACHINE, METRICS, REPORTS, SPLITS, TRAINING_SECONDS, model_dir,
-                                seconds_file)
+from classweights.paths import (CLASS_COUNTS, HISTORY, MACHINE, METRICS, REPORTS, SPLITS, TRAIN_PREDICTIONS,
+                                TRAINING_SECONDS, model_dir, seconds_file)
 from classweights.report import arm_labels, mean_curves, read_curves, verdict_lines, write_report
 from classweights.statistics import compare_arms, headline_comparison
 
@@ -35,7 +35,8 @@ def main():
     params = load_params()
     seeds = [str(s) for s in params.train.seeds]
     alpha = params.evaluate.alpha
-    y_test = read_arrays(SPLITS, ["y_test"])["y_test"]
+    labels = read_arrays(SPLITS, ["y_train", "y_test"])
+    y_train, y_test = labels["y_train"], labels["y_test"]
     class_counts = in_class_order(read_json(CLASS_COUNTS))
     names = class_counts["class_names"]
     minority = class_counts["minority_classes"]  # names
@@ -52,6 +53,10 @@ def main():
     proba.update(decoupled)
     predictions = {arm: {s: p.argmax(axis=1) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
     per_seed = {arm: {s: seed_metrics(y_test, p, minority_ids, names) for s, p in by_seed.items()} for arm, by_seed in proba.items()}
+    for arm in ARMS:  # the trained arms: how far each model fits its training split
+        for s in seeds:
+            fitted = read_arrays(model_dir(arm, s) / TRAIN_PREDICTIONS, ["pred"])["pred"]
+            per_seed[arm][s].update(training_fit(y_train, fitted, minority_ids))
     summaries = {arm: summarise_seeds(per_seed[arm]) for arm in proba}
     if isinstance(tau, dict):
         summaries[LOGIT_ADJUSTED]["tuned_tau"] = tau

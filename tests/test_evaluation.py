@@ -10,7 +10,7 @@ from sklearn.metrics import (average_precision_score, balanced_accuracy_score, b
                              precision_recall_fscore_support, roc_auc_score)
 
 from classweights.evaluation import (calibration_bins, confusion, expected_calibration_error, headline_metrics,
-                                     in_class_order, over_seeds, seed_metrics, summarise_seeds)
+                                     in_class_order, over_seeds, seed_metrics, summarise_seeds, training_fit)
 
 # 26 test images: two of each class 0-8, eight of class 9. Six class-9 images are predicted as 0,
 # and both class-8 images as 7, so class 8 is never predicted.
@@ -97,6 +97,16 @@ def test_class_counts_are_put_in_class_order_from_their_alphabetical_file_order(
     ordered = in_class_order(on_disk)
     assert list(ordered["train"].items()) == [("zebra", 9), ("ant", 3)] and list(ordered["test"]) == ["zebra", "ant"]
     assert ordered["minority_classes"] == ["ant"]
+
+
+def test_training_fit_is_plain_accuracy_and_the_minority_classes_mean_recall():
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    predicted = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
+    fit = training_fit(y, predicted, minority=[1, 2])
+    # 8 of 10 right (balanced accuracy would be (3/4 + 1/2 + 1)/3 = 0.75); recall of class 1 is 1/2,
+    # of class 2 is 4/4 (its precision, 4/5, would give 0.65)
+    assert fit == {"train_accuracy": pytest.approx(0.8), "train_minority_recall": pytest.approx(0.75)}
+    assert training_fit(y, predicted, minority=[]) == {"train_accuracy": pytest.approx(0.8)}
 
 
 def test_summarise_seeds_mean_and_sample_sd():

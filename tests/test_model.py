@@ -79,7 +79,9 @@ def test_train_arm_writes_model_predictions_and_curves_that_agree(splits, tmp_pa
     assert np.allclose(predict_proba(reloaded, splits["x_test"]), proba, atol=1e-6)
     curves = read_curves(out / "history.json")
     assert len(curves["loss"]) == TRAIN.epochs and len(curves["val_accuracy"]) == TRAIN.epochs
-    assert sorted(p.name for p in out.iterdir()) == ["history.json", "model.keras", "test_proba.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["history.json", "model.keras", "test_proba.npz", "train_pred.npz"]
+    fitted = read_arrays(out / "train_pred.npz", ["pred"])["pred"]  # inference mode: what the model predicts now
+    assert np.array_equal(fitted, predict_proba(reloaded, splits["x_train"]).argmax(axis=1))
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("  ")[:2] for line in lines] == [["train_weighted@0", "epoch 1/2"], ["train_weighted@0", "epoch 2/2"]]
     assert lines[-1].split("  ")[2] == f"loss {curves['loss'][-1]:.2f}"

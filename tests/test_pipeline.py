@@ -29,7 +29,8 @@ def test_first_repro_runs_every_stage_and_writes_every_output(finished):
         for seed in (0, 1):
             folder = project / "models" / arm / f"seed_{seed}"
             assert (folder / "model.keras").stat().st_size > 10_000
-            assert sorted(p.name for p in folder.iterdir()) == ["history.json", "model.keras", "test_proba.npz"]
+            assert sorted(p.name for p in folder.iterdir()) == ["history.json", "model.keras", "test_proba.npz",
+                                                                     "train_pred.npz"]
             # the fit's seconds beside it, and evaluate's mean of them
             fit = json.loads((project / f"metrics/seconds/{arm}/seed_{seed}.json").read_text())["fit_seconds"]
             seconds = json.loads((project / "metrics/training_seconds.json").read_text())[arm]
@@ -37,6 +38,11 @@ def test_first_repro_runs_every_stage_and_writes_every_output(finished):
             history = json.loads((folder / "history.json").read_text())
             assert sorted(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
             assert all(len(values) == 1 for values in history.values())  # one epoch
+    y_train = np.load(project / "data/splits.npz")["y_train"]
+    for arm in ("unweighted", "weighted"):  # how far each arm fits its training split, seed by seed
+        fitted = [np.load(project / f"models/{arm}/seed_{s}/train_pred.npz")["pred"] for s in (0, 1)]
+        mean = json.loads((project / f"metrics/{arm}.json").read_text())["mean"]
+        assert mean["train_accuracy"] == pytest.approx(np.mean([np.mean(f == y_train) for f in fitted]))
     counts = json.loads((project / "data/class_counts.json").read_text())
     total = {c: counts["train"][c] + counts["val"][c] for c in counts["train"]}
     assert total == {str(c): 8 if c < 5 else 40 for c in range(10)}  # step: n_max 40, ratio 5

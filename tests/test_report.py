@@ -279,3 +279,18 @@ def test_a_model_near_chance_and_a_class_with_few_test_images_are_named(three_ar
     text = summary_markdown(clothes["params"], clothes["summaries"], clothes["comparisons"], clothes["headline"],
                             {**clothes["class_counts"], "test": {**clothes["class_counts"]["test"], "Ankle boot": 6}})
     assert "- **Few test images**: Ankle boot 6 (recall in steps of 1/6)" in text
+
+
+def test_the_summary_says_how_far_each_trained_arm_fits_its_training_split(three_arms):
+    params = shipped_params({"train": {"seeds": [0, 1, 2], "epochs": 3}})
+    summaries = {arm: {**summary, "mean": {**summary["mean"]}} for arm, summary in three_arms["summaries"].items()}
+    assert "Fit of the training split" not in summary_markdown(params, summaries, three_arms["comparisons"],
+                                                               three_arms["headline"], three_arms["class_counts"])
+    summaries["unweighted"]["mean"].update(train_accuracy=0.9876, train_minority_recall=0.5)
+    summaries["weighted"]["mean"].update(train_accuracy=0.95, train_minority_recall=0.97)
+    text = summary_markdown(params, summaries, three_arms["comparisons"], three_arms["headline"],
+                            three_arms["class_counts"])
+    line = next(line for line in text.splitlines() if line.startswith("Fit of the training split"))
+    assert line.endswith(": unweighted accuracy 0.9876, minority recall 0.5000; weighted (loss) accuracy 0.9500, "
+                         "minority recall 0.9700.")
+    assert "| train_accuracy |" not in text  # a test metrics table row only for metrics every arm has

@@ -494,13 +494,15 @@ def test_the_map_and_the_ranking_carry_the_minority_precision_change_and_each_re
                                                                   "p": 0.01, "verdict": "worse"}
     metrics = {"comparison": comparison, "unweighted": _arm(0.8), "weighted": _arm(0.7),
                "training_seconds": {"unweighted": {"mean": 10.0}, "weighted": {"mean": 12.5}}}
+    metrics["unweighted"]["mean"]["train_accuracy"], metrics["weighted"]["mean"]["train_accuracy"] = 0.99, 0.97
     row = {"imbalance.ratio": 10, "experiment": "e", **sweep_report.headline_columns(metrics)}
     older = {"imbalance.ratio": 20, "experiment": "f", **sweep_report.headline_columns({"comparison": _comparison(
         0.2, 0.1, 0.3, "better")})}  # a run from before precision and seconds were measured
     assert row["weighted.seconds"] == 12.5 and older["weighted.seconds"] is None
     md = sweep_report.markdown([row, older], ["imbalance.ratio"])
-    assert "| worst majority recall change (class) | minority-precision change | experiment |" in md
-    assert "| -0.050 [-0.080, -0.020] worse | e |" in md and "| – | f |" in md
+    assert ("| worst majority recall change (class) | minority-precision change | training-split accuracy "
+            "(unweighted → remedy) | experiment |") in md
+    assert "| -0.050 [-0.080, -0.020] worse | 0.990 → 0.970 | e |" in md and "| – | – | f |" in md
     # two runs of the same points differ only in the seconds: the comparison the reproducibility tests make
     slower = {**row, "weighted.seconds": 30.0}
     for rows_, out in (([row], tmp_path / "a"), ([slower], tmp_path / "b")):
