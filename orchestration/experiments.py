@@ -228,8 +228,8 @@ def task_commands(task, shared_cache=None):
     pull = [] if shared_cache else ["--pull"]
     share = [["dvc", "cache", "dir", "--local", shared_cache]] if shared_cache else []
     if task.kind == "training":
-        run = ["dvc", "repro", *pull, task.target]
-        push = ["dvc", "push", "--run-cache", task.target]
+        run = ["dvc", "repro", *pull, *task.targets]
+        push = ["dvc", "push", "--run-cache", *task.targets]
     elif task.kind == "unweighted arm":  # its experiment is not kept: the group's points make their own
         run = ["dvc", "exp", "run", *pull, *task.options, "train_unweighted"]
         push = ["dvc", "push", "--run-cache", "train_unweighted"]

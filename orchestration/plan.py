@@ -20,13 +20,13 @@ NOT_READ_BY_UNWEIGHTED = ("weights.", "loss.", "evaluate.")
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work for a worker: an (arm, seed) "training" (target: its stage), a grid
+    """One unit of work for a worker: (arm, seed) "training"s (targets: their stages), a grid
     "point" (an experiment) or a group's "unweighted arm" (options: `-S key=value` arguments);
     `trainings`: how many (arm, seed) trainings it holds; `later`: tasks that start once it has ended."""
     name: str
     kind: str
     trainings: int
-    target: str = ""
+    targets: tuple = ()
     options: tuple = ()
     later: tuple = ()
 
@@ -122,9 +122,16 @@ def trainings_to_run(status):
     return changed, unrestorable
 
 
-def training_tasks(changed):
-    """One task per (arm, seed) training stage to run."""
-    return [Task(stage, "training", 1, target=stage) for stage in changed]
+def training_tasks(changed, shares=None):
+    """The (arm, seed) training stages to run as tasks: one each (a cluster: any worker that
+    joins takes the next), or, with shares (local workers), dealt round-robin into that many
+    tasks. Each task pays a copy of the workspace, DVC's start-up and its check of the stages
+    upstream (a few seconds; docs/scale-out.md), so locally, where every worker is there from the
+    start and the trainings are alike, one task per worker pays it once."""
+    count = min(shares or len(changed), len(changed))
+    dealt = [tuple(changed[k::count]) for k in range(count)]
+    return [Task(stages[0] if len(stages) == 1 else f"share {k + 1} of {count}", "training", len(stages),
+                 targets=stages) for k, stages in enumerate(dealt)]
 
 
 def run_order(points):

@@ -44,7 +44,7 @@ def where(cluster, jobs):
 
 def repro(jobs, cluster=""):
     """`dvc repro` with the trainings on `jobs` local workers or the cluster. The cheap upstream
-    stages run here first; each (arm, seed) training is a task; a final `dvc repro` restores every
+    stages run here first; the (arm, seed) trainings are tasks (plan.training_tasks); a final `dvc repro` restores every
     training from the run cache and runs evaluate, so dvc.lock and the metrics are those a serial
     `dvc repro` writes. A failing stage shows its own error line and DVC's."""
     params = load_params()
@@ -61,11 +61,11 @@ def repro(jobs, cluster=""):
         return code
     changed, unrestorable = plan.trainings_to_run(experiments.changed_stages())
     experiments.forget_lock_entries(unrestorable)
-    tasks = plan.training_tasks(changed)
+    tasks = plan.training_tasks(changed, shares=None if cluster else jobs)
     failed = []
     if tasks:
         workspace = workspace or executor.local_workspace()  # after the lock edits: the copies take them
-        print(f"training {len(tasks)} (arm, seed) pairs on {where(cluster, min(jobs, len(tasks)))}", flush=True)
+        print(f"training {len(changed)} (arm, seed) pairs on {where(cluster, min(jobs, len(tasks)))}", flush=True)
         started = time.perf_counter()
         with executor.engine(cluster, min(jobs, len(tasks))) as client:
             failed, (trained, restored) = executor.run_all(client, workspace, tasks)

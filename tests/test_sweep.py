@@ -150,19 +150,34 @@ def test_with_idle_workers_a_group_s_arm_trains_first_then_its_points_side_by_si
     assert [t.kind for t in plan.sweep_tasks({}, GRID, seeds, workers=5)] == ["point"] * 3
 
 
+def test_local_trainings_are_dealt_one_task_per_worker_and_a_cluster_s_one_task_each():
+    changed = [f"train_{arm}@{seed}" for arm in ("unweighted", "weighted") for seed in range(3)]
+    local = plan.training_tasks(changed, shares=4)
+    assert [(t.name, t.targets, t.trainings) for t in local] == [
+        ("share 1 of 4", ("train_unweighted@0", "train_weighted@1"), 2),
+        ("share 2 of 4", ("train_unweighted@1", "train_weighted@2"), 2),
+        ("train_unweighted@2", ("train_unweighted@2",), 1), ("train_weighted@0", ("train_weighted@0",), 1)]
+    assert sorted(stage for t in local for stage in t.targets) == sorted(changed)  # each once
+    assert [t.targets for t in plan.training_tasks(changed[:2], shares=8)] == [(changed[0],), (changed[1],)]
+    assert [t.name for t in plan.training_tasks(changed)] == changed  # a cluster: a task per training
+    assert plan.training_tasks([], shares=2) == []
+
+
 def test_a_task_runs_dvc_in_its_copy_with_the_shared_cache_locally_and_the_remotes_on_a_cluster():
     arm, point, training = (plan.Task("a", "unweighted arm", 1, options=("-S", "x=1")),
-                            plan.Task("p", "point", 2, options=("-S", "x=1")), plan.training_tasks(["train_w@0"])[0])
+                            plan.Task("p", "point", 2, options=("-S", "x=1")),
+                            plan.training_tasks(["train_w@0", "train_u@1"], shares=1)[0])
     share = ["dvc", "cache", "dir", "--local", "/c"]  # the workspace's cache, run cache included
     commands = experiments.task_commands
     assert commands(arm, shared_cache="/c") == [share, ["dvc", "exp", "run", "-S", "x=1", "train_unweighted"]]
     assert commands(point, shared_cache="/c") == [share, ["dvc", "exp", "run", "--name", "p", "-S", "x=1"],
                                                   ["dvc", "exp", "push", "--no-cache", "origin", "p"]]
-    assert commands(training, shared_cache="/c") == [share, ["dvc", "repro", "train_w@0"]]
+    assert commands(training, shared_cache="/c") == [share, ["dvc", "repro", "train_w@0", "train_u@1"]]
     assert commands(arm) == [["dvc", "exp", "run", "--pull", "-S", "x=1", "train_unweighted"],
                              ["dvc", "push", "--run-cache", "train_unweighted"]]
     assert commands(point)[1] == ["dvc", "exp", "push", "--run-cache", "origin", "p"]
-    assert commands(training) == [["dvc", "repro", "--pull", "train_w@0"], ["dvc", "push", "--run-cache", "train_w@0"]]
+    assert commands(training) == [["dvc", "repro", "--pull", "train_w@0", "train_u@1"],
+                                  ["dvc", "push", "--run-cache", "train_w@0", "train_u@1"]]
 
 
 def test_trainings_to_run_are_the_changed_training_stages_and_those_no_cache_holds():
