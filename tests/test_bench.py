@@ -29,3 +29,15 @@ def test_benchmark_runs_tiny_and_reports_every_field(subprocesses, tmp_path):
     assert repro["noop_stages_run"] == [] and repro["evaluate_alpha_edit_stages_run"] == ["check_params", "evaluate"]
     assert len(report["goals"]) == 7 and all(isinstance(v, bool) for v in report["goals"].values())
     assert "speed-up" in result.stdout and report["machine"]["cores"] >= 1
+
+
+def test_resnet_bench_counts_two_flops_per_multiply_add_of_each_convolution_and_dense_layer():
+    import keras
+
+    from bench.resnet import forward_flops
+
+    inner = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, padding="same"),
+                              keras.layers.Conv2D(3, 3, strides=2, padding="same")])
+    model = keras.Sequential([keras.Input((4, 4, 1)), inner, keras.layers.Flatten(), keras.layers.Dense(5)])
+    # 3x3 kernels, 1 -> 2 channels on 4x4 outputs; 2 -> 3 channels on 2x2 (stride 2); Dense 12 -> 5
+    assert forward_flops(model) == 2 * (4 * 4 * 9 * 1 * 2 + 2 * 2 * 9 * 2 * 3 + 12 * 5)
