@@ -1,5 +1,6 @@
 """Feature-vector data (a CSV table, an .npz of rows) and the mlp backbone, on scikit-learn's real
 tables: what loads, what is refused in one line, and a real `dvc repro` on a CSV."""
+import csv
 import json
 import sys
 
@@ -11,7 +12,7 @@ from classweights.datasets import load_csv, load_source
 from classweights.errors import UserError
 from classweights.imbalance import make_splits
 from classweights.params import check_backbone
-from tools.sandbox import commit, dvc, make_project, ran_stages, run, set_params, shipped_params
+from tools.sandbox import commit, dvc, link_venv, make_project, ran_stages, run, set_params, shipped_params
 
 
 def wine_table():
@@ -163,3 +164,13 @@ def test_a_csv_runs_end_to_end_under_dvc_repro(subprocesses, tmp_path):
         assert failed.stderr.startswith(words), failed.stderr
     assert (project / "models/unweighted/seed_0/model.keras").read_bytes() == before
     assert sorted(p.name for p in (project / "models/unweighted").iterdir()) == [".gitignore", "seed_0"]
+    # a map over the model: each width trains both arms (the unweighted arm reads model.*)
+    set_params(project, {"model": {"backbone": "mlp"}})
+    link_venv(project)
+    (project / "width.yaml").write_text("grid:\n  model.mlp_hidden: [[4], [16, 8]]\n")
+    swept = run(project, "make", "-s", "-o", ".venv/.installed-requirements", "sweep", "SWEEP=width.yaml", "JOBS=1")
+    assert swept.stdout.count(": 2 trained, 0 restored from the run cache") == 2, swept.stdout
+    with open(project / "sweep/sweep.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["model.mlp_hidden"] for row in rows] == ["[4]", "[16, 8]"]
+    assert all(0 < float(row["weighted.mean.balanced_accuracy"]) <= 1 for row in rows)
