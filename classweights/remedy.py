@@ -16,6 +16,7 @@ SOFTMAX, LOGITS, COSINE = "softmax", "logits", "cosine"
 
 @dataclass(frozen=True)
 class Head:
+    """The network's last layer for a loss (classweights.model.remedy_networks builds it)."""
     kind: str  # SOFTMAX, LOGITS or COSINE
     scale: float | None = None  # COSINE: the cosines' scale before the softmax
 
@@ -68,8 +69,13 @@ class Remedy:
         return cls()
 
     @property
+    def loss_name(self):
+        """loss.name; cross_entropy for the unweighted arm."""
+        return self.loss.name if self.loss is not None else CROSS_ENTROPY
+
+    @property
     def _loss(self):
-        return LOSSES[self.loss.name if self.loss is not None else CROSS_ENTROPY]
+        return LOSSES[self.loss_name]
 
     @property
     def weighted(self):
@@ -80,7 +86,7 @@ class Remedy:
     def is_plain_cross_entropy(self):
         """Cross-entropy with the weights (if any) from the first epoch: one ordinary Keras fit, as the
         unweighted arm and today's weighted arm train; anything else takes the remedy path."""
-        return self._loss is LOSSES[CROSS_ENTROPY] and self.defer_epoch == 1
+        return self.loss_name == CROSS_ENTROPY and self.defer_epoch == 1
 
     @property
     def head(self):
