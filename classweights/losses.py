@@ -68,15 +68,18 @@ def logit_adjusted_loss(labels, logits, log_prior_, tau):
     return cross_entropy(labels, logits + tau * ops.convert_to_tensor(log_prior_, logits.dtype))
 
 
-def remedy_loss(loss, counts):
-    """The Keras loss (y_true, logits) -> per-image loss for a loss params section, given the
-    training counts per class; None for cross-entropy, which keeps Keras' own loss."""
-    if loss.name == "focal":
-        return lambda y_true, y_pred: focal_loss(y_true, y_pred, loss.focal_gamma)
-    if loss.name == "ldam":
-        margins = ldam_margins(counts, loss.ldam_max_margin)
-        return lambda y_true, y_pred: ldam_loss(y_true, y_pred, margins, loss.ldam_scale)
-    if loss.name == "logit_adjusted":
-        prior = log_prior(counts)
-        return lambda y_true, y_pred: logit_adjusted_loss(y_true, y_pred, prior, loss.la_tau)
-    return None
+# The Keras losses (y_true, head output) -> per-image loss of the remedy losses, from a loss params
+# section and the training images per class (classweights.remedy.LOSSES names which builds which).
+
+def make_focal_loss(loss, counts):
+    return lambda y_true, y_pred: focal_loss(y_true, y_pred, loss.focal_gamma)
+
+
+def make_ldam_loss(loss, counts):
+    margins = ldam_margins(counts, loss.ldam_max_margin)
+    return lambda y_true, y_pred: ldam_loss(y_true, y_pred, margins, loss.ldam_scale)
+
+
+def make_logit_adjusted_loss(loss, counts):
+    prior = log_prior(counts)
+    return lambda y_true, y_pred: logit_adjusted_loss(y_true, y_pred, prior, loss.la_tau)

@@ -9,6 +9,7 @@ import zipfile
 import numpy as np
 
 from classweights.params import check_backbone
+from classweights.remedy import COSINE, SOFTMAX, Remedy
 
 
 @contextlib.contextmanager
@@ -179,26 +180,25 @@ def sampled_batches(y, class_weight, seed, batch_size):
     return draws.batch(batch_size).map(to_index)
 
 
-def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=(), loss=None, defer_epoch=1,
-                network=None):
+def train_model(splits, train, seed, class_weight=None, remedy=Remedy(), callbacks=(), network=None):
     """Train the CNN on splits['x_train'] with validation on splits['x_val']; return (model, history).
 
     network (model params; None: the cnn) chooses the backbone. The seed fixes the initial
     weights, the dropout masks and the batch order, so the arms of one seed differ only in the
-    remedy:
-    apply="loss" weighs each image's loss by its class weight; apply="sampling" keeps the
-    loss unweighted and draws class-balanced batches (make_dataset).
+    remedy (classweights.remedy.Remedy; the default: the unweighted arm's):
+    its apply "loss" weighs each image's loss by its class weight; "sampling" keeps the
+    loss unweighted and draws class-balanced batches (make_dataset); "none" uses no weights.
     class_weight may come straight from JSON: Keras looks a weight up by int(label) and
     silently uses 1.0 for a key it does not find, so string keys are converted here.
 
-    loss (a loss params section; None: cross-entropy) and defer_epoch (the first epoch that uses
-    the weights) make the remedy arm: see train_remedy. The returned model outputs probabilities.
+    A loss other than cross-entropy, or weights from a later epoch, take the remedy path:
+    see train_remedy. The returned model outputs probabilities.
     """
     if class_weight is not None:
         class_weight = {int(c): float(w) for c, w in class_weight.items()}
     use_threads(train.threads)
-    loss_weight = class_weight if apply == "loss" else None
-    sampling_weight = class_weight if apply == "sampling" else None
+    loss_weight = class_weight if remedy.apply == "loss" else None
+    sampling_weight = class_weight if remedy.apply == "sampling" else None
     keras.backend.clear_session(free_memory=False)  # layer names restart, so a saved config never
     keras.utils.set_random_seed(seed)                  # depends on earlier trainings in this process
     tf.config.experimental.enable_op_determinism()
@@ -207,9 +207,8 @@ def train_model(splits, train, seed, class_weight=None, apply="loss", callbacks=
         check_backbone(network, input_shape)
     model = build_model(train.dropout, train.precision, input_shape, num_classes(splits), network)
     standardise(model, splits["x_train"])
-    if (loss is not None and loss.name != "cross_entropy") or defer_epoch > 1:
-        return train_remedy(model, splits, train, seed, class_weight if apply != "none" else None, apply, callbacks,
-                            loss, defer_epoch)
+    if not remedy.is_plain_cross_entropy:
+        return train_remedy(model, splits, train, seed, class_weight, remedy, callbacks)
     model.compile(
         optimizer=make_optimizer(train),
         loss="sparse_categorical_crossentropy",  # categorical cross-entropy on integer labels
@@ -255,37 +254,36 @@ class CosineDense(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-def remedy_networks(base, loss):
-    """(trained, predicting) for a remedy loss: the base network's layers with a head that gives
-    logits (LDAM: cosines) to train on, and the same layers followed by the softmax (LDAM: of
-    scale · cosine), whose probabilities are predicted and saved. The head starts from the base
-    network's initial output weights, so every arm of a seed starts from the same weights
-    (LDAM's cosine layer has no bias: it takes the kernel alone)."""
+def remedy_networks(base, head):
+    """(trained, predicting) for a remedy's head (classweights.remedy.Head) other than the softmax:
+    the base network's layers with a head that gives logits (COSINE: cosines) to train on, and
+    the same layers followed by the softmax (COSINE: of scale · cosine), whose probabilities are
+    predicted and saved. The head starts from the base network's initial output weights, so every
+    arm of a seed starts from the same weights (the cosine layer has no bias: it takes the kernel alone)."""
     softmax_head = base.layers[-1]
     classes = softmax_head.units
-    head = CosineDense(classes, dtype="float32") if loss.name == "ldam" else layers.Dense(classes, dtype="float32")
+    layer = CosineDense(classes, dtype="float32") if head.kind == COSINE else layers.Dense(classes, dtype="float32")
     trained = keras.Sequential([keras.Input(shape=base.inputs[0].shape[1:], dtype=base.inputs[0].dtype),
-                                *base.layers[:-1], head])
-    head.set_weights(softmax_head.get_weights()[:len(head.weights)])
-    scale = [layers.Rescaling(loss.ldam_scale, dtype="float32")] if loss.name == "ldam" else []
+                                *base.layers[:-1], layer])
+    layer.set_weights(softmax_head.get_weights()[:len(layer.weights)])
+    scale = [layers.Rescaling(head.scale, dtype="float32")] if head.kind == COSINE else []
     predicting = keras.Sequential([keras.Input(shape=base.inputs[0].shape[1:], dtype=base.inputs[0].dtype),
                                    *trained.layers, *scale, layers.Softmax(dtype="float32")])
     return trained, predicting
 
 
-def train_remedy(base, splits, train, seed, class_weight, apply, callbacks, loss, defer_epoch):
-    """Train the remedy arm: its loss on logits from the first epoch, the class weights (on the
-    loss or by sampling) from epoch defer_epoch on. Epochs before defer_epoch are the very
+def train_remedy(base, splits, train, seed, class_weight, remedy, callbacks):
+    """Train the remedy arm: its loss on its head from the first epoch, the class weights (on the
+    loss or by sampling) from epoch remedy.defer_epoch on. Epochs before defer_epoch are the very
     same fit as the unweighted arm's (same data order, same ops), so with cross-entropy the
     model after them is the unweighted arm's model after as many epochs; the second fit
     continues it with its optimizer state (momentum, iterations), and a learning-rate schedule
     sets each epoch's rate by the epoch's number in either fit. Returns (model giving
     probabilities, history)."""
-    from classweights.losses import remedy_loss, training_counts
+    from classweights.losses import training_counts
 
-    counts = training_counts(splits["y_train"], base.layers[-1].units)
-    keras_loss = remedy_loss(loss, counts) if loss is not None else None
-    trained, predicting = remedy_networks(base, loss) if keras_loss is not None else (base, base)
+    keras_loss = remedy.keras_loss(training_counts(splits["y_train"], base.layers[-1].units))
+    trained, predicting = (base, base) if remedy.head.kind == SOFTMAX else remedy_networks(base, remedy.head)
     trained.compile(
         optimizer=make_optimizer(train),
         loss=keras_loss or "sparse_categorical_crossentropy",
@@ -295,16 +293,16 @@ def train_remedy(base, splits, train, seed, class_weight, apply, callbacks, loss
     fit = {"validation_data": make_dataset(splits["x_val"], splits["y_val"], train.batch_size),
            "shuffle": False, "callbacks": scheduled_callbacks(train, callbacks), "verbose": 0}
     plain = make_dataset(splits["x_train"], splits["y_train"], train.batch_size, shuffle_seed=seed)
-    history = {}
+    history, defer_epoch = {}, remedy.defer_epoch
     if defer_epoch > 1:
         history = trained.fit(plain, epochs=defer_epoch - 1, **fit).history
-    if class_weight is not None and apply == "sampling":
+    if class_weight is not None and remedy.apply == "sampling":
         later = make_dataset(splits["x_train"], splits["y_train"], train.batch_size, shuffle_seed=seed,
                              sampling_weight=class_weight)
     else:
         later = plain
     rest = trained.fit(later, initial_epoch=defer_epoch - 1, epochs=train.epochs,
-                       class_weight=class_weight if apply == "loss" else None, **fit).history
+                       class_weight=class_weight if remedy.apply == "loss" else None, **fit).history
     history = {key: history.get(key, []) + values for key, values in rest.items()}
     return predicting, history
 
@@ -430,16 +428,14 @@ class EpochLine(keras.callbacks.Callback):
               flush=True)
 
 
-def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", label=None, loss=None, defer_epoch=1,
-              remedy="cross-entropy", network=None):
+def train_arm(splits, train, seed, out_dir, class_weight=None, remedy=Remedy(), label=None, network=None):
     """Train one (arm, seed) and write out_dir atomically: model.keras, test_proba.npz,
     train_pred.npz (the class it predicts for each training image, in inference mode: how far it
     fits its own training data) and history.json (Keras' per-epoch loss and accuracy, training and
     validation: the curves the report draws). Interrupted, it leaves nothing under out_dir; killed outright, it leaves
     out_dir/../.<name>.partial, which .gitignore and .dvcignore hide and the next run of the
-    same training removes first. label names the training in the per-epoch lines; loss and
-    defer_epoch as in train_model, remedy names them if the loss turns NaN; network: the model
-    params. Returns the seconds train_model took (building the network and every fit, validation
+    same training removes first. label names the training in the per-epoch lines; remedy (as in
+    train_model) names itself if the loss turns NaN; network: the model params. Returns the seconds train_model took (building the network and every fit, validation
     included)."""
     from classweights.files import atomic_path, write_arrays, write_json
     from classweights.paths import HISTORY, TRAIN_PREDICTIONS
@@ -447,10 +443,9 @@ def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", lab
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        callbacks = [StopOnNaN(label or str(out_dir), remedy), EpochLine(label or str(out_dir), train.epochs)]
+        callbacks = [StopOnNaN(label or str(out_dir), remedy.phrase), EpochLine(label or str(out_dir), train.epochs)]
         started = time.perf_counter()
-        model, history = train_model(splits, train, seed, class_weight, apply, callbacks=callbacks, loss=loss,
-                                     defer_epoch=defer_epoch, network=network)
+        model, history = train_model(splits, train, seed, class_weight, remedy, callbacks=callbacks, network=network)
         seconds = time.perf_counter() - started
         save_model(model, tmp / "model.keras")
         write_arrays(tmp / "test_proba.npz", proba=predict_proba(model, splits["x_test"]))

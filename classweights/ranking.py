@@ -7,7 +7,7 @@ import statistics
 
 from classweights.evaluation import CRT, LOGIT_ADJUSTED, TAU_NORMALISED, decoupled_labels, describe_tau
 from classweights.params import parse_params
-from classweights.remedy import is_plain_weighting, remedy_label
+from classweights.remedy import Remedy
 from classweights.statistics import compare_metrics
 
 RANKED = ("balanced_accuracy", "minority_recall")  # the remedies are ranked on each of these
@@ -23,9 +23,10 @@ def per_seed_values(details, metrics=SHOWN):
 def remedy_name(params):
     """A remedy's name in the comparison: the report's label, with the strategy named for
     today's weighted arm (several strategies are several remedies)."""
-    if is_plain_weighting(params.weights, params.loss):
-        return f"cross-entropy + {params.weights.strategy} weights ({params.weights.apply})"
-    return remedy_label(params.weights, params.loss)
+    remedy = Remedy.of(params)
+    if remedy.is_plain_cross_entropy:
+        return f"cross-entropy + {remedy.strategy} weights ({remedy.apply})"
+    return remedy.label
 
 
 def remedies_of(records):

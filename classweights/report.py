@@ -10,7 +10,7 @@ from classweights.evaluation import (CALIBRATION_BINS, TEST_METRICS, TRAIN_FIT_M
 from classweights.files import atomic_path, read_json
 from classweights.machine import line as machine_line
 from classweights.statistics import confidence_label
-from classweights.remedy import describe_remedy, is_plain_weighting, remedy_label, weights_phrase
+from classweights.remedy import Remedy
 
 ARM_COLOURS = {"unweighted": "tab:blue", "weighted": "tab:orange", LOGIT_ADJUSTED: "tab:green"}
 SPARE_COLOURS = ("tab:purple", "tab:brown", "tab:pink")  # for arms added later
@@ -81,15 +81,14 @@ def _tick_labels(ax, axis, names, marked=()):
 
 def _remedy(params):
     """The remedy arm as describe_run says it: today's weighted arm in the words it always had."""
-    if is_plain_weighting(params.weights, params.loss):
-        return weights_phrase(params.weights)
-    return f"remedy {describe_remedy(params.weights, params.loss)}"
+    remedy = Remedy.of(params)
+    return remedy.weights_phrase if remedy.is_plain_cross_entropy else f"remedy {remedy.phrase}"
 
 
 def arm_labels(params):
     """How each arm is named in tables and legends: the weighted (remedy) arm says its loss and how its
     weights were applied."""
-    labels = {"unweighted": "unweighted", "weighted": remedy_label(params.weights, params.loss),
+    labels = {"unweighted": "unweighted", "weighted": Remedy.of(params).label,
               LOGIT_ADJUSTED: f"logit-adjusted ({describe_tau(params.evaluate.logit_adjustment_tau)})"}
     return {**labels, **decoupled_labels(params.evaluate)}
 
@@ -354,7 +353,7 @@ def _run_paragraph(params, class_counts, alpha, tuned_tau=None, tuned_tau_norm=N
              f"{measured_ratio(class_counts['train']):.3g})" if imbalance.profile == "none"
              else f"imbalance profile {imbalance.profile} with ratio {imbalance.ratio:g}")
     return [f"Data: {_source(params.data)}, {shape}; minority classes: {minority} ({class_counts['minority_rule']}). Remedy arm: "
-            f"{describe_remedy(params.weights, params.loss)}; {adjustment}. "
+            f"{Remedy.of(params).phrase}; {adjustment}. "
             f"Training: {_plural(params.train.epochs, 'epoch')}, seeds "
             f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",
             "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."

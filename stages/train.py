@@ -9,7 +9,7 @@ from classweights.cli import run_stage
 from classweights.files import read_arrays, read_json, write_json
 from classweights.params import check_backbone, load_params
 from classweights.paths import ARMS, SPLITS, WEIGHTS, model_dir, seconds_file
-from classweights.remedy import describe_remedy
+from classweights.remedy import Remedy
 
 
 def main():
@@ -20,7 +20,9 @@ def main():
     params = load_params()
     splits = read_arrays(SPLITS, ["x_train", "y_train", "x_val", "y_val", "x_test", "class_names"])
     check_backbone(params.model, splits["x_train"].shape[1:])  # before TensorFlow starts
-    class_weight = read_json(WEIGHTS) if args.arm == "weighted" else None
+    # the remedy arm: its loss, its weights, from its epoch on; the unweighted arm: cross-entropy, no weights
+    remedy = Remedy.of(params) if args.arm == "weighted" else Remedy.unweighted()
+    class_weight = read_json(WEIGHTS) if remedy.weighted else None
 
     # Keras imports scikit-learn, pandas and matplotlib at start-up only to offer its wrappers
     # and plots, which a training never uses; marked absent, they cost no time (~2 s of CPU a
@@ -29,14 +31,8 @@ def main():
         sys.modules.setdefault(unused, None)
     from classweights.model import train_arm  # TensorFlow only once the inputs are known good
 
-    if args.arm == "weighted":  # the remedy arm: its loss, its weights, from its epoch on
-        weights, loss = params.weights, params.loss
-        remedy = {"apply": weights.apply, "loss": loss, "defer_epoch": weights.defer_epoch,
-                  "remedy": describe_remedy(weights, loss)}
-    else:
-        remedy = {"apply": "loss"}
-    seconds = train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight,
-                        label=f"train_{args.arm}@{args.seed}", network=params.model, **remedy)
+    seconds = train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight, remedy,
+                        label=f"train_{args.arm}@{args.seed}", network=params.model)
     # beside the model, not in its folder: the model's bytes are reproducible, wall-clock time is not
     write_json(seconds_file(args.arm, args.seed), {"fit_seconds": round(seconds, 2)})
     print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)} ({seconds:.1f} s to fit)")

@@ -7,6 +7,7 @@ import pytest
 
 from classweights.errors import UserError
 from classweights.model import build_model, train_model
+from classweights.remedy import Remedy
 from tests.fakes import fake_images
 from tools.sandbox import ROOT, shipped_params
 
@@ -63,8 +64,9 @@ def start(backbone, arm):
     params = shipped_params({"train": {"epochs": 1, "batch_size": 16}, "model": {"backbone": backbone, **model},
                              "loss": loss, "weights": {"apply": apply}})
     first = FirstWeights()
-    weights = None if arm == "unweighted" or apply == "none" else WEIGHTS
-    train_model(splits(), params.train, 0, weights, apply, callbacks=[first], loss=params.loss, network=params.model)
+    remedy = Remedy.unweighted() if arm == "unweighted" else Remedy.of(params)
+    train_model(splits(), params.train, 0, WEIGHTS if remedy.weighted else None, remedy, callbacks=[first],
+                network=params.model)
     return first.layers
 
 

@@ -6,6 +6,7 @@ import pytest
 from scipy.special import log_softmax
 
 from classweights import losses
+from classweights.remedy import Remedy
 from tools.sandbox import shipped_params
 
 # Logits where the true class is likely, unlikely and in between: a formula that mixes up p_y
@@ -122,9 +123,9 @@ def test_log_prior_and_training_counts():
     ("logit_adjusted", lambda: losses.logit_adjusted_loss(LABELS, LOGITS, losses.log_prior(COUNTS), 0.7)),
 ])
 def test_the_loss_params_choose_the_loss_and_its_own_keys(name, expected):
-    loss = shipped_params({"loss": {"name": name, "focal_gamma": 2.5, "ldam_max_margin": 0.3, "ldam_scale": 10.0,
-                                    "la_tau": 0.7},
-                           "weights": {"apply": "none" if name == "logit_adjusted" else "loss"}}).loss
-    chosen = losses.remedy_loss(loss, COUNTS)
+    params = shipped_params({"loss": {"name": name, "focal_gamma": 2.5, "ldam_max_margin": 0.3, "ldam_scale": 10.0,
+                                      "la_tau": 0.7},
+                             "weights": {"apply": "none" if name == "logit_adjusted" else "loss"}})
+    chosen = Remedy.of(params).keras_loss(COUNTS)
     np.testing.assert_allclose(np.asarray(chosen(LABELS, LOGITS)), np.asarray(expected()), rtol=1e-6)
-    assert losses.remedy_loss(shipped_params().loss, COUNTS) is None  # cross-entropy: Keras' own
+    assert Remedy.of(shipped_params()).keras_loss(COUNTS) is None  # cross-entropy: Keras' own

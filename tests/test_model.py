@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from classweights.files import read_arrays
+from classweights.remedy import Remedy
 from classweights.model import (build_model, load_model, make_dataset, predict_proba, sampled_batches,
                                 sampling_probabilities, save_model, train_arm, train_model)
 from tools.sandbox import ROOT, shipped_params
@@ -16,6 +17,11 @@ from classweights.report import read_curves
 from tests.fakes import fake_images
 
 TRAIN = shipped_params({"train": {"epochs": 2, "batch_size": 32}}).train
+
+
+def weighted(apply="loss"):
+    """The shipped weighted arm: cross-entropy with the class weights applied by `apply` from the start."""
+    return Remedy.of(shipped_params({"weights": {"apply": apply}}))
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +65,13 @@ def test_same_seed_same_model_and_saved_bytes_with_no_date_different_seed_differ
 def test_class_weights_change_the_training_loss_also_read_back_from_json_with_string_keys(splits):
     weights = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
     _, plain = train_model(splits, TRAIN, seed=0)
-    _, unit = train_model(splits, TRAIN, seed=0, class_weight={c: 1.0 for c in range(10)})
-    _, weighted = train_model(splits, TRAIN, seed=0, class_weight=weights)
-    _, json_keys = train_model(splits, TRAIN, seed=0, class_weight={str(c): w for c, w in weights.items()})
+    _, unit = train_model(splits, TRAIN, seed=0, class_weight={c: 1.0 for c in range(10)}, remedy=weighted())
+    _, by_weight = train_model(splits, TRAIN, seed=0, class_weight=weights, remedy=weighted())
+    _, json_keys = train_model(splits, TRAIN, seed=0, class_weight={str(c): w for c, w in weights.items()},
+                               remedy=weighted())
     assert unit["loss"] == pytest.approx(plain["loss"], rel=1e-6)  # weights of 1 change nothing
-    assert abs(weighted["loss"][0] - plain["loss"][0]) > 0.05  # real weights change the loss
-    assert json_keys["loss"] == weighted["loss"]  # Keras would silently weigh every sample 1.0
+    assert abs(by_weight["loss"][0] - plain["loss"][0]) > 0.05  # real weights change the loss
+    assert json_keys["loss"] == by_weight["loss"]  # Keras would silently weigh every sample 1.0
 
 
 def test_train_arm_writes_model_predictions_and_curves_that_agree(splits, tmp_path, capsys):
@@ -72,7 +79,8 @@ def test_train_arm_writes_model_predictions_and_curves_that_agree(splits, tmp_pa
     stale.mkdir()
     (stale / "history.json").write_text("half")
     out = tmp_path / "seed_0"
-    train_arm(splits, TRAIN, 0, out, class_weight={c: 1.0 for c in range(10)}, label="train_weighted@0")
+    train_arm(splits, TRAIN, 0, out, class_weight={c: 1.0 for c in range(10)}, remedy=weighted(),
+              label="train_weighted@0")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seed_0"]  # the stale partial is gone, no new one
     proba = read_arrays(out / "test_proba.npz", ["proba"])["proba"]
     reloaded = load_model(out / "model.keras")
@@ -158,9 +166,9 @@ def test_sampling_takes_as_many_steps_per_epoch_as_the_unweighted_arm(splits):
 
 def test_sampling_arm_trains_deterministically_and_unlike_the_loss_arm(splits):
     weights = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
-    sampled, history = train_model(splits, TRAIN, seed=0, class_weight=weights, apply="sampling")
-    again, _ = train_model(splits, TRAIN, seed=0, class_weight=weights, apply="sampling")
-    by_loss, _ = train_model(splits, TRAIN, seed=0, class_weight=weights, apply="loss")
+    sampled, history = train_model(splits, TRAIN, seed=0, class_weight=weights, remedy=weighted("sampling"))
+    again, _ = train_model(splits, TRAIN, seed=0, class_weight=weights, remedy=weighted("sampling"))
+    by_loss, _ = train_model(splits, TRAIN, seed=0, class_weight=weights, remedy=weighted("loss"))
     assert all(np.array_equal(a, b) for a, b in zip(sampled.get_weights(), again.get_weights()))
     assert not np.array_equal(sampled.get_weights()[0], by_loss.get_weights()[0])
     assert len(history["loss"]) == TRAIN.epochs

@@ -10,6 +10,7 @@ from classweights.errors import UserError
 from classweights.files import read_json
 from classweights.model import CoupledSGD, scheduled_callbacks, train_model
 from classweights.params import parse_params
+from classweights.remedy import Remedy
 from classweights.schedule import learning_rate_at
 from orchestration import sweep
 from tests.test_backbones import FirstWeights, image_splits
@@ -151,8 +152,8 @@ def test_drw_at_the_decay_switches_at_the_drop_with_the_same_rates_and_optimizer
     assert unweighted_history["learning_rate"] == pytest.approx(expected, rel=1e-7)
     splits = image_splits()
     snapshots = Snapshots()
-    _, history = train_model(splits, params.train, 0, WEIGHTS, callbacks=[snapshots], loss=params.loss,
-                             defer_epoch=params.weights.defer_epoch)
+    drw = Remedy.of(params)  # cross-entropy, the weights on the loss from the drop on
+    _, history = train_model(splits, params.train, 0, WEIGHTS, drw, callbacks=[snapshots])
     # the fit restarts at epoch 2 (initial_epoch): each epoch keeps its rate by its own number
     assert history["learning_rate"] == unweighted_history["learning_rate"]
     assert same(snapshots.after_epoch[0], unweighted[0])  # epoch 1: the unweighted arm's, to the bit
@@ -162,7 +163,7 @@ def test_drw_at_the_decay_switches_at_the_drop_with_the_same_rates_and_optimizer
     # counted from the restart, would give other weights)
     ones = {c: 1.0 for c in range(10)}
     carried = Snapshots()
-    train_model(splits, params.train, 0, ones, callbacks=[carried], loss=params.loss, defer_epoch=2)
+    train_model(splits, params.train, 0, ones, drw, callbacks=[carried])
     assert all(same(ours, theirs) for ours, theirs in zip(carried.after_epoch, unweighted, strict=True))
 
 
@@ -174,11 +175,10 @@ def test_under_sgd_every_arm_of_a_seed_starts_from_the_same_weights(arm, loss, a
                              "model": {"backbone": "resnet", "resnet_depth": 8}})
     splits = image_splits()
     starts = []
-    for weights, arm_loss, arm_apply in ((None, None, "loss"), (None if apply == "none" else WEIGHTS, params.loss,
-                                                                apply)):
+    remedy = Remedy.of(params)
+    for weights, arm_remedy in ((None, Remedy.unweighted()), (WEIGHTS if remedy.weighted else None, remedy)):
         first = FirstWeights()
-        train_model(splits, params.train, 0, weights, arm_apply, callbacks=[first], loss=arm_loss,
-                    network=params.model)
+        train_model(splits, params.train, 0, weights, arm_remedy, callbacks=[first], network=params.model)
         starts.append(first.layers)
     unweighted, other = starts
     for position, (ours, theirs) in enumerate(zip(unweighted, other, strict=True)):
