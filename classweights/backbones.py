@@ -2,10 +2,13 @@
 vector; classweights.model adds the head. A small registry by model.backbone: cnn, resnet, mlp,
 keras:NAME (keras.applications) and python:networks.module:function (the user's code).
 Imported through classweights.model, which quiets TensorFlow's start-up first."""
+import contextlib
 import os
+import random
 import re
 
 import keras
+import numpy as np
 from keras import layers
 
 from classweights.errors import UserError
@@ -134,9 +137,11 @@ def keras_application(network, input_shape, dropout, hidden):
         raise UserError(f"{where}: keras.applications has no {name}; "
                         + (f"close: {', '.join(close)}" if close else f"it has {', '.join(APPLICATIONS)}"))
     builder = getattr(keras.applications, name)
+    frozen = network.trainable == "head"
     try:
-        application = builder(include_top=False, weights="imagenet" if network.weights == "imagenet" else None,
-                              input_shape=(*input_shape[:2], 3), pooling="avg")
+        with drawn_from(FROZEN_SEED) if frozen else contextlib.nullcontext():
+            application = builder(include_top=False, weights="imagenet" if network.weights == "imagenet" else None,
+                                  input_shape=(*input_shape[:2], 3), pooling="avg")
     except ValueError as error:
         minimum = re.search(r"at least (\d+)x(\d+)", str(error))
         if not minimum:
@@ -153,8 +158,30 @@ def keras_application(network, input_shape, dropout, hidden):
                         f"a network, put that file in {home}/models/{url[1].rsplit('/', 1)[-1]}") from None
     if network.weights not in (None, "imagenet"):
         load_weights_file(application, network.weights, name)
-    application.trainable = network.trainable == "all"
+    application.trainable = not frozen
     return [ApplicationPreprocessing(builder.__module__.rsplit(".", 1)[-1]), application]
+
+
+# A frozen backbone is one network for every seed: its features are computed once (stages/
+# frozen_features.py) and every (arm, seed) trains a head on them. With random initial weights
+# (model.weights null) it is drawn from this seed; the training's seed still draws the head.
+FROZEN_SEED = 0
+
+
+@contextlib.contextmanager
+def drawn_from(seed):
+    """Layers built inside draw their initial weights from seed, and leave the training's random
+    state as it was: Keras' initialisers and dropout seeds draw from Python's (and NumPy's)
+    generator, so the head and the dropout masks that follow are those the training's seed gives
+    whether or not a frozen backbone was built before them."""
+    saved = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
 
 
 def load_weights_file(application, path, name):
@@ -243,9 +270,16 @@ def check_features_model(model, where, what):
 BACKBONES = {"cnn": cnn, "resnet": resnet, "mlp": mlp}  # and keras:NAME, python:... (backbone_layers)
 
 
+# model.backbone of a head trained on a frozen backbone's features (classweights.frozen): no layers
+# before the head. Not a value params.yaml accepts.
+PRECOMPUTED = "precomputed features"
+
+
 def backbone_layers(network, input_shape, dropout, hidden):
     """The backbone's layers for network.backbone (None: the cnn)."""
     name = "cnn" if network is None else network.backbone
+    if name == PRECOMPUTED:
+        return []
     if name.startswith(PYTHON_PREFIX):
         return user_backbone(network, input_shape, dropout, hidden)
     if name.startswith(KERAS_PREFIX):

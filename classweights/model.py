@@ -431,7 +431,7 @@ class EpochLine(keras.callbacks.Callback):
 
 
 def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", label=None, loss=None, defer_epoch=1,
-              remedy="cross-entropy", network=None):
+              remedy="cross-entropy", network=None, saved=None):
     """Train one (arm, seed) and write out_dir atomically: model.keras, test_proba.npz,
     train_pred.npz (the class it predicts for each training image, in inference mode: how far it
     fits its own training data) and history.json (Keras' per-epoch loss and accuracy, training and
@@ -439,8 +439,10 @@ def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", lab
     out_dir/../.<name>.partial, which .gitignore and .dvcignore hide and the next run of the
     same training removes first. label names the training in the per-epoch lines; loss and
     defer_epoch as in train_model, remedy names them if the loss turns NaN; network: the model
-    params. Returns the seconds train_model took (building the network and every fit, validation
-    included)."""
+    params. saved: what the model saved is made from the trained one (a head trained on a frozen
+    backbone's features: the backbone put back, so that the saved model takes raw inputs); its
+    predictions are the trained model's on splits. Returns the seconds train_model took (building
+    the network and every fit, validation included)."""
     from classweights.files import atomic_path, write_arrays, write_json
     from classweights.paths import HISTORY, TRAIN_PREDICTIONS
 
@@ -452,7 +454,7 @@ def train_arm(splits, train, seed, out_dir, class_weight=None, apply="loss", lab
         model, history = train_model(splits, train, seed, class_weight, apply, callbacks=callbacks, loss=loss,
                                      defer_epoch=defer_epoch, network=network)
         seconds = time.perf_counter() - started
-        save_model(model, tmp / "model.keras")
+        save_model(model if saved is None else saved(model), tmp / "model.keras")
         write_arrays(tmp / "test_proba.npz", proba=predict_proba(model, splits["x_test"]))
         fitted = predict_proba(model, splits["x_train"]).argmax(axis=1).astype("int32")
         write_arrays(tmp / TRAIN_PREDICTIONS, pred=fitted)

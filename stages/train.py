@@ -8,7 +8,7 @@ import sys
 from classweights.cli import run_stage
 from classweights.files import read_arrays, read_json, write_json
 from classweights.params import check_backbone, load_params
-from classweights.paths import ARMS, SPLITS, WEIGHTS, model_dir, seconds_file
+from classweights.paths import ARMS, FROZEN_FEATURES, SPLITS, WEIGHTS, model_dir, seconds_file
 from classweights.remedy import describe_remedy
 
 
@@ -35,8 +35,16 @@ def main():
                   "remedy": describe_remedy(weights, loss)}
     else:
         remedy = {"apply": "loss"}
+    network, saved = params.model, None
+    if network.trainable == "head":  # the head alone, on the features frozen_features computed once
+        from classweights.frozen import SPLITS as FEATURE_SPLITS, head_network, head_splits, with_backbone
+
+        raw_shape = splits["x_train"].shape[1:]
+        splits = head_splits(splits, read_arrays(FROZEN_FEATURES, list(FEATURE_SPLITS)))
+        network, saved = head_network(network), lambda head: with_backbone(head, params.model, raw_shape,
+                                                                           params.train.precision)
     seconds = train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight,
-                        label=f"train_{args.arm}@{args.seed}", network=params.model, **remedy)
+                        label=f"train_{args.arm}@{args.seed}", network=network, saved=saved, **remedy)
     # beside the model, not in its folder: the model's bytes are reproducible, wall-clock time is not
     write_json(seconds_file(args.arm, args.seed), {"fit_seconds": round(seconds, 2)})
     print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)} ({seconds:.1f} s to fit)")
