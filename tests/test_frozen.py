@@ -103,3 +103,48 @@ def test_the_saved_model_takes_raw_images_and_gives_the_saved_probabilities(froz
     proba = np.load(tmp_path / "arm/test_proba.npz")["proba"]
     np.testing.assert_allclose(model.predict(splits["x_test"], verbose=0), proba, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(head_inputs(model, splits["x_test"])[0], features["test"], rtol=1e-5, atol=1e-6)
+
+
+def test_fine_tuned_the_stage_reads_nothing_and_writes_the_same_empty_archive(tmp_path, monkeypatch):
+    """model.trainable all (the default): no data read (there is none here), no features, and the
+    same bytes at every run, so the trainings that depend on the file never see it change."""
+    import sys
+
+    import yaml
+
+    from stages import frozen_features
+    from tools.sandbox import committed_params
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed_params()))
+    monkeypatch.chdir(tmp_path)
+    written = []
+    for _ in range(2):
+        frozen_features.main()
+        written.append((tmp_path / "data/frozen_features.npz").read_bytes())
+    assert written[0] == written[1] and not (tmp_path / "data/splits.npz").exists()
+    with np.load(tmp_path / "data/frozen_features.npz") as archive:
+        assert archive.files == []
+    lazy = "classweights.frozen"  # TensorFlow comes with it; the stage imports it only when frozen
+    assert lazy in sys.modules and lazy not in vars(frozen_features)
+
+
+def test_dvc_repro_computes_the_features_once_and_a_remedy_edit_keeps_them(subprocesses, tmp_path):
+    import json
+
+    from tools.sandbox import ONE_SEED, commit, dvc, make_project, ran_stages, set_params
+
+    project = make_project(tmp_path / "project", {
+        **ONE_SEED, "data": {"image_size": [32, 32]},  # MobileNetV3Small's smallest input
+        "model": {"backbone": "keras:MobileNetV3Small", "weights": "networks/MobileNetV3Small.weights.h5",
+                  "trainable": "head"}})
+    application_weights(project, "MobileNetV3Small", seed=7)
+    commit(project, "a weights file")
+    first = dvc(project, "repro")
+    assert {"frozen_features", "train_unweighted@0", "train_weighted@0", "evaluate"} <= set(ran_stages(first))
+    with np.load(project / "data/frozen_features.npz") as archive, np.load(project / "data/splits.npz") as splits:
+        assert {name: archive[name].shape for name in archive.files} == \
+            {split: (len(splits[f"y_{split}"]), 576) for split in ("train", "val", "test")}
+    metrics = json.loads((project / "metrics/unweighted.json").read_text())
+    assert 0 <= metrics["mean"]["balanced_accuracy"] <= 1
+    set_params(project, {"weights": {"strategy": "sqrt_inverse"}})
+    assert ran_stages(dvc(project, "repro")) == ["check_params", "compute_weights", "evaluate", "train_weighted@0"]
