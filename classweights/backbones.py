@@ -12,7 +12,7 @@ import numpy as np
 from keras import layers
 
 from classweights.errors import UserError
-from classweights.params import KERAS_PREFIX, PYTHON_PREFIX
+from classweights.params import IMAGENET_SIZE, IMAGENET_SIZES, KERAS_PREFIX, PYTHON_PREFIX
 
 
 # Images of at most this many pixels keep the seed's Flatten head (28 x 28: 3 x 3 x 64 = 576 features
@@ -127,7 +127,9 @@ class ApplicationPreprocessing(layers.Layer):
 def keras_application(network, input_shape, dropout, hidden):
     """keras:NAME: the keras.applications model without its top, with global average pooling,
     on the application's own preprocessing; weights from ImageNet (Keras' download and cache), a
-    file under networks/, or random; frozen when model.trainable is head."""
+    file under networks/, or random; frozen when model.trainable is head. The images are resized
+    inside the model to the size the application expects: its ImageNet weights' size
+    (IMAGENET_SIZES) with those weights, else their own size, or its smallest input if smaller."""
     import difflib
 
     name = network.backbone.removeprefix(KERAS_PREFIX)
@@ -137,18 +139,17 @@ def keras_application(network, input_shape, dropout, hidden):
         raise UserError(f"{where}: keras.applications has no {name}; "
                         + (f"close: {', '.join(close)}" if close else f"it has {', '.join(APPLICATIONS)}"))
     builder = getattr(keras.applications, name)
+    imagenet = network.weights == "imagenet"
+    size = (IMAGENET_SIZES.get(name, IMAGENET_SIZE),) * 2 if imagenet else tuple(input_shape[:2])
     frozen = network.trainable == "head"
     try:
-        with drawn_from(FROZEN_SEED) if frozen else contextlib.nullcontext():
-            application = builder(include_top=False, weights="imagenet" if network.weights == "imagenet" else None,
-                                  input_shape=(*input_shape[:2], 3), pooling="avg")
-    except ValueError as error:
-        minimum = re.search(r"at least (\d+)x(\d+)", str(error))
-        if not minimum:
+        application = _application(builder, size, imagenet, frozen)
+    except ValueError as error:  # smaller than its smallest input: "... should be at least 32x32 ..."
+        smallest = re.search(r"at least (\d+)x(\d+)", str(error))
+        if not smallest:
             raise
-        raise UserError(f"{where}: images of {input_shape[0]} x {input_shape[1]} are too small for {name}, whose "
-                        f"smallest input is {minimum[1]} x {minimum[2]}; set data.image_size to at least "
-                        f"[{minimum[1]}, {minimum[2]}]") from None
+        size = (int(smallest[1]), int(smallest[2]))
+        application = _application(builder, size, imagenet, frozen)
     except Exception as error:  # Keras' download: "URL fetch failure on <url>: ..."
         url = re.search(r"URL fetch failure on (\S+):", str(error))
         if not url:
@@ -159,7 +160,14 @@ def keras_application(network, input_shape, dropout, hidden):
     if network.weights not in (None, "imagenet"):
         load_weights_file(application, network.weights, name)
     application.trainable = not frozen
-    return [ApplicationPreprocessing(builder.__module__.rsplit(".", 1)[-1]), application]
+    resize = [layers.Resizing(*size, dtype="float32")] if size != tuple(input_shape[:2]) else []
+    return [ApplicationPreprocessing(builder.__module__.rsplit(".", 1)[-1]), *resize, application]
+
+
+def _application(builder, size, imagenet, frozen):
+    with drawn_from(FROZEN_SEED) if frozen else contextlib.nullcontext():
+        return builder(include_top=False, weights="imagenet" if imagenet else None, input_shape=(*size, 3),
+                       pooling="avg")
 
 
 # A frozen backbone is one network for every seed: its features are computed once (stages/

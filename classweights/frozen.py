@@ -3,8 +3,8 @@
 head an (arm, seed) trained on them, so that it takes raw inputs like any other. Imports TensorFlow."""
 import numpy as np
 
-from classweights.backbones import PRECOMPUTED, backbone_layers, input_dtype
-from classweights.model import keras, tf, use_threads
+from classweights.model import keras, tf, use_threads  # first: it quiets TensorFlow's start-up
+from classweights.backbones import PRECOMPUTED, backbone_layers, input_dtype  # noqa: I001
 
 SPLITS = ("train", "val", "test")
 PREDICT_BATCH = 256  # images a batch through the frozen backbone: memory only, one pass per split
