@@ -3,10 +3,11 @@
 
 A frozen keras.applications backbone (MobileNetV3Small at its smallest input, 32 x 32, random
 weights: no download) on the shipped data's splits, its head trained for a few epochs on one
-thread. Each round trains one seed both ways, in turns (which goes first alternates), so a drift
-in the host's speed hits both alike; medians and spreads over the rounds, and the ratio. The
-features' own cost, paid once per data and backbone, is measured apart and added to a whole run
-of the shipped seeds. Both ways give the same head (tests/test_frozen.py). Writes
+thread; a training's time includes building its network and, with cached features, putting the
+backbone back before the head (the model it saves). Each round trains one seed both ways, in
+turns (which goes first alternates), so a drift in the host's speed hits both alike; medians and
+spreads over the rounds, and the ratio. The features' own cost, paid once per data and backbone,
+is measured apart and added to a whole run of the shipped seeds. Both ways give the same head (tests/test_frozen.py). Writes
 bench/results/frozen.json.
 
     python -m bench.frozen                 # 3 epochs, 6 rounds
@@ -53,7 +54,7 @@ def main():
     params = shipped_params(overrides)
 
     from classweights.datasets import load_source
-    from classweights.frozen import compute_features, head_network, head_splits
+    from classweights.frozen import compute_features, head_network, head_splits, with_backbone
     from classweights.imbalance import make_splits
     from classweights.model import train_model
 
@@ -62,14 +63,16 @@ def main():
     started = time.perf_counter()
     features = compute_features(splits, params.model, params.train)
     features_s = time.perf_counter() - started
-    ways = {"backbone in every epoch": (splits, params.model),
-            "cached features": (head_splits(splits, features), head_network(params.model))}
+    shape = splits["x_train"].shape[1:]
+    ways = {"backbone in every epoch": (splits, params.model, lambda model: model),
+            "cached features": (head_splits(splits, features), head_network(params.model),
+                                lambda head: with_backbone(head, params.model, shape, params.train.precision))}
     seconds = {way: [] for way in ways}
     for seed in range(args.rounds):
         for way in list(ways)[::1 if seed % 2 == 0 else -1]:  # the first one alternates
-            inputs, network = ways[way]
+            inputs, network, saved = ways[way]
             started = time.perf_counter()
-            train_model(inputs, params.train, seed, network=network)
+            saved(train_model(inputs, params.train, seed, network=network)[0])  # the model a training saves
             seconds[way].append(time.perf_counter() - started)
         print(f"  seed {seed}: " + ", ".join(f"{way} {s[-1]:.2f} s" for way, s in seconds.items())
               + f" (load {os.getloadavg()[0]:.1f})", flush=True)
