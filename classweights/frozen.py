@@ -6,7 +6,7 @@ import numpy as np
 from classweights.model import keras, tf, use_threads  # first: it quiets TensorFlow's start-up
 from classweights.backbones import PRECOMPUTED, backbone_layers, input_dtype  # noqa: I001
 
-SPLITS = ("train", "val", "test")
+PARTS = ("train", "val", "test")  # the splits whose features are computed
 PREDICT_BATCH = 256  # images a batch through the frozen backbone: memory only, one pass per split
 
 
@@ -26,12 +26,12 @@ def compute_features(splits, network, train):
     tf.config.experimental.enable_op_determinism()
     backbone = frozen_backbone(network, splits["x_train"].shape[1:], train.precision)
     return {split: np.asarray(backbone.predict(splits[f"x_{split}"], batch_size=PREDICT_BATCH, verbose=0),
-                              dtype=np.float32) for split in SPLITS}
+                              dtype=np.float32) for split in PARTS}
 
 
 def head_splits(splits, features):
     """splits with every x_<split> replaced by its features: what a head trains and predicts on."""
-    return {**splits, **{f"x_{split}": features[split] for split in SPLITS}}
+    return {**splits, **{f"x_{split}": features[split] for split in PARTS}}
 
 
 def head_network(network):
@@ -47,3 +47,11 @@ def with_backbone(head, network, input_shape, precision):
     return keras.Sequential([keras.Input(shape=tuple(input_shape), dtype=input_dtype(input_shape)),
                              *backbone.layers, *head.layers])
 
+
+
+def head_training(splits, features, network, precision):
+    """What a training of the head alone takes: (splits with the features for inputs, the head's
+    model params, a function from the trained head to the model saved: the backbone put back)."""
+    raw_shape = splits["x_train"].shape[1:]
+    return (head_splits(splits, features), head_network(network),
+            lambda head: with_backbone(head, network, raw_shape, precision))

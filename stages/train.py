@@ -37,12 +37,10 @@ def main():
         remedy = {"apply": "loss"}
     network, saved = params.model, None
     if network.trainable == "head":  # the head alone, on the features frozen_features computed once
-        from classweights.frozen import SPLITS as FEATURE_SPLITS, head_network, head_splits, with_backbone
+        from classweights.frozen import PARTS, head_training
 
-        raw_shape = splits["x_train"].shape[1:]
-        splits = head_splits(splits, read_arrays(FROZEN_FEATURES, list(FEATURE_SPLITS)))
-        network, saved = head_network(network), lambda head: with_backbone(head, params.model, raw_shape,
-                                                                           params.train.precision)
+        features = read_arrays(FROZEN_FEATURES, list(PARTS))
+        splits, network, saved = head_training(splits, features, network, params.train.precision)
     seconds = train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight,
                         label=f"train_{args.arm}@{args.seed}", network=network, saved=saved, **remedy)
     # beside the model, not in its folder: the model's bytes are reproducible, wall-clock time is not

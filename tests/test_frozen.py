@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from classweights.frozen import compute_features, head_network, head_splits, with_backbone
+from classweights.frozen import compute_features, head_network, head_splits, head_training, with_backbone
 from classweights.model import head_inputs, load_model, train_arm, train_model
 from tests.test_backbones import ARMS, WEIGHTS, FirstWeights, application_weights, colour_splits, keras_network
 from tools.sandbox import shipped_params
@@ -96,8 +96,8 @@ def test_the_saved_model_takes_raw_images_and_gives_the_saved_probabilities(froz
     the head's input and kernel (head_inputs) for the decoupled arms."""
     splits, network, features, _ = frozen
     shape = splits["x_train"].shape[1:]
-    train_arm(head_splits(splits, features), TRAIN, 0, tmp_path / "arm", network=head_network(network),
-              saved=lambda head: with_backbone(head, network, shape, TRAIN.precision))
+    inputs, head_params, saved = head_training(splits, features, network, TRAIN.precision)  # as stages/train.py
+    train_arm(inputs, TRAIN, 0, tmp_path / "arm", network=head_params, saved=saved)
     model = load_model(tmp_path / "arm/model.keras")
     assert model.inputs[0].shape[1:] == shape and model.inputs[0].dtype == "uint8"
     proba = np.load(tmp_path / "arm/test_proba.npz")["proba"]
