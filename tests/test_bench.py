@@ -29,3 +29,17 @@ def test_benchmark_runs_tiny_and_reports_every_field(subprocesses, tmp_path):
     assert repro["noop_stages_run"] == [] and repro["evaluate_alpha_edit_stages_run"] == ["check_params", "evaluate"]
     assert len(report["goals"]) == 7 and all(isinstance(v, bool) for v in report["goals"].values())
     assert "speed-up" in result.stdout and report["machine"]["cores"] >= 1
+
+
+def test_the_frozen_features_bench_runs_tiny_and_reports_both_ways_side_by_side(subprocesses, tmp_path):
+    out = tmp_path / "frozen.json"
+    result = subprocess.run([sys.executable, "-m", "bench.frozen", "--tiny", "--epochs", "1", "--out", str(out)],
+                            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["training_s"]) == {"backbone in every epoch", "cached features"}
+    assert all(len(way["all"]) == 2 and way["min"] <= way["median"] <= way["max"]
+               for way in report["training_s"].values())
+    inline, cached = (report["training_s"][way]["median"] for way in ("backbone in every epoch", "cached features"))
+    assert report["speedup_per_training"] == inline / cached and report["features_once_s"] > 0
+    assert "a run of 20 trainings" in result.stdout
