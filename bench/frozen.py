@@ -7,8 +7,8 @@ thread; a training's time includes building its network and, with cached feature
 backbone back before the head (the model it saves). Each round trains one seed both ways, in
 turns (which goes first alternates), so a drift in the host's speed hits both alike; medians and
 spreads over the rounds, and the ratio. The features' own cost, paid once per data and backbone,
-is measured apart and added to a whole run of the shipped seeds. Both ways give the same head (tests/test_frozen.py). Writes
-bench/results/frozen.json.
+is measured apart and added to a whole run of the shipped seeds. Both ways give the same head
+(tests/test_frozen.py). Writes bench/results/frozen.json.
 
     python -m bench.frozen                 # 3 epochs, 6 rounds
     python -m bench.frozen --tiny          # a quick check that it runs

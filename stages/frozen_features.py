@@ -30,8 +30,9 @@ def main():
     started = time.perf_counter()
     features = compute_features(splits, params.model, params.train)
     write_stable_arrays(FROZEN_FEATURES, **features)
-    print(f"frozen_features: {params.model.backbone}: {features['train'].shape[1]} features of "
-          f"{sum(len(f) for f in features.values())} inputs in {time.perf_counter() - started:.1f} s ({FROZEN_FEATURES})")
+    inputs = sum(len(f) for f in features.values())
+    print(f"frozen_features: {params.model.backbone}: {features['train'].shape[1]} features of {inputs} inputs in "
+          f"{time.perf_counter() - started:.1f} s ({FROZEN_FEATURES})")
 
 
 if __name__ == "__main__":

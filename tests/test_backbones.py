@@ -251,7 +251,8 @@ def test_a_frozen_keras_application_trains_the_head_only(tmp_path, monkeypatch):
 
 def test_a_keras_application_that_does_not_exist_is_one_line_naming_the_close_ones():
     with pytest.raises(UserError) as caught:
-        build_model(0.5, "float32", (32, 32), 10, shipped_params({"model": {"backbone": "keras:MobilenetV3Small"}}).model)
+        build_model(0.5, "float32", (32, 32), 10,
+                    shipped_params({"model": {"backbone": "keras:MobilenetV3Small"}}).model)
     message = str(caught.value)
     assert "keras.applications has no MobilenetV3Small; close: MobileNetV3Small" in message and "\n" not in message
 

@@ -79,9 +79,9 @@ def test_every_arm_starts_from_the_head_the_backbone_in_every_epoch_would_start_
 
     def head_start(arm, inputs, net):
         loss, apply = ARMS.get(arm, ({"name": "cross_entropy"}, "loss"))
-        first = FirstWeights()
+        first, remedy = FirstWeights(), shipped_params({"loss": loss, "weights": {"apply": apply}}).loss
         train_model(inputs, one_epoch, 3, None if arm == "unweighted" or apply == "none" else WEIGHTS, apply,
-                    callbacks=[first], loss=shipped_params({"loss": loss, "weights": {"apply": apply}}).loss, network=net)
+                    callbacks=[first], loss=remedy, network=net)
         return first.layers[-1]
 
     inline = head_start("unweighted", splits, network)
