@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/python -m bench.benchmark
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.resnet
+	$(BIN)/python -m bench.frozen
 
 # A fresh run each time (settings in setup.cfg: the four files, the fast unit tests only).
 mutate: setup

@@ -2,14 +2,17 @@
 vector; classweights.model adds the head. A small registry by model.backbone: cnn, resnet, mlp,
 keras:NAME (keras.applications) and python:networks.module:function (the user's code).
 Imported through classweights.model, which quiets TensorFlow's start-up first."""
+import contextlib
 import os
+import random
 import re
 
 import keras
+import numpy as np
 from keras import layers
 
 from classweights.errors import UserError
-from classweights.params import KERAS_PREFIX, PYTHON_PREFIX
+from classweights.params import IMAGENET_SIZE, IMAGENET_SIZES, KERAS_PREFIX, PYTHON_PREFIX
 
 
 # Images of at most this many pixels keep the seed's Flatten head (28 x 28: 3 x 3 x 64 = 576 features
@@ -124,7 +127,9 @@ class ApplicationPreprocessing(layers.Layer):
 def keras_application(network, input_shape, dropout, hidden):
     """keras:NAME: the keras.applications model without its top, with global average pooling,
     on the application's own preprocessing; weights from ImageNet (Keras' download and cache), a
-    file under networks/, or random; frozen when model.trainable is head."""
+    file under networks/, or random; frozen when model.trainable is head. The images are resized
+    inside the model to the size the application expects: its ImageNet weights' size
+    (IMAGENET_SIZES) with those weights, else their own size, or its smallest input if smaller."""
     import difflib
 
     name = network.backbone.removeprefix(KERAS_PREFIX)
@@ -134,16 +139,17 @@ def keras_application(network, input_shape, dropout, hidden):
         raise UserError(f"{where}: keras.applications has no {name}; "
                         + (f"close: {', '.join(close)}" if close else f"it has {', '.join(APPLICATIONS)}"))
     builder = getattr(keras.applications, name)
+    imagenet = network.weights == "imagenet"
+    size = (IMAGENET_SIZES.get(name, IMAGENET_SIZE),) * 2 if imagenet else tuple(input_shape[:2])
+    frozen = network.trainable == "head"
     try:
-        application = builder(include_top=False, weights="imagenet" if network.weights == "imagenet" else None,
-                              input_shape=(*input_shape[:2], 3), pooling="avg")
-    except ValueError as error:
-        minimum = re.search(r"at least (\d+)x(\d+)", str(error))
-        if not minimum:
+        application = _application(builder, size, imagenet, frozen)
+    except ValueError as error:  # smaller than its smallest input: "... should be at least 32x32 ..."
+        smallest = re.search(r"at least (\d+)x(\d+)", str(error))
+        if not smallest:
             raise
-        raise UserError(f"{where}: images of {input_shape[0]} x {input_shape[1]} are too small for {name}, whose "
-                        f"smallest input is {minimum[1]} x {minimum[2]}; set data.image_size to at least "
-                        f"[{minimum[1]}, {minimum[2]}]") from None
+        size = (int(smallest[1]), int(smallest[2]))
+        application = _application(builder, size, imagenet, frozen)
     except Exception as error:  # Keras' download: "URL fetch failure on <url>: ..."
         url = re.search(r"URL fetch failure on (\S+):", str(error))
         if not url:
@@ -153,8 +159,37 @@ def keras_application(network, input_shape, dropout, hidden):
                         f"a network, put that file in {home}/models/{url[1].rsplit('/', 1)[-1]}") from None
     if network.weights not in (None, "imagenet"):
         load_weights_file(application, network.weights, name)
-    application.trainable = network.trainable == "all"
-    return [ApplicationPreprocessing(builder.__module__.rsplit(".", 1)[-1]), application]
+    application.trainable = not frozen
+    resize = [layers.Resizing(*size, dtype="float32")] if size != tuple(input_shape[:2]) else []
+    return [ApplicationPreprocessing(builder.__module__.rsplit(".", 1)[-1]), *resize, application]
+
+
+def _application(builder, size, imagenet, frozen):
+    with drawn_from(FROZEN_SEED) if frozen else contextlib.nullcontext():
+        return builder(include_top=False, weights="imagenet" if imagenet else None, input_shape=(*size, 3),
+                       pooling="avg")
+
+
+# A frozen backbone is one network for every seed: its features are computed once (stages/
+# frozen_features.py) and every (arm, seed) trains a head on them. With random initial weights
+# (model.weights null) it is drawn from this seed; the training's seed still draws the head.
+FROZEN_SEED = 0
+
+
+@contextlib.contextmanager
+def drawn_from(seed):
+    """Layers built inside draw their initial weights from seed, and leave the training's random
+    state as it was: Keras' initialisers and dropout seeds draw from Python's (and NumPy's)
+    generator, so the head and the dropout masks that follow are those the training's seed gives
+    whether or not a frozen backbone was built before them."""
+    saved = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
 
 
 def load_weights_file(application, path, name):
@@ -243,9 +278,16 @@ def check_features_model(model, where, what):
 BACKBONES = {"cnn": cnn, "resnet": resnet, "mlp": mlp}  # and keras:NAME, python:... (backbone_layers)
 
 
+# model.backbone of a head trained on a frozen backbone's features (classweights.frozen): no layers
+# before the head. Not a value params.yaml accepts.
+PRECOMPUTED = "precomputed features"
+
+
 def backbone_layers(network, input_shape, dropout, hidden):
     """The backbone's layers for network.backbone (None: the cnn)."""
     name = "cnn" if network is None else network.backbone
+    if name == PRECOMPUTED:
+        return []
     if name.startswith(PYTHON_PREFIX):
         return user_backbone(network, input_shape, dropout, hidden)
     if name.startswith(KERAS_PREFIX):

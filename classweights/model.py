@@ -428,15 +428,18 @@ class EpochLine(keras.callbacks.Callback):
               flush=True)
 
 
-def train_arm(splits, train, seed, out_dir, class_weight=None, remedy=Remedy(), label=None, network=None):
+def train_arm(splits, train, seed, out_dir, class_weight=None, remedy=Remedy(), label=None, network=None, saved=None):
     """Train one (arm, seed) and write out_dir atomically: model.keras, test_proba.npz,
     train_pred.npz (the class it predicts for each training image, in inference mode: how far it
     fits its own training data) and history.json (Keras' per-epoch loss and accuracy, training and
-    validation: the curves the report draws). Interrupted, it leaves nothing under out_dir; killed outright, it leaves
-    out_dir/../.<name>.partial, which .gitignore and .dvcignore hide and the next run of the
+    validation: the curves the report draws). Interrupted, it leaves nothing under out_dir; killed
+    outright, it leaves out_dir/../.<name>.partial, which .gitignore and .dvcignore hide and the next run of the
     same training removes first. label names the training in the per-epoch lines; remedy (as in
-    train_model) names itself if the loss turns NaN; network: the model params. Returns the seconds train_model took (building the network and every fit, validation
-    included)."""
+    train_model) names itself if the loss turns NaN; network: the model params. saved: what the
+    model saved is made from the trained one (a head trained on a frozen backbone's features: the
+    backbone put back, so that the saved model takes raw inputs); its predictions are the trained
+    model's on splits. Returns the seconds train_model took (building
+    the network and every fit, validation included)."""
     from classweights.files import atomic_path, write_arrays, write_json
     from classweights.paths import HISTORY, TRAIN_PREDICTIONS
 
@@ -447,7 +450,7 @@ def train_arm(splits, train, seed, out_dir, class_weight=None, remedy=Remedy(), 
         started = time.perf_counter()
         model, history = train_model(splits, train, seed, class_weight, remedy, callbacks=callbacks, network=network)
         seconds = time.perf_counter() - started
-        save_model(model, tmp / "model.keras")
+        save_model(model if saved is None else saved(model), tmp / "model.keras")
         write_arrays(tmp / "test_proba.npz", proba=predict_proba(model, splits["x_test"]))
         fitted = predict_proba(model, splits["x_train"]).argmax(axis=1).astype("int32")
         write_arrays(tmp / TRAIN_PREDICTIONS, pred=fitted)

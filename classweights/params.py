@@ -260,6 +260,15 @@ class EvaluateParams(_Section):
 RESNET_DEPTHS = "6n+2 with n >= 1: 8, 14, 20, 32, 44, 56, 110"
 KERAS_PREFIX, PYTHON_PREFIX = "keras:", "python:"
 CODE_DIR = "networks"  # python: backbones live in this package; the train stages depend on the whole folder
+# The square input size keras.applications' ImageNet weights were fitted at (the default_size each
+# application passes to Keras' obtain_input_shape): 224 unless named here. With model.weights
+# imagenet the images are resized to it inside the model (classweights.backbones).
+IMAGENET_SIZE = 224
+IMAGENET_SIZES = {"Xception": 299, "InceptionV3": 299, "InceptionResNetV2": 299, "NASNetLarge": 331,
+                  "EfficientNetB1": 240, "EfficientNetB2": 260, "EfficientNetB3": 300, "EfficientNetB4": 380,
+                  "EfficientNetB5": 456, "EfficientNetB6": 528, "EfficientNetB7": 600, "EfficientNetV2B1": 240,
+                  "EfficientNetV2B2": 260, "EfficientNetV2B3": 300, "EfficientNetV2S": 384, "EfficientNetV2M": 480,
+                  "EfficientNetV2L": 480}
 
 
 class ModelParams(_Section):

@@ -9,6 +9,7 @@ from classweights.evaluation import (CALIBRATION_BINS, TEST_METRICS, TRAIN_FIT_M
                                      TAU_NORMALISED, TIE_TOLERANCE, decoupled_labels, describe_tau)
 from classweights.files import atomic_path, read_json
 from classweights.machine import line as machine_line
+from classweights.params import IMAGENET_SIZE, IMAGENET_SIZES
 from classweights.statistics import confidence_label
 from classweights.remedy import Remedy
 
@@ -66,8 +67,17 @@ def _model(model):
     if model.backbone.startswith("keras:"):
         weights = {"imagenet": "imagenet weights", None: "random initial weights"}.get(model.weights, model.weights)
         tuning = "frozen" if model.trainable == "head" else "fine-tuned"
-        return f"{model.backbone} ({weights}, {tuning}, its own preprocessing), "
+        size = IMAGENET_SIZES.get(model.backbone.removeprefix("keras:"), IMAGENET_SIZE)
+        images = (f"images resized to {size} × {size}" if model.weights == "imagenet"
+                  else "images at their size (resized up to its smallest input if smaller)")
+        return f"{model.backbone} ({weights}, {tuning}; {images} and preprocessed as it expects), "
     return f"{model.backbone}, "
+
+
+def examples_word(params):
+    """What one input is called in the report: "rows" of feature vectors (a csv, or the mlp, which
+    takes nothing else), else "images"."""
+    return "rows" if params.data.source == "csv" or params.model.backbone == "mlp" else "images"
 
 
 def _tick_labels(ax, axis, names, marked=()):
@@ -209,7 +219,7 @@ def _significance_marks(comparisons, baseline="unweighted"):
     return marks
 
 
-def plot_recall(path, summaries, train_counts, minority, labels, title, comparisons=None):
+def plot_recall(path, summaries, train_counts, minority, labels, title, comparisons=None, examples="images"):
     """Per-class test recall of every arm (± sd over seeds) beside the training class counts; a
     ▲ / ▼ above an arm's bar: its recall is significantly above / below the unweighted arm's.
     train_counts: {class name: count} in class order; minority: class names."""
@@ -237,7 +247,7 @@ def plot_recall(path, summaries, train_counts, minority, labels, title, comparis
     fig.legend(*ax_recall.get_legend_handles_labels(), loc="outside lower center", ncol=len(summaries), frameon=False)
     ax_counts.bar(positions, list(train_counts.values()),
                   color=["tab:red" if name in minority else "tab:gray" for name in names])
-    ax_counts.set(xlabel="class (red: minority)", ylabel="training images", title="Training class counts")
+    ax_counts.set(xlabel="class (red: minority)", ylabel=f"training {examples}", title="Training class counts")
     ax_counts.title.set_fontsize(10)
     _tick_labels(ax_counts, "x", names)
     fig.suptitle(title, fontsize=9)
@@ -290,9 +300,9 @@ def plot_curves(path, curves_by_arm, labels, title):
     _save(fig, path, title)
 
 
-def plot_reliability(path, reliability, summaries, labels, title):
+def plot_reliability(path, reliability, summaries, labels, title, examples="images"):
     """One reliability diagram per arm: test accuracy against mean top-class confidence in the
-    CALIBRATION_BINS equal-width confidence bins, every seed's test images pooled, beside the
+    CALIBRATION_BINS equal-width confidence bins, every seed's test examples pooled, beside the
     diagonal a calibrated model would follow; under it each bin's share of the images.
     reliability: {arm: (count, mean confidence, accuracy) per bin} (evaluation.calibration_bins)."""
     fig = Figure(figsize=(3.6 * len(reliability) + 0.6, 5.2), layout="constrained")
@@ -311,7 +321,7 @@ def plot_reliability(path, reliability, summaries, labels, title):
         ax.title.set_fontsize(9)
         ax_share.bar(edges[:-1], count / max(count.sum(), 1), width=1 / CALIBRATION_BINS, align="edge",
                      color=colours[arm])
-        ax_share.set(xlabel="top-class confidence", ylabel="share of images", ylim=(0, 1))
+        ax_share.set(xlabel="top-class confidence", ylabel=f"share of {examples}", ylim=(0, 1))
     axes[0, 0].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=9)
     _save(fig, path, title)
@@ -356,8 +366,8 @@ def _run_paragraph(params, class_counts, alpha, tuned_tau=None, tuned_tau_norm=N
             f"{Remedy.of(params).phrase}; {adjustment}. "
             f"Training: {_plural(params.train.epochs, 'epoch')}, seeds "
             f"{', '.join(map(str, params.train.seeds))}. Significance level α = {alpha}.", "",
-            "Training images per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."
-            ] + _imbalanced_test_note(class_counts["test"])
+            f"Training {examples_word(params)} per class: " + ", ".join(f"{c}: {n}" for c, n in class_counts["train"].items()) + "."
+            ] + _imbalanced_test_note(class_counts["test"], examples_word(params))
 
 
 # A test set counts as imbalanced from this ratio of its largest to its smallest class on: 35 and 37
@@ -365,12 +375,12 @@ def _run_paragraph(params, class_counts, alpha, tuned_tau=None, tuned_tau_norm=N
 IMBALANCED_TEST_RATIO = 1.5
 
 
-def _imbalanced_test_note(test_counts):
+def _imbalanced_test_note(test_counts, examples="images"):
     """With an imbalanced test set accuracy mostly counts the large classes: say what leads instead."""
     ratio = measured_ratio(test_counts)
     if ratio < IMBALANCED_TEST_RATIO:
         return []
-    return ["", f"**The test set is imbalanced** ({min(test_counts.values())} to {max(test_counts.values())} images "
+    return ["", f"**The test set is imbalanced** ({min(test_counts.values())} to {max(test_counts.values())} {examples} "
             f"a class, ratio {ratio:.3g} ≥ {IMBALANCED_TEST_RATIO:g}, the data's own counts): accuracy there mostly measures the large classes, so the headline is "
             "per-class recall (minority recall) and balanced accuracy, not accuracy."]
 
@@ -382,7 +392,7 @@ NEAR_CHANCE = 0.1
 FEW_TEST_IMAGES = 20
 
 
-def too_small_warnings(summaries, test_counts, labels):
+def too_small_warnings(summaries, test_counts, labels, examples="images"):
     """Lines naming what makes this run too small to mean much; [] when nothing does."""
     chance = 1 / len(test_counts)
     lines = []
@@ -394,10 +404,10 @@ def too_small_warnings(summaries, test_counts, labels):
                          "epochs (train.epochs) before reading its comparisons.")
     few = {name: n for name, n in test_counts.items() if n < FEW_TEST_IMAGES}
     if few:
-        lines.append("- **Few test images**: " + ", ".join(f"{name} {n} (recall in steps of 1/{n})"
+        lines.append(f"- **Few test {examples}**: " + ", ".join(f"{name} {n} (recall in steps of 1/{n})"
                                                           for name, n in few.items())
                      + f"; fewer than {FEW_TEST_IMAGES} a class: their recalls and verdicts rest on a handful of "
-                     "images (more data, or a larger split.test_fraction, helps).")
+                     f"{examples} (more data, or a larger split.test_fraction, helps).")
     return ["", "## Too small to mean much", ""] + lines if lines else []
 
 
@@ -461,7 +471,7 @@ COSTS_NOTE = (
     "What a remedy costs: minority_precision is the minority classes' mean precision (false alarms); macro_pr_auc "
     "the mean over classes of the average precision one-vs-rest (ranking, no threshold); ece the expected "
     f"calibration error over {CALIBRATION_BINS} equal-width bins of the top-class confidence; loss the test NLL; "
-    "brier the multi-class Brier score, mean over images of the sum over classes of (p − [y = k])², 0 to 2. "
+    "brier the multi-class Brier score, mean over {examples} of the sum over classes of (p − [y = k])², 0 to 2. "
     "Lower is better for ece, loss and brier (docs/statistics.md; "
     "[reliability diagrams](reliability_diagrams.png)).")
 
@@ -499,13 +509,13 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     lines += [f"- {line}" for line in headline_lines(comparisons, labels)] + [""]
     lines += _run_paragraph(params, class_counts, alpha, summaries.get(LOGIT_ADJUSTED, {}).get("tuned_tau"),
                             summaries.get(TAU_NORMALISED, {}).get("tuned_tau"))
-    lines += too_small_warnings(summaries, class_counts["test"], labels)
+    lines += too_small_warnings(summaries, class_counts["test"], labels, examples_word(params))
     lines += ["", "## Test metrics, mean ± sd over seeds", ""]
     lines += markdown_table(["metric", *(labels[a] for a in arms)],
                             [[metric, *(f"{_fmt(summaries[a]['mean'][metric])} ± {_fmt(summaries[a]['std'][metric])}"
                                         for a in arms)]
                              for metric in TEST_METRICS if metric in summaries[arms[0]]["mean"]])
-    lines += ["", COSTS_NOTE, ""]
+    lines += ["", COSTS_NOTE.format(examples=examples_word(params)), ""]
     lines += _training_fit_lines(summaries, labels)
     lines += _per_class_table(summaries, labels, class_counts["minority_classes"])
     lines += ["", "## Paired differences side by side", "",
@@ -521,7 +531,7 @@ def summary_markdown(params, summaries, comparisons, headline, class_counts, mac
     for comparison in comparisons.values():
         lines += _difference_table(comparison, labels)
     lines += ["## McNemar's exact test per seed", "",
-              "Test images only the first arm gets right vs only the second, and the exact p.", ""]
+              f"Test {examples_word(params)} only the first arm gets right vs only the second, and the exact p.", ""]
     lines += _mcnemar_table(comparisons, labels)
     lines += ["", "Figures: [per-class recall](per_class_recall.png), [confusion matrices](confusion_matrices.png), "
               "[training curves](training_curves.png), [reliability diagrams](reliability_diagrams.png).", "",
@@ -544,11 +554,12 @@ def write_report(folder, params, summaries, comparisons, headline, class_counts,
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         plot_recall(tmp / "per_class_recall.png", summaries, class_counts["train"], minority, labels, title,
-                    comparisons)
+                    comparisons, examples_word(params))
         plot_confusions(tmp / "confusion_matrices.png", confusions, labels, title, class_counts["class_names"])
         plot_curves(tmp / "training_curves.png", curves_by_arm, labels, description)
         if reliability is not None:
-            plot_reliability(tmp / "reliability_diagrams.png", reliability, summaries, labels, title)
+            plot_reliability(tmp / "reliability_diagrams.png", reliability, summaries, labels, title,
+                             examples_word(params))
         (tmp / "summary.md").write_text(summary_markdown(params, summaries, comparisons, headline, class_counts,
                                                          machine))
         write_csv(tmp / "per_class_recall.csv", ["class", "training_images", *summaries],

@@ -56,7 +56,7 @@ def repro(jobs, cluster=""):
     if jobs == 1 and not cluster:
         return experiments.serial_repro(forget_unrestorable=plan.trainings_to_run(experiments.changed_stages())[1])
     workspace = executor.pushed_workspace() if cluster else None
-    code = experiments.repro("compute_weights")
+    code = experiments.repro("compute_weights", "frozen_features")  # every stage upstream of the trainings
     if code:  # the failing stage has said why
         return code
     changed, unrestorable = plan.trainings_to_run(experiments.changed_stages())

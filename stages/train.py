@@ -8,7 +8,7 @@ import sys
 from classweights.cli import run_stage
 from classweights.files import read_arrays, read_json, write_json
 from classweights.params import check_backbone, load_params
-from classweights.paths import ARMS, SPLITS, WEIGHTS, model_dir, seconds_file
+from classweights.paths import ARMS, FROZEN_FEATURES, SPLITS, WEIGHTS, model_dir, seconds_file
 from classweights.remedy import Remedy
 
 
@@ -31,8 +31,14 @@ def main():
         sys.modules.setdefault(unused, None)
     from classweights.model import train_arm  # TensorFlow only once the inputs are known good
 
+    network, saved = params.model, None
+    if network.trainable == "head":  # the head alone, on the features frozen_features computed once
+        from classweights.frozen import PARTS, head_training
+
+        features = read_arrays(FROZEN_FEATURES, list(PARTS))
+        splits, network, saved = head_training(splits, features, network, params.train.precision)
     seconds = train_arm(splits, params.train, args.seed, model_dir(args.arm, args.seed), class_weight, remedy,
-                        label=f"train_{args.arm}@{args.seed}", network=params.model)
+                        label=f"train_{args.arm}@{args.seed}", network=network, saved=saved)
     # beside the model, not in its folder: the model's bytes are reproducible, wall-clock time is not
     write_json(seconds_file(args.arm, args.seed), {"fit_seconds": round(seconds, 2)})
     print(f"train_{args.arm}@{args.seed}: saved {model_dir(args.arm, args.seed)} ({seconds:.1f} s to fit)")

@@ -41,3 +41,17 @@ def test_resnet_bench_counts_two_flops_per_multiply_add_of_each_convolution_and_
     model = keras.Sequential([keras.Input((4, 4, 1)), inner, keras.layers.Flatten(), keras.layers.Dense(5)])
     # 3x3 kernels, 1 -> 2 channels on 4x4 outputs; 2 -> 3 channels on 2x2 (stride 2); Dense 12 -> 5
     assert forward_flops(model) == 2 * (4 * 4 * 9 * 1 * 2 + 2 * 2 * 9 * 2 * 3 + 12 * 5)
+
+
+def test_the_frozen_features_bench_runs_tiny_and_reports_both_ways_side_by_side(subprocesses, tmp_path):
+    out = tmp_path / "frozen.json"
+    result = subprocess.run([sys.executable, "-m", "bench.frozen", "--tiny", "--epochs", "1", "--out", str(out)],
+                            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["training_s"]) == {"backbone in every epoch", "cached features"}
+    assert all(len(way["all"]) == 2 and way["min"] <= way["median"] <= way["max"]
+               for way in report["training_s"].values())
+    inline, cached = (report["training_s"][way]["median"] for way in ("backbone in every epoch", "cached features"))
+    assert report["speedup_per_training"] == inline / cached and report["features_once_s"] > 0
+    assert "a run of 20 trainings" in result.stdout

@@ -143,7 +143,7 @@ def test_a_csv_runs_end_to_end_under_dvc_repro(subprocesses, tmp_path):
     dvc(project, "add", "data/input/cancer.csv")
     commit(project, "data")
     result = dvc(project, "repro")
-    assert ran_stages(result) == sorted(["check_params", "fetch", "preprocess", "compute_weights",
+    assert ran_stages(result) == sorted(["check_params", "fetch", "preprocess", "compute_weights", "frozen_features",
                                          "train_unweighted@0", "train_weighted@0", "evaluate"])
     assert "fetch: csv: 2 classes, 417 training rows and no test half, 30 features each" in result.stdout
     counts = json.loads((project / "data/class_counts.json").read_text())

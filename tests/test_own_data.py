@@ -18,8 +18,8 @@ from stages import fetch
 from tools.sandbox import (TINY, commit, dvc, export_folder, folder_names, link_venv, make_project, ran_stages, run,
                            set_params, shipped_params)
 
-ALL_STAGES = sorted(["check_params", "fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_weighted@0",
-                     "evaluate"])  # one seed
+ALL_STAGES = sorted(["check_params", "fetch", "preprocess", "compute_weights", "frozen_features", "train_unweighted@0",
+                     "train_weighted@0", "evaluate"])  # one seed
 
 
 def test_fashion_mnist_through_a_folder_of_pngs_gives_the_same_splits_and_the_same_trained_bytes(

@@ -9,8 +9,8 @@ from sklearn.metrics import balanced_accuracy_score
 
 from tools.sandbox import dvc, ran_stages, set_params
 
-ALL_STAGES = sorted(["check_params", "fetch", "preprocess", "compute_weights", "train_unweighted@0", "train_unweighted@1",
-                     "train_weighted@0", "train_weighted@1", "evaluate"])
+ALL_STAGES = sorted(["check_params", "fetch", "preprocess", "compute_weights", "frozen_features", "train_unweighted@0",
+                     "train_unweighted@1", "train_weighted@0", "train_weighted@1", "evaluate"])
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DESCRIPTION = "mnist-sample, step imbalance, ratio 5; balanced class weights applied to the loss; 1 epoch, 2 seeds"
 HEADLINE = ("accuracy", "loss", "balanced_accuracy", "macro_f1", "minority_recall", "minority_precision", "macro_pr_auc",

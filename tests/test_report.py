@@ -281,6 +281,19 @@ def test_a_model_near_chance_and_a_class_with_few_test_images_are_named(three_ar
     assert "- **Few test images**: Ankle boot 6 (recall in steps of 1/6)" in text
 
 
+def test_feature_vectors_are_rows_in_the_summary_not_images(clothes):
+    table = clothes["params"].model_copy(update={"data": clothes["params"].data.model_copy(
+        update={"source": "csv", "path": "data/input/t.csv"})})
+    counts = {**clothes["class_counts"], "test": {**clothes["class_counts"]["test"], "Ankle boot": 6}}
+    text = summary_markdown(table, clothes["summaries"], clothes["comparisons"], clothes["headline"], counts)
+    assert "Training rows per class: " in text and "- **Few test rows**: Ankle boot 6" in text
+    assert "mean over rows of the sum over classes" in text and "Test rows only the first arm gets right" in text
+    assert "images" not in text
+    mlp = clothes["params"].model_copy(update={"model": clothes["params"].model.model_copy(update={"backbone": "mlp"})})
+    assert "Training rows per class: " in summary_markdown(mlp, clothes["summaries"], clothes["comparisons"],
+                                                            clothes["headline"], counts)
+
+
 def test_the_summary_says_how_far_each_trained_arm_fits_its_training_split(three_arms):
     params = shipped_params({"train": {"seeds": [0, 1, 2], "epochs": 3}})
     summaries = {arm: {**summary, "mean": {**summary["mean"]}} for arm, summary in three_arms["summaries"].items()}

@@ -85,8 +85,8 @@ def serial_origin(serial, tmp_path_factory):
 
 def test_parallel_repro_from_an_empty_cache_resumes_after_a_killed_training_and_matches_serial(serial_origin):
     tmp, project, first = serial_origin
-    assert ran_stages(first) == ["check_params", "compute_weights", "evaluate", "fetch", "preprocess",
-                                 "train_unweighted@0", "train_weighted@0"]
+    assert ran_stages(first) == ["check_params", "compute_weights", "evaluate", "fetch", "frozen_features",
+                                 "preprocess", "train_unweighted@0", "train_weighted@0"]
     fresh = clone(tmp, "parallel")
     # Another CPU model: the committed dvc.lock names model files this machine will not reproduce
     # byte for byte, and none of them is in its (empty) cache.
