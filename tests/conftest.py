@@ -2,6 +2,7 @@
 fixtures: two tiny projects that have run, each built once a session (`finished`: 2 seeds, by
 `dvc repro`; `serial`: 1 seed, by `make repro JOBS=1`; the end-to-end modules work on copies), a
 misbehaving HTTP server on 127.0.0.1 and a folder of small made-up Fashion-MNIST files."""
+import gc
 import gzip
 import http.server
 import os
@@ -52,6 +53,15 @@ def pytest_xdist_auto_num_workers(config):
 # it while TensorFlow loads).
 SLOW_FIXTURE = "subprocesses"
 FAST_PROGRAMS = {"git", "uname"}
+
+
+def pytest_collection_finish(session):
+    """Once every test module is imported: TensorFlow, Keras, SciPy and the rest hold ~400,000
+    objects that live as long as the process, and every full garbage collection walks them all
+    (0.3 s each; statsmodels' Holm adjustment calls gc.collect() itself, and the in-process
+    trainings make TensorFlow trigger many). gc.freeze() leaves them out of every later collection."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(items):
