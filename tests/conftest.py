@@ -23,7 +23,8 @@ from tests.fakes import fake_images, idx_bytes, sha256
 from tools.sandbox import ONE_SEED, clone_finished, commit, dvc, link_venv, make, make_project
 
 
-pytest_plugins = ["pytester"]  # tests/test_tiers.py runs a small suite of its own
+# pytester: tests/test_tiers.py runs a small suite of its own; tests.trained: tiny trainings several modules share
+pytest_plugins = ["pytester", "tests.trained"]
 
 # The end-to-end modules, slowest first (`make test` lists the slowest tests): pytest-xdist
 # hands whole modules to its workers in this order (--no-loadscope-reorder), so that the long

@@ -7,6 +7,7 @@ import pytest
 
 from classweights.errors import UserError
 from classweights.model import build_model, train_model
+from tests.callbacks import FirstWeights, Started
 from tests.fakes import fake_images
 from tools.sandbox import ROOT, shipped_params
 
@@ -20,30 +21,13 @@ def image_splits():
     return {"x_train": fake_images(y_train, 1), "y_train": y_train, "x_val": fake_images(y_val, 2), "y_val": y_val}
 
 
-class Started(Exception):
-    """Raised by FirstWeights(stop=True) once it holds the weights: the fit itself is not needed."""
-
-
-class FirstWeights(keras.callbacks.Callback):
-    """The trained network's weights as the first fit begins, by layer position; with stop=True,
-    the fit ends there (raising Started), before TensorFlow traces and runs a training step."""
-
-    def __init__(self, stop=False):
-        super().__init__()
-        self.stop = stop
-
-    def on_train_begin(self, logs=None):
-        if not hasattr(self, "layers"):
-            self.layers = [[w.copy() for w in layer.get_weights()] for layer in self.model.layers]
-        if self.stop:
-            raise Started
-
-
 # (loss params, weights.apply): the arms of a seed besides the unweighted one
 ARMS = {"weighted": ({"name": "cross_entropy"}, "loss"),
         "focal": ({"name": "focal"}, "loss"),
         "ldam": ({"name": "ldam"}, "loss"),
         "logit_adjusted": ({"name": "logit_adjusted"}, "none")}
+
+
 def feature_splits():
     """load_wine's rows, an imbalanced few per class for training."""
     from sklearn.datasets import load_wine

@@ -12,8 +12,8 @@ from classweights.model import CoupledSGD, scheduled_callbacks, train_model
 from classweights.params import parse_params
 from classweights.schedule import learning_rate_at
 from orchestration import sweep
-from tests.test_backbones import FirstWeights, Started, image_splits
-from tests.test_remedies import Snapshots, same
+from tests.callbacks import FirstWeights, Snapshots, Started, same
+from tests.test_backbones import image_splits
 from tools.sandbox import ROOT, committed_params, shipped_params
 
 WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
