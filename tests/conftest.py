@@ -27,12 +27,14 @@ from tools.sandbox import MAKE, ONE_SEED, clone_finished, commit, dvc, env, link
 # pytester: tests/test_tiers.py runs a small suite of its own; tests.trained: tiny trainings several modules share
 pytest_plugins = ["pytester", "tests.trained"]
 
-# The end-to-end modules, slowest first (`make test` lists the slowest tests): pytest-xdist
-# hands whole modules to its workers in this order (--no-loadscope-reorder), so that the long
-# ones start at once and the short ones fill in.
+# The end-to-end modules, slowest first (`make test` lists the slowest tests), then the modules
+# whose in-process tests take longest (`make check`: their fast tests): pytest-xdist hands whole
+# modules to its workers in this order (--no-loadscope-reorder), so that the long ones start at
+# once and the short ones fill in.
 SLOWEST_MODULES = ["test_scaleout.py", "test_cluster.py", "test_first_hour.py", "test_pipeline.py",
                    "test_own_data.py", "test_bench.py", "test_faults.py", "test_reproducibility.py",
-                   "test_model.py", "test_remedies.py", "test_backbones.py", "test_features.py"]
+                   "test_statistics.py", "test_backbones.py", "test_model.py", "test_regime.py", "test_remedies.py",
+                   "test_sweep.py", "test_report.py", "test_decoupled.py", "test_datasets.py", "test_features.py"]
 
 
 @pytest.hookimpl(optionalhook=True)  # known only when pytest-xdist is loaded (not under -p no:xdist)
