@@ -41,9 +41,10 @@ sweep-report: setup
 	$(BIN)/python -m orchestration.sweep '$(SWEEP)' --pull
 
 # The tests not marked slow (tests/conftest.py marks those that start DVC, make, Dask or a stage
-# process): in-process TensorFlow and statistics, one pytest worker per core, a file's tests on one.
+# process): in-process TensorFlow and statistics, one pytest worker per core, a file's tests on one,
+# the files slowest first in conftest's order.
 check: setup
-	$(BIN)/python -m pytest -m "not slow" -n $$(nproc) --dist loadfile
+	$(BIN)/python -m pytest -m "not slow" -n $$(nproc) --dist loadfile --no-loadscope-reorder
 
 # One pytest worker per core and one more (tests/conftest.py). A test file's tests stay on one
 # worker, so its module fixtures (a shared origin, a cluster) are built once; the files go out

@@ -1,7 +1,9 @@
 """The two tiers (`slow`: the tests that start processes; `make check` runs the others) and the
 fixtures: two tiny projects that have run, each built once a session (`finished`: 2 seeds, by
-`dvc repro`; `serial`: 1 seed, by `make repro JOBS=1`; the end-to-end modules work on copies), a
-misbehaving HTTP server on 127.0.0.1 and a folder of small made-up Fashion-MNIST files."""
+`dvc repro`; `serial`: 1 seed, by `make repro JOBS=1` as the README shares a run, with a git
+origin and a DVC remote; the end-to-end modules work on copies and clones), a misbehaving HTTP
+server on 127.0.0.1 and a folder of small made-up Fashion-MNIST files."""
+import gc
 import gzip
 import http.server
 import os
@@ -19,17 +21,20 @@ from filelock import FileLock
 
 from classweights.cli import stage_exit_code
 from tests.fakes import fake_images, idx_bytes, sha256
-from tools.sandbox import ONE_SEED, clone_finished, commit, dvc, link_venv, make, make_project
+from tools.sandbox import MAKE, ONE_SEED, clone_finished, commit, dvc, env, link_venv, make_project, run
 
 
-pytest_plugins = ["pytester"]  # tests/test_tiers.py runs a small suite of its own
+# pytester: tests/test_tiers.py runs a small suite of its own; tests.trained: tiny trainings several modules share
+pytest_plugins = ["pytester", "tests.trained"]
 
-# The end-to-end modules, slowest first (`make test` lists the slowest tests): pytest-xdist
-# hands whole modules to its workers in this order (--no-loadscope-reorder), so that the long
-# ones start at once and the short ones fill in.
+# The end-to-end modules, slowest first (`make test` lists the slowest tests), then the modules
+# whose in-process tests take longest (`make check`: their fast tests): pytest-xdist hands whole
+# modules to its workers in this order (--no-loadscope-reorder), so that the long ones start at
+# once and the short ones fill in.
 SLOWEST_MODULES = ["test_scaleout.py", "test_cluster.py", "test_first_hour.py", "test_pipeline.py",
                    "test_own_data.py", "test_bench.py", "test_faults.py", "test_reproducibility.py",
-                   "test_model.py", "test_remedies.py", "test_backbones.py", "test_features.py"]
+                   "test_statistics.py", "test_backbones.py", "test_model.py", "test_regime.py", "test_remedies.py",
+                   "test_sweep.py", "test_report.py", "test_decoupled.py", "test_datasets.py", "test_features.py"]
 
 
 @pytest.hookimpl(optionalhook=True)  # known only when pytest-xdist is loaded (not under -p no:xdist)
@@ -52,6 +57,15 @@ def pytest_xdist_auto_num_workers(config):
 # it while TensorFlow loads).
 SLOW_FIXTURE = "subprocesses"
 FAST_PROGRAMS = {"git", "uname"}
+
+
+def pytest_collection_finish(session):
+    """Once every test module is imported: TensorFlow, Keras, SciPy and the rest hold ~400,000
+    objects that live as long as the process, and every full garbage collection walks them all
+    (0.3 s each; statsmodels' Holm adjustment calls gc.collect() itself, and the in-process
+    trainings make TensorFlow trigger many). gc.freeze() leaves them out of every later collection."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(items):
@@ -140,17 +154,41 @@ def finished(subprocesses, tmp_path_factory):
     return built_once(tmp_path_factory, "finished", build)
 
 
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def readme_block(name):
+    """The shell lines between `<!-- name -->` and `<!-- /name -->` in the README, comments cut."""
+    block = README.split(f"<!-- {name} -->", 1)[1].split(f"<!-- /{name} -->", 1)[0]
+    lines = block.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    return [line.split("  #")[0].strip() for line in lines if line.strip()]
+
+
 @pytest.fixture(scope="session")
 def serial(subprocesses, tmp_path_factory):
-    """A one-seed project (tools.sandbox.ONE_SEED) after `make repro JOBS=1`, committed, with no
-    remote, and that run's output: the local run the scale-out tests compare theirs with."""
+    """The session's one-seed project (tools.sandbox.ONE_SEED), trained once for every end-to-end
+    module that needs that run: its owner followed the README's sharing lines word for word, but
+    for `make repro` serial (JOBS=1) and the remote's path, so the run is committed and pushed to
+    a bare git origin (origin.git, branch main) and a DVC remote (dvc-remote), run records too.
+    (project, that script's output, the folder holding origin.git): the local run the scale-out
+    tests compare theirs with, and what a colleague clones. Read it; clone or copy to change it."""
     def build(folder):
-        project = link_venv(make_project(folder, ONE_SEED))
-        first = make(project, "repro", "JOBS=1")
-        commit(project, "serial run")
+        project = link_venv(make_project(folder / "owner", ONE_SEED))
+        run(project, "git", "branch", "-m", "main")
+        run(folder, "git", "init", "-q", "--bare", "--initial-branch=main", "origin.git")
+        run(project, "git", "remote", "add", "origin", str(folder / "origin.git"))
+        run(project, "git", "push", "-q", "-u", "origin", "HEAD")
+        owner = readme_block("sharing")[:-1]  # the last line is the colleague's
+        script = "set -e\n" + "\n".join(owner).replace("/mnt/team/classweights-dvc", str(folder / "dvc-remote"))
+        script = script.replace("make ", " ".join([*MAKE, "JOBS=1"]) + " ")
+        script = script.replace("git commit", "git -c user.name=t -c user.email=t@localhost commit")
+        first = subprocess.run(["bash", "-c", script], cwd=project, env=env(), capture_output=True, text=True,
+                               timeout=900)
+        assert first.returncode == 0, first.stdout + first.stderr
         return first
 
-    return built_once(tmp_path_factory, "serial", build)
+    folder, first = built_once(tmp_path_factory, "serial", build)
+    return folder / "owner", first, folder
 
 
 @pytest.fixture

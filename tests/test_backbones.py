@@ -8,6 +8,7 @@ import pytest
 from classweights.errors import UserError
 from classweights.model import build_model, train_model
 from classweights.remedy import Remedy
+from tests.callbacks import FirstWeights, Started
 from tests.fakes import fake_images
 from tools.sandbox import ROOT, shipped_params
 
@@ -19,14 +20,6 @@ def image_splits():
     y_train = rng.permutation(np.repeat(np.arange(10), [12] * 5 + [4] * 5)).astype(np.uint8)
     y_val = np.repeat(np.arange(10), 1).astype(np.uint8)
     return {"x_train": fake_images(y_train, 1), "y_train": y_train, "x_val": fake_images(y_val, 2), "y_val": y_val}
-
-
-class FirstWeights(keras.callbacks.Callback):
-    """The trained network's weights as the first fit begins, by layer position."""
-
-    def on_train_begin(self, logs=None):
-        if not hasattr(self, "layers"):
-            self.layers = [[w.copy() for w in layer.get_weights()] for layer in self.model.layers]
 
 
 # (loss params, weights.apply): the arms of a seed besides the unweighted one
@@ -60,15 +53,16 @@ BACKBONES = {"cnn": ({}, image_splits), "resnet": ({"resnet_depth": 8}, image_sp
 
 
 def start(backbone, arm):
-    """The initial weights of one arm, seed 0, at 1 epoch."""
+    """The initial weights of one arm, seed 0, as its training begins."""
     model, splits = BACKBONES[backbone]
     loss, apply = ARMS.get(arm, ({"name": "cross_entropy"}, "loss"))
     params = shipped_params({"train": {"epochs": 1, "batch_size": 16}, "model": {"backbone": backbone, **model},
                              "loss": loss, "weights": {"apply": apply}})
-    first = FirstWeights()
+    first = FirstWeights(stop=True)
     remedy = Remedy.unweighted() if arm == "unweighted" else Remedy.of(params)
-    train_model(splits(), params.train, 0, WEIGHTS if remedy.weighted else None, remedy, callbacks=[first],
-                network=params.model)
+    with pytest.raises(Started):
+        train_model(splits(), params.train, 0, WEIGHTS if remedy.weighted else None, remedy, callbacks=[first],
+                    network=params.model)
     return first.layers
 
 

@@ -82,7 +82,7 @@ def test_a_cluster_sweep_survives_a_killed_worker_and_draws_the_local_map_byte_f
 
 def test_repro_on_the_cluster_gives_the_local_run_s_dvc_lock_and_metrics(serial, cluster, tmp_path):
     cluster.wait_for_workers(2)
-    local, _ = serial  # the session's `make repro JOBS=1` of the same one-seed project (conftest.py)
+    local = serial[0]  # the session's `make repro JOBS=1` of the same one-seed project (conftest.py)
     # an origin of its own: the sweeps' trainings on this module's remotes would be restored
     driver = clone(tiny_sweep_origin(tmp_path), "repro-driver")
     result = make(driver, "repro", f"CLUSTER={cluster.address}")

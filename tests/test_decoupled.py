@@ -10,10 +10,10 @@ from classweights.errors import UserError
 from classweights.evaluation import (TAU_NORMALISED, tau_normalised_arm, tau_normalised_kernel, tau_normalised_logits,
                                      tau_normalised_proba, tune_tau_norm)
 from classweights.model import (class_balanced_weight, head_inputs, load_model, make_dataset, predict_proba,
-                                retrain_classifier, save_model, train_model)
+                                retrain_classifier, save_model)
 from classweights.params import parse_params
 from classweights.report import arm_labels
-from tests.test_model import TRAIN, splits  # noqa: F401  (the fixture: 40 images of classes 0-4, 8 of 5-9)
+from tests.trained import TRAIN
 from tools.sandbox import committed_params, merged, shipped_params
 
 # Two features, three classes; the columns (class weight vectors) have norms 5, 2 and 1. Row norms
@@ -51,11 +51,10 @@ def test_a_tuned_tau_norm_is_chosen_on_validation_and_applied_to_the_test_featur
 
 
 @pytest.fixture(scope="module")
-def unweighted(splits, tmp_path_factory):
-    """A real unweighted training (seed 0), saved and read back as evaluate and cRT read it."""
-    model, _ = train_model(splits, TRAIN, seed=0)
+def unweighted(trained_unweighted, tmp_path_factory):
+    """A real unweighted training (seed 0, tests/trained.py), saved and read back as evaluate and cRT read it."""
     path = tmp_path_factory.mktemp("unweighted") / "model.keras"
-    save_model(model, path)
+    save_model(trained_unweighted.model, path)
     return path
 
 

@@ -162,11 +162,18 @@ def test_download_errors_from_a_misbehaving_server(folder, run_main, http_server
     assert no_partials(folder) == []
 
 
-def test_no_network_says_how_to_run_offline(folder, run_main):
+def test_no_network_says_how_to_run_offline(folder, run_main, monkeypatch):
+    from types import SimpleNamespace
+
+    from classweights import datasets
+
+    waits = []  # the waits between tries: asked for, not slept (7 s)
+    monkeypatch.setattr(datasets, "time", SimpleNamespace(sleep=waits.append))
     set_params(folder, {"data": {"source": "fashion-mnist", "mirror": "http://127.0.0.1:9/"}})
     result = run_main(folder, fetch.main)
     assert_one_line_error(result, "could not download http://127.0.0.1:9/train-images-idx3-ubyte.gz after 4 tries",
                           "network could not be reached", "data.source: mnist-sample", "data.path")
+    assert waits == [1, 2, 4]  # the shipped back-off: doubling from 1 s
 
 
 def _ctrl_c_as_in_a_terminal():

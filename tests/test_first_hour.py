@@ -11,11 +11,9 @@ import pytest
 import yaml
 
 from orchestration import executor, experiments, plan, sweep_report
-from tools.sandbox import (MAKE, ONE_SEED, ROOT, dvc, env, link_venv, make, make_project, metrics_files, ran_stages,
-                           run, set_params, shipped_params)
-
-README = (ROOT / "README.md").read_text()
-
+from tests.conftest import README, readme_block
+from tools.sandbox import (ROOT, clone_finished, dvc, env, link_venv, make, metrics_files, ran_stages, run, set_params,
+                           shipped_params)
 
 def git_status(project):
     return run(project, "git", "status", "--porcelain", "--untracked-files=all").stdout
@@ -193,47 +191,21 @@ def test_orchestration_reaches_dvc_only_through_the_adapter():
 
 # --- the README's sharing lines, and the way back ----------------------------------------------
 
-def readme_block(name):
-    """The shell lines between `<!-- name -->` and `<!-- /name -->` in the README, comments cut."""
-    block = README.split(f"<!-- {name} -->", 1)[1].split(f"<!-- /{name} -->", 1)[0]
-    lines = block.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
-    return [line.split("  #")[0].strip() for line in lines if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def shared(subprocesses, tmp_path_factory):
-    """A tiny project whose owner followed the README's sharing lines, word for word: the
-    remote path and the colleague's clone are this test's, `make` is the venv's."""
-    tmp = tmp_path_factory.mktemp("sharing")
-    project = link_venv(make_project(tmp / "owner", ONE_SEED))
-    run(tmp, "git", "init", "-q", "--bare", "origin.git")
-    run(project, "git", "remote", "add", "origin", str(tmp / "origin.git"))
-    run(project, "git", "push", "-q", "-u", "origin", "HEAD")
-    lines = readme_block("sharing")
-    owner, colleague = lines[:-1], lines[-1]
-    script = "set -e\n" + "\n".join(owner).replace("/mnt/team/classweights-dvc", str(tmp / "dvc-remote"))
-    script = script.replace("make ", " ".join(MAKE) + " ")
-    script = script.replace("git commit", "git -c user.name=t -c user.email=t@localhost commit")
-    result = subprocess.run(["bash", "-c", script], cwd=project, env=env(), capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return tmp, project, result, colleague
-
-
-def test_the_owner_s_run_shows_each_training_and_dvc_s_push_advice_with_a_remote(shared):
-    _, project, result, _ = shared
-    assert "training 2 (arm, seed) pairs on 2 local workers" in result.stdout
-    done = re.findall(r"^  (\d) of 2 trainings done, \d+ s: (train_\w+@0) trained$", result.stdout, re.MULTILINE)
-    assert [count for count, _ in done] == ["1", "2"]
-    assert sorted(stage for _, stage in done) == ["train_unweighted@0", "train_weighted@0"]
+def test_the_owner_s_run_trains_and_pushes_as_the_readme_says_and_leaves_git_status_clean(serial):
+    """The owner's lines (tests/conftest.py, `serial`: the README's sharing lines, `make repro`
+    serial; the progress lines of the default, parallel `make repro`: tests/test_scaleout.py)."""
+    project, result, _ = serial
+    assert ran_stages(result) == ["check_params", "compute_weights", "evaluate", "fetch", "preprocess",
+                                  "train_unweighted@0", "train_weighted@0"]
     assert "Use `dvc push` to send your updates to remote storage." in result.stdout
     assert git_status(project) == ""
 
 
-def test_a_colleague_s_fresh_clone_following_the_readme_trains_nothing(shared):
-    tmp, project, _, colleague = shared
-    run(tmp, "git", "clone", "-q", str(tmp / "origin.git"), "colleague")
-    clone = link_venv(tmp / "colleague")
+def test_a_colleague_s_fresh_clone_following_the_readme_trains_nothing(serial, tmp_path):
+    project, _, folder = serial
+    run(tmp_path, "git", "clone", "-q", str(folder / "origin.git"), "colleague")
+    clone = link_venv(tmp_path / "colleague")
+    colleague = readme_block("sharing")[-1]
     result = subprocess.run(["bash", "-c", f"set -e\n{colleague}"], cwd=clone, env=env(), capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -242,8 +214,8 @@ def test_a_colleague_s_fresh_clone_following_the_readme_trains_nothing(shared):
     assert metrics_files(clone) == metrics_files(project)
 
 
-def test_make_restore_goes_back_to_the_committed_run_from_the_run_cache(shared):
-    _, project, _, _ = shared
+def test_make_restore_goes_back_to_the_committed_run_from_the_run_cache(serial, tmp_path):
+    project = clone_finished(serial[0], tmp_path / "owner")  # the owner's copy, cache and all
     committed = (project / "dvc.lock").read_text()
     experiment = dvc(project, "exp", "run", "-S", "weights.strategy=sqrt_inverse")  # applied to the workspace
     assert "train_weighted@0" in ran_stages(experiment) and git_status(project) != ""

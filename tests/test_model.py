@@ -12,26 +12,9 @@ from classweights.files import read_arrays
 from classweights.remedy import Remedy
 from classweights.model import (build_model, load_model, make_dataset, predict_proba, sampled_batches,
                                 sampling_probabilities, save_model, train_arm, train_model)
-from tools.sandbox import ROOT, shipped_params
+from tools.sandbox import ROOT
 from classweights.report import read_curves
-from tests.fakes import fake_images
-
-TRAIN = shipped_params({"train": {"epochs": 2, "batch_size": 32}}).train
-
-
-def weighted(apply="loss"):
-    """The shipped weighted arm: cross-entropy with the class weights applied by `apply` from the start."""
-    return Remedy.of(shipped_params({"weights": {"apply": apply}}))
-
-
-@pytest.fixture(scope="module")
-def splits():
-    rng = np.random.default_rng(0)
-    y_train = rng.permutation(np.repeat(np.arange(10), [40] * 5 + [8] * 5)).astype(np.uint8)
-    y_val = np.repeat(np.arange(10), 2).astype(np.uint8)
-    y_test = np.repeat(np.arange(10), 3).astype(np.uint8)
-    return {"x_train": fake_images(y_train, 1), "y_train": y_train, "x_val": fake_images(y_val, 2), "y_val": y_val,
-            "x_test": fake_images(y_test, 3), "y_test": y_test}
+from tests.trained import TRAIN, WEIGHTS, weighted
 
 
 def test_model_takes_raw_uint8_images_and_is_the_notebooks_network():
@@ -44,9 +27,10 @@ def test_model_takes_raw_uint8_images_and_is_the_notebooks_network():
     assert proba.shape == (2, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
 
 
-def test_same_seed_same_model_and_saved_bytes_with_no_date_different_seed_different_model(splits, tmp_path):
-    first, _ = train_model(splits, TRAIN, seed=3)
-    again, _ = train_model(splits, TRAIN, seed=3)
+def test_same_seed_same_model_and_saved_bytes_with_no_date_different_seed_different_model(splits, trained_unweighted,
+                                                                                         tmp_path):
+    first = trained_unweighted.model  # seed 0, trained earlier in this process
+    again, _ = train_model(splits, TRAIN, seed=0)
     other, _ = train_model(splits, TRAIN, seed=4)
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), again.get_weights()))
     assert not np.array_equal(first.get_weights()[0], other.get_weights()[0])
@@ -62,12 +46,11 @@ def test_same_seed_same_model_and_saved_bytes_with_no_date_different_seed_differ
     assert np.array_equal(predict_proba(reloaded, splits["x_test"]), predict_proba(first, splits["x_test"]))
 
 
-def test_class_weights_change_the_training_loss_also_read_back_from_json_with_string_keys(splits):
-    weights = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
-    _, plain = train_model(splits, TRAIN, seed=0)
+def test_class_weights_change_the_training_loss_also_read_back_from_json_with_string_keys(
+        splits, trained_unweighted, trained_by_loss):
+    plain, by_weight = trained_unweighted.history, trained_by_loss.history  # seed 0; WEIGHTS on the loss
     _, unit = train_model(splits, TRAIN, seed=0, class_weight={c: 1.0 for c in range(10)}, remedy=weighted())
-    _, by_weight = train_model(splits, TRAIN, seed=0, class_weight=weights, remedy=weighted())
-    _, json_keys = train_model(splits, TRAIN, seed=0, class_weight={str(c): w for c, w in weights.items()},
+    _, json_keys = train_model(splits, TRAIN, seed=0, class_weight={str(c): w for c, w in WEIGHTS.items()},
                                remedy=weighted())
     assert unit["loss"] == pytest.approx(plain["loss"], rel=1e-6)  # weights of 1 change nothing
     assert abs(by_weight["loss"][0] - plain["loss"][0]) > 0.05  # real weights change the loss
@@ -164,14 +147,12 @@ def test_sampling_takes_as_many_steps_per_epoch_as_the_unweighted_arm(splits):
     assert steps(sampling_weight=SAMPLED_WEIGHTS) == steps() == int(np.ceil(len(splits["y_train"]) / 32))
 
 
-def test_sampling_arm_trains_deterministically_and_unlike_the_loss_arm(splits):
-    weights = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}
-    sampled, history = train_model(splits, TRAIN, seed=0, class_weight=weights, remedy=weighted("sampling"))
-    again, _ = train_model(splits, TRAIN, seed=0, class_weight=weights, remedy=weighted("sampling"))
-    by_loss, _ = train_model(splits, TRAIN, seed=0, class_weight=weights, remedy=weighted("loss"))
+def test_sampling_arm_trains_deterministically_and_unlike_the_loss_arm(splits, trained_by_sampling, trained_by_loss):
+    sampled, by_loss = trained_by_sampling.model, trained_by_loss.model  # seed 0, WEIGHTS
+    again, _ = train_model(splits, TRAIN, seed=0, class_weight=WEIGHTS, remedy=weighted("sampling"))
     assert all(np.array_equal(a, b) for a, b in zip(sampled.get_weights(), again.get_weights()))
     assert not np.array_equal(sampled.get_weights()[0], by_loss.get_weights()[0])
-    assert len(history["loss"]) == TRAIN.epochs
+    assert len(trained_by_sampling.history["loss"]) == TRAIN.epochs
 
 
 def test_interrupted_training_leaves_nothing(splits, tmp_path, monkeypatch):

@@ -1,10 +1,8 @@
 """The remedy arm trained for real at tiny size: deferred weights switch on at exactly the named
 epoch, every remedy loss trains and saves a model that predicts probabilities, and a loss that
 turns NaN stops the training with one line and nothing written."""
-import dataclasses
 import re
 
-import keras
 import numpy as np
 import pytest
 
@@ -13,10 +11,9 @@ from classweights.files import read_arrays
 from classweights.model import CosineDense, load_model, predict_proba, train_arm, train_model
 from classweights.remedy import COSINE, LOGITS, SOFTMAX, Head, Remedy
 from classweights.report import read_curves
-from tests.test_model import splits  # noqa: F401  (the fixture: 40 images of classes 0-4, 8 of 5-9)
+from tests.callbacks import Snapshots, same
+from tests.trained import WEIGHTS
 from tools.sandbox import shipped_params
-
-WEIGHTS = {c: (5.0 if c >= 5 else 0.2) for c in range(10)}  # the rare classes weigh more
 
 
 def remedy(loss="cross_entropy", apply="loss", defer_epoch=1, **keys):
@@ -26,42 +23,19 @@ def remedy(loss="cross_entropy", apply="loss", defer_epoch=1, **keys):
     return params.train, Remedy.of(params)
 
 
-class Snapshots(keras.callbacks.Callback):
-    """The model's weights at the end of every epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.after_epoch = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.after_epoch.append([w.copy() for w in self.model.get_weights()])
-
-
-def same(first, second):
-    return all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
-
-
-@pytest.fixture(scope="module")
-def unweighted(splits):
-    """The unweighted arm's weights after 1 and after 2 epochs, seed 0: what deferral is compared with."""
-    train, _ = remedy()
-    return (train_model(splits, train.model_copy(update={"epochs": 1}), 0)[0].get_weights(),
-            train_model(splits, train, 0)[0].get_weights())
-
-
 @pytest.mark.parametrize("apply", ["loss", "sampling"])
-def test_deferred_weights_switch_on_at_exactly_the_named_epoch(splits, unweighted, apply):
+def test_deferred_weights_switch_on_at_exactly_the_named_epoch(splits, trained_unweighted, trained_by_loss,
+                                                               trained_by_sampling, apply):
     train, deferral = remedy(apply=apply, defer_epoch=2)
-    one_epoch, two_epochs = unweighted
+    one_epoch, two_epochs = trained_unweighted.after_epoch  # seed 0, as train below
     snapshots = Snapshots()
     deferred, history = train_model(splits, train, 0, WEIGHTS, deferral, callbacks=[snapshots])
     # epoch 1 is the unweighted arm's epoch 1, to the bit; epoch 2 is weighted
     assert same(snapshots.after_epoch[0], one_epoch)
     assert not np.array_equal(deferred.get_weights()[0], two_epochs[0])
     assert len(snapshots.after_epoch) == len(history["loss"]) == 2
-    # deferral to epoch 1 is no deferral: the weights act from the first epoch
-    from_start = Snapshots()
-    train_model(splits, train, 0, WEIGHTS, dataclasses.replace(deferral, defer_epoch=1), callbacks=[from_start])
+    # without deferral (defer_epoch 1, the shared trainings) the weights act from the first epoch
+    from_start = {"loss": trained_by_loss, "sampling": trained_by_sampling}[apply]
     assert not np.array_equal(from_start.after_epoch[0][0], one_epoch[0])
 
 

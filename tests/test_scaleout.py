@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from orchestration import experiments
-from tools.sandbox import (MAKE, ONE_SEED, clone, clone_finished, commit, dvc, env, link_venv, lock_text, make,
+from tools.sandbox import (MAKE, ONE_SEED, clone, commit, dvc, env, link_venv, lock_text, make,
                            make_project, metrics_files, ran_stages, run, shared_origin)
 
 TINY_SWEEP = {"grid": {"imbalance.ratio": [2, 5]}}  # one point a shard (a group's second point: test_cluster.py)
@@ -72,22 +72,13 @@ def test_a_failure_is_named_by_the_stage_s_error_else_dvc_s_not_by_what_a_leftov
     assert experiments.last_line("") == "(no output)"
 
 
-@pytest.fixture(scope="module")
-def serial_origin(serial, tmp_path_factory):
-    """A copy of the session's serial run (conftest.py: `make repro JOBS=1`, no remote) shared
-    through a bare origin and a DVC remote, as a team would. (A colleague's clone that pulls it
-    and trains nothing: test_first_hour.py, the README's lines.)"""
-    tmp = tmp_path_factory.mktemp("scaleout")
-    project = clone_finished(serial[0], tmp / "serial")
-    shared_origin(tmp, project)
-    return tmp, project, serial[1]
-
-
-def test_parallel_repro_from_an_empty_cache_resumes_after_a_killed_training_and_matches_serial(serial_origin):
-    tmp, project, first = serial_origin
+def test_parallel_repro_from_an_empty_cache_resumes_after_a_killed_training_and_matches_serial(serial, tmp_path):
+    # the session's one-seed run (conftest.py: `make repro JOBS=1`, committed and pushed as the
+    # README shares a run; a colleague's clone that pulls it and trains nothing: test_first_hour.py)
+    project, first, origin = serial
     assert ran_stages(first) == ["check_params", "compute_weights", "evaluate", "fetch", "frozen_features",
                                  "preprocess", "train_unweighted@0", "train_weighted@0"]
-    fresh = clone(tmp, "parallel")
+    fresh = clone(origin, "parallel", into=tmp_path)  # a local `make repro` pulls nothing from the DVC remote
     # Another CPU model: the committed dvc.lock names model files this machine will not reproduce
     # byte for byte, and none of them is in its (empty) cache.
     lock = (fresh / "dvc.lock").read_text()
@@ -108,6 +99,11 @@ def test_parallel_repro_from_an_empty_cache_resumes_after_a_killed_training_and_
     parallel = make(fresh, "repro", "JOBS=2")
     assert "training 2 (arm, seed) pairs on 2 local workers" in parallel.stdout
     assert "(arm, seed) trainings: 1 ran, 1 restored from the run cache" in parallel.stdout
+    # a line as each training ends, from the workers' events
+    done = re.findall(r"^  (\d) of 2 trainings done, \d+ s: (train_\w+@0) (.+)$", parallel.stdout, re.MULTILINE)
+    assert [count for count, _, _ in done] == ["1", "2"], parallel.stdout
+    assert sorted((stage, how) for _, stage, how in done) == [("train_unweighted@0", "restored from the run cache"),
+                                                              ("train_weighted@0", "trained")]
     final = parallel.stdout.split("restoring them", 1)[1]
     assert re.findall(r"Running stage '([^']+)'", final) == ["evaluate"]  # every training: from the run cache
     assert re.findall(r"Stage '(train_\w+@0)' is cached", final) == ["train_unweighted@0", "train_weighted@0"]

@@ -191,10 +191,12 @@ def shared_origin(tmp, project):
     run(project, "git", "push", "-q", "origin", "HEAD:main")
 
 
-def clone(tmp, name):
-    """A clone of tmp/origin.git (see shared_origin) that runs `make` in this venv."""
-    run(tmp, "git", "clone", "-q", "-b", "main", str(tmp / "origin.git"), name)
-    return link_venv(tmp / name)
+def clone(tmp, name, into=None):
+    """A clone of tmp/origin.git (see shared_origin), as into/name (into: tmp unless given), that
+    runs `make` in this venv."""
+    into = into or tmp
+    run(into, "git", "clone", "-q", "-b", "main", str(tmp / "origin.git"), name)
+    return link_venv(into / name)
 
 
 class LocalCluster:
