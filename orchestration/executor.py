@@ -29,7 +29,7 @@ from pathlib import Path
 import cloudpickle
 
 from classweights.errors import UserError
-from orchestration import experiments
+from orchestration import experiments, plan
 from orchestration.experiments import finished_training  # by value on the workers (engine())
 
 CONNECT_TIMEOUT = "15s"
@@ -125,11 +125,13 @@ def git(*args, fix=""):
 
 
 def local_workspace():
-    """This workspace as local tasks copy it: HEAD, the tracked files edited or deleted since and
-    the untracked ones git does not ignore (a new code file need not be git-added first), its DVC cache."""
-    edited = git("ls-files", "-z", "--modified", "--others", "--exclude-standard").split("\0")
-    deleted = set(git("ls-files", "-z", "--deleted").split("\0"))
-    edits = {path: None if path in deleted else Path(path).read_bytes() for path in filter(None, edited)}
+    """This workspace as local tasks copy it: HEAD, the files changed since (staged or not, deleted
+    included: compared with HEAD, not with git's index) and the untracked ones git does not ignore
+    (a new code file need not be git-added first), its DVC cache."""
+    changed = git("diff", "--name-only", "--no-renames", "-z", "HEAD").split("\0")
+    untracked = git("ls-files", "-z", "--others", "--exclude-standard").split("\0")
+    edits = {path: Path(path).read_bytes() if Path(path).exists() else None
+             for path in filter(None, changed + untracked) if not Path(path).is_dir()}  # a nested repository: not ours
     return Workspace(str(Path.cwd()), git("rev-parse", "HEAD").strip(), edits, experiments.cache_dir())
 
 
@@ -146,7 +148,7 @@ def pushed_workspace():
         raise UserError(f"{edited.splitlines()[0][3:]} has changes that are not committed; the cluster runs the "
                         "commit: commit and `git push` them first")
     git("fetch", "--quiet", "origin", fix=fix)
-    if not git("branch", "--remotes", "--contains", commit, fix=fix):
+    if not git("branch", "--remotes", "--list", "origin/*", "--contains", commit, fix=fix):
         raise UserError(f"commit {commit[:7]} is not on origin; `git push` it first (the workers clone it from there)")
     return Workspace(origin, commit)
 
@@ -163,7 +165,7 @@ def engine(cluster, jobs):
         client, where = _connect(cluster), f"cluster {cluster}"
         workers = len(client.nthreads())
         print(f"{where}: {workers} worker(s){'; waiting for one to join' if not workers else ''}", flush=True)
-        closing, dashboard = [client], False
+        closing, dashboard = [client], bool(client.scheduler_info().get("services", {}).get("dashboard"))
     else:
         SCRATCH.mkdir(parents=True, exist_ok=True)
         # The scheduler (in this process) serves HTTP with or without bokeh, on 8787 or, when another
@@ -176,7 +178,7 @@ def engine(cluster, jobs):
                                  local_directory=str(SCRATCH.resolve()), memory_limit=0, silence_logs=logging.ERROR)
         client = Client(local)
         closing = [client, local]
-    if (dashboard if not cluster else client.scheduler_info().get("services", {}).get("dashboard")):
+    if dashboard:
         print(f"Dask dashboard: {client.dashboard_link}", flush=True)
     try:
         yield client
@@ -224,15 +226,19 @@ def submit(client, workspace, task, topic):
 
 class Progress:
     """`  3 of 20 trainings done, 95 s: train_weighted@1 trained`, one line per training that
-    finished, from the workers' events."""
+    finished, from the workers' events; a training a re-run task (its worker died) ends again is
+    not counted twice."""
 
     def __init__(self, total):
-        self.total, self.started, self.done = total, time.monotonic(), 0
+        self.total, self.started, self.done = total, time.monotonic(), set()
 
     def __call__(self, event):
         _, message = event
-        self.done += 1
-        print(f"  {self.done} of {self.total} trainings done, {time.monotonic() - self.started:.0f} s: "
+        key = (message["task"], message["stage"])
+        if key in self.done:
+            return
+        self.done.add(key)
+        print(f"  {len(self.done)} of {self.total} trainings done, {time.monotonic() - self.started:.0f} s: "
               f"{message['stage']} {message['how']}", flush=True)
 
 
@@ -243,35 +249,38 @@ def run_all(client, workspace, tasks):
     later is no reason for Dask to run a finished task again."""
     from distributed import as_completed
 
-    everything = [*tasks]
-    for task in everything:
-        everything += task.later
+    everything = plan.all_tasks(tasks)
     if not everything:
         return [], (0, 0)
     topic = f"classweights-trainings-{uuid.uuid4().hex[:8]}"  # this run's events only, on a shared scheduler
     client.subscribe_topic(topic, Progress(sum(task.trainings for task in everything)))
-    waiting, running = {}, as_completed()
+    waiting, running = {}, as_completed()  # waiting: {future key: its task}
+
+    def start(task):
+        future = submit(client, workspace, task, topic)
+        running.add(future)
+        waiting[future.key] = task
+
     for task in tasks:
-        running.add(submit(client, workspace, task, topic))
-        waiting[task.name] = task
+        start(task)
     failed, trained, restored = [], 0, 0
     try:
         for done, future in enumerate(running, start=1):
+            task = waiting.pop(future.key)
             result = future.result() if future.status == "finished" else None
-            name = result["name"] if result else next(n for n in waiting if future.key.startswith(f"{n}-"))
-            if result and not result["failed"]:
+            if result:  # a failed share of trainings (--keep-going) may have finished some
                 ran, cached = experiments.count_trainings(result["log"])
                 trained, restored = trained + ran, restored + cached
-                print(f"[{done}/{len(everything)}] done {name}: {ran} trained, {cached} restored from the run cache",
-                      flush=True)
+            if result and not result["failed"]:
+                print(f"[{done}/{len(everything)}] done {task.name}: {ran} trained, {cached} restored from the run "
+                      "cache", flush=True)
             else:
-                failed.append(name)
+                failed.append(task.name)
                 why = experiments.last_line(result["log"]) if result else failure_line(future)
-                print(f"FAILED {name}: {why}", file=sys.stderr, flush=True)
+                print(f"FAILED {task.name}: {why}", file=sys.stderr, flush=True)
             future.release()
-            for later in waiting.pop(name).later:  # started even if this one failed
-                running.add(submit(client, workspace, later, topic))
-                waiting[later.name] = later
+            for later in plan.after(task, failed=task.name in failed):  # started even if this one failed
+                start(later)
     except KeyboardInterrupt:
         raise UserError("interrupted; what finished is kept: run the same make command again") from None
     finally:

@@ -227,8 +227,8 @@ def task_commands(task, shared_cache=None):
     back; else (a cluster) it restores what the remotes hold and pushes its outputs and run records."""
     pull = [] if shared_cache else ["--pull"]
     share = [["dvc", "cache", "dir", "--local", shared_cache]] if shared_cache else []
-    if task.kind == "training":
-        run = ["dvc", "repro", *pull, *task.targets]
+    if task.kind == "training":  # --keep-going: a failed training stops none of the others in its share
+        run = ["dvc", "repro", *pull, *(["--keep-going"] if len(task.targets) > 1 else []), *task.targets]
         push = ["dvc", "push", "--run-cache", *task.targets]
     elif task.kind == "unweighted arm":  # its experiment is not kept: the group's points make their own
         run = ["dvc", "exp", "run", *pull, *task.options, "train_unweighted"]

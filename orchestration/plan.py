@@ -3,6 +3,7 @@
 to run, grouped (a setting's unweighted arm trained once), in which order, with which warnings.
 Pure: no process, no DVC. orchestration.executor runs the tasks; orchestration.scaleout ties the
 two together."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,6 +30,21 @@ class Task:
     targets: tuple = ()
     options: tuple = ()
     later: tuple = ()
+
+
+def all_tasks(tasks):
+    """The tasks and every task that starts after one of them, in that order."""
+    return [task for first in tasks for task in (first, *all_tasks(first.later))]
+
+
+def after(task, failed=False):
+    """The tasks to start once `task` has ended. Its later ones, even if it failed (their own runs
+    say why, or succeed where it did not); but when a group's unweighted-arm task failed, its
+    points run one after another, so that the first trains the arm and the others restore it,
+    instead of each training it at once."""
+    if failed and task.kind == "unweighted arm" and len(task.later) > 1:
+        return (dataclasses.replace(task.later[0], later=task.later[1:]),)
+    return task.later
 
 
 def parse_jobs(text, cores=None):
@@ -169,9 +185,10 @@ def group_tasks(fixed, points, seeds, arm_task):
     arm and then all the points run side by side, so the longest chain is the arm plus one point,
     not two points. It costs a task more (a copy, the first stages again), so not when the
     workers would be busy anyway (docs/scale-out.md)."""
-    tasks = [Task(point_name(p), "point", 2 * seeds, options=tuple(set_options({**fixed, **p}))) for p in points]
+    tasks = [Task(point_name(p), "point", len(ARMS) * seeds, options=tuple(set_options({**fixed, **p})))
+             for p in points]
     if not arm_task or len(tasks) == 1:  # a lone point trains its arm itself
-        return [Task(**{**tasks[0].__dict__, "later": tuple(tasks[1:])})]
+        return [dataclasses.replace(tasks[0], later=tuple(tasks[1:]))]
     return [Task(f"unweighted arm of {tasks[0].name}", "unweighted arm", seeds,
                  options=tuple(set_options({**fixed, **points[0]})), later=tuple(tasks))]
 

@@ -123,9 +123,9 @@ def sweep(path, jobs, shard_spec, cluster=""):
                                               shard_spec)
         print(f"sweep {path}: {len(points)} grid point{'s' * (len(points) != 1)}"
               f"{f' in shard {index}/{count}' if count > 1 else ''}, {len(points) - len(missing)} already done; "
-              f"running {len(missing)} on {where(cluster, jobs)}", flush=True)
+              f"running {len(missing)} on {where(cluster, max(1, min(jobs, len(missing))))}", flush=True)
         if missing:
-            client = client or stack.enter_context(executor.engine(cluster, jobs))
+            client = client or stack.enter_context(executor.engine(cluster, min(jobs, len(missing))))
             seeds = {name: len(p.train.seeds) for name, p in params.items()}
             tasks = plan.sweep_tasks(fixed, missing, seeds, sum(client.nthreads().values()) or 1)
             failed, (trained, restored) = executor.run_all(client, workspace, tasks)
@@ -135,7 +135,8 @@ def sweep(path, jobs, shard_spec, cluster=""):
     if count > 1:
         ours = [r["name"] for r in matched if r["point"] in points]
         ours += [sweep_file.point_name(p) for p in missing if sweep_file.point_name(p) not in failed_points]
-        experiments.share(ours)
+        if ours:  # with no names, `dvc exp push` would push every experiment of HEAD
+            experiments.share(ours)
         print(f"pushed {len(ours)} experiment{'s' * (len(ours) != 1)} of shard {index}/{count}; "
               "`make sweep-report` on any clone draws the map")
     sweep_file.collect(path, pull=bool(cluster))

@@ -122,6 +122,11 @@ def test_one_training_line_per_finished_training_from_the_workers_events(capsys)
     assert [re.sub(r", \d+ s:", ",", line) for line in lines] == [
         "  1 of 3 trainings done, train_unweighted@0 trained",
         "  2 of 3 trainings done, train_weighted@0 restored from the run cache"]
+    # a task Dask runs again (its worker died) reports its trainings again: counted once
+    progress((0.0, {"task": "exp-1", "stage": "train_unweighted@0", "how": "restored from the run cache"}))
+    progress((0.0, {"task": "exp-2", "stage": "train_unweighted@0", "how": "trained"}))  # another point's
+    assert [re.sub(r", \d+ s:", ",", line) for line in capsys.readouterr().out.splitlines()] == [
+        "  3 of 3 trainings done, train_unweighted@0 trained"]
 
 
 def test_fewest_seeds_for_a_verdict_is_where_2_over_2_to_the_n_drops_below_alpha():

@@ -11,7 +11,7 @@ import psutil
 import pytest
 import yaml
 
-from orchestration import experiments
+from orchestration import executor, experiments
 from tools.sandbox import (MAKE, ONE_SEED, clone, commit, dvc, env, link_venv, lock_text, make,
                            make_project, metrics_files, ran_stages, run, shared_origin)
 
@@ -193,3 +193,29 @@ def test_failed_grid_points_are_named_with_their_last_log_line_and_the_rest_stil
     assert len(failed) == 2, result.stderr  # the second point ran although the first had failed
     assert [line.split(": error: ")[1].startswith("data.path") and "/nowhere/" in line for line in failed] == [True, True], failed
     assert "error: 2 grid point(s) failed (above); run `make sweep` again to retry only those" in result.stderr
+
+
+def test_local_tasks_copy_every_change_since_head_staged_or_not(subprocesses, tmp_path, monkeypatch):
+    """git's index is not HEAD: an edit already `git add`-ed (as DVC's advice asks for dvc.lock), a
+    new file added, a file removed with `git rm`, an edit not staged and an untracked file all reach
+    the copies; an ignored file does not."""
+    monkeypatch.chdir(tmp_path)
+    for args in (["init", "-q"], ["config", "user.email", "t@t"], ["config", "user.name", "t"]):
+        run(tmp_path, "git", *args)
+    dvc(tmp_path, "init", "-q")
+    for name in ("params.yaml", "gone.py", "kept.py", ".gitignore"):
+        (tmp_path / name).write_text("ignored.txt\n" if name == ".gitignore" else f"{name} at HEAD\n")
+    run(tmp_path, "git", "add", ".")
+    run(tmp_path, "git", "commit", "-qm", "head")
+    (tmp_path / "params.yaml").write_text("staged edit\n")
+    (tmp_path / "new.py").write_text("staged new file\n")
+    run(tmp_path, "git", "add", "params.yaml", "new.py")
+    run(tmp_path, "git", "rm", "-q", "gone.py")
+    (tmp_path / "kept.py").write_text("edit not staged\n")
+    (tmp_path / "untracked.py").write_text("untracked\n")
+    (tmp_path / "ignored.txt").write_text("ignored\n")
+    workspace = executor.local_workspace()
+    assert workspace.edits == {"params.yaml": b"staged edit\n", "new.py": b"staged new file\n", "gone.py": None,
+                               "kept.py": b"edit not staged\n", "untracked.py": b"untracked\n"}
+    assert workspace.commit == run(tmp_path, "git", "rev-parse", "HEAD").stdout.strip()
+    assert workspace.cache == str(tmp_path / ".dvc" / "cache")

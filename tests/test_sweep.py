@@ -150,6 +150,17 @@ def test_with_idle_workers_a_group_s_arm_trains_first_then_its_points_side_by_si
     assert [t.kind for t in plan.sweep_tasks({}, GRID, seeds, workers=5)] == ["point"] * 3
 
 
+def test_what_starts_after_a_task_and_after_a_failed_unweighted_arm():
+    points = tuple(plan.Task(f"p{k}", "point", 2) for k in range(3))
+    arm = plan.Task("arm", "unweighted arm", 1, later=points)
+    assert [t.name for t in plan.all_tasks([arm, plan.Task("q", "point", 2)])] == ["arm", "p0", "p1", "p2", "q"]
+    assert plan.after(arm) == points  # the arm trained: every point at once, each restores it
+    # the arm failed: the first point trains it, the others restore it once that point has ended
+    (first,) = plan.after(arm, failed=True)
+    assert (first.name, first.later) == ("p0", points[1:])
+    assert plan.after(points[0], failed=True) == ()
+
+
 def test_local_trainings_are_dealt_one_task_per_worker_and_a_cluster_s_one_task_each():
     changed = [f"train_{arm}@{seed}" for arm in ("unweighted", "weighted") for seed in range(3)]
     local = plan.training_tasks(changed, shares=4)
@@ -172,11 +183,14 @@ def test_a_task_runs_dvc_in_its_copy_with_the_shared_cache_locally_and_the_remot
     assert commands(arm, shared_cache="/c") == [share, ["dvc", "exp", "run", "-S", "x=1", "train_unweighted"]]
     assert commands(point, shared_cache="/c") == [share, ["dvc", "exp", "run", "--name", "p", "-S", "x=1"],
                                                   ["dvc", "exp", "push", "--no-cache", "origin", "p"]]
-    assert commands(training, shared_cache="/c") == [share, ["dvc", "repro", "train_w@0", "train_u@1"]]
+    # a failed training of a share stops none of the others (--keep-going)
+    assert commands(training, shared_cache="/c") == [share, ["dvc", "repro", "--keep-going", "train_w@0", "train_u@1"]]
+    (alone,) = plan.training_tasks(["train_w@0"])
+    assert commands(alone, shared_cache="/c") == [share, ["dvc", "repro", "train_w@0"]]
     assert commands(arm) == [["dvc", "exp", "run", "--pull", "-S", "x=1", "train_unweighted"],
                              ["dvc", "push", "--run-cache", "train_unweighted"]]
     assert commands(point)[1] == ["dvc", "exp", "push", "--run-cache", "origin", "p"]
-    assert commands(training) == [["dvc", "repro", "--pull", "train_w@0", "train_u@1"],
+    assert commands(training) == [["dvc", "repro", "--pull", "--keep-going", "train_w@0", "train_u@1"],
                                   ["dvc", "push", "--run-cache", "train_w@0", "train_u@1"]]
 
 
