@@ -41,8 +41,8 @@ def head_network(network):
 
 def with_backbone(head, network, input_shape, precision):
     """The saved model: the frozen backbone (built again: the same weights, by FROZEN_SEED or its
-    file) followed by the trained head's layers, so that it takes raw inputs and, with the softmax
-    head, ends in its dropout and dense layer, as evaluate's head_inputs expects of every model."""
+    file) followed by the trained head's layers, so that it takes raw inputs; the unweighted arm's
+    (the softmax head) ends in its dropout and dense layer, as evaluate's head_inputs expects."""
     backbone = frozen_backbone(network, input_shape, precision)
     return keras.Sequential([keras.Input(shape=tuple(input_shape), dtype=input_dtype(input_shape)),
                              *backbone.layers, *head.layers])

@@ -1,8 +1,10 @@
-"""The remedy arm's training losses, as Keras losses on logits, and the per-class constants they need.
+"""The remedy arm's training losses, as Keras losses on the head's output, and the per-class
+constants they need.
 
-Each loss takes integer labels (n,) and logits (n, classes) and returns one loss per image,
-so that Keras can weigh it by a class weight. The network's probabilities are the softmax of
-the same logits (LDAM: of scale · cosine), so evaluate reads probabilities whatever the loss.
+Each loss takes integer labels (n,) and the head's output (n, classes: logits; LDAM: cosines, which
+it scales) and returns one loss per image, so that Keras can weigh it by a class weight. The
+network's probabilities are the softmax of the same logits (LDAM: of scale · cosine), so evaluate
+reads probabilities whatever the loss.
 """
 import numpy as np
 from keras import ops

@@ -181,7 +181,7 @@ def sampled_batches(y, class_weight, seed, batch_size):
 
 
 def train_model(splits, train, seed, class_weight=None, remedy=Remedy(), callbacks=(), network=None):
-    """Train the CNN on splits['x_train'] with validation on splits['x_val']; return (model, history).
+    """Train the network on splits['x_train'] with validation on splits['x_val']; return (model, history).
 
     network (model params; None: the cnn) chooses the backbone. The seed fixes the initial
     weights, the dropout masks and the batch order, so the arms of one seed differ only in the
@@ -207,7 +207,7 @@ def train_model(splits, train, seed, class_weight=None, remedy=Remedy(), callbac
         check_backbone(network, input_shape)
     model = build_model(train.dropout, train.precision, input_shape, num_classes(splits), network)
     standardise(model, splits["x_train"])
-    if not remedy.is_plain_cross_entropy:
+    if not remedy.plain_fit:
         return train_remedy(model, splits, train, seed, class_weight, remedy, callbacks)
     model.compile(
         optimizer=make_optimizer(train),
@@ -346,7 +346,8 @@ def retrain_classifier(model, splits, train, seed, epochs):
     """cRT on a build_model network: its backbone frozen, its head re-initialised and re-trained
     (train_head). The backbone runs once, in inference mode (its dropout off, batch normalisation
     with the statistics it learned), to give the features the head trains on: no gradient reaches
-    it. The new head's weights replace model's (changed in place); returns (model, history)."""
+    it. The new head's weights replace model's (changed in place); returns (model, history).
+    (evaluate trains cRT's heads with train_head on features it computes once for every arm.)"""
     features = {split: head_inputs(model, splits[f"x_{split}"])[0] for split in ("train", "val")}
     old_head = model.layers[-1]
     kernel, bias, history = train_head(features["train"], splits["y_train"], features["val"], splits["y_val"],
@@ -442,7 +443,6 @@ def train_arm(splits, train, seed, out_dir, class_weight=None, remedy=Remedy(), 
     the network and every fit, validation included)."""
     from classweights.files import atomic_path, write_arrays, write_json
     from classweights.paths import HISTORY, TRAIN_PREDICTIONS
-
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()

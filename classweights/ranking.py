@@ -24,7 +24,7 @@ def remedy_name(params):
     """A remedy's name in the comparison: the report's label, with the strategy named for
     today's weighted arm (several strategies are several remedies)."""
     remedy = Remedy.of(params)
-    if remedy.is_plain_cross_entropy:
+    if remedy.plain_fit:
         return f"cross-entropy + {remedy.strategy} weights ({remedy.apply})"
     return remedy.label
 

@@ -83,9 +83,10 @@ class Remedy:
         return self.apply != "none"
 
     @property
-    def is_plain_cross_entropy(self):
-        """Cross-entropy with the weights (if any) from the first epoch: one ordinary Keras fit, as the
-        unweighted arm and today's weighted arm train; anything else takes the remedy path."""
+    def plain_fit(self):
+        """Whether the arm trains in one ordinary Keras fit: cross-entropy with the weights (if any)
+        from the first epoch, as the unweighted arm and the shipped weighted arm do; another loss or
+        deferred weights take the remedy path (model.train_remedy)."""
         return self.loss_name == CROSS_ENTROPY and self.defer_epoch == 1
 
     @property
@@ -124,10 +125,10 @@ class Remedy:
 
     @property
     def label(self):
-        """The remedy's name in tables and legends: 'weighted (loss)' for today's weighted arm, else
+        """The remedy's name in tables and legends: 'weighted (loss)' for the shipped weighted arm, else
         the loss and the weights in short: 'focal γ=1 + effective_number weights (loss), deferred from
         epoch 8'; 'unweighted' for the unweighted arm."""
-        if self.is_plain_cross_entropy:
+        if self.plain_fit:
             return f"weighted ({self.apply})" if self.weighted else "unweighted"
         short = self._loss.short(self.loss)
         if not self.weighted:

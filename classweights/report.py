@@ -92,7 +92,7 @@ def _tick_labels(ax, axis, names, marked=()):
 def _remedy(params):
     """The remedy arm as describe_run says it: today's weighted arm in the words it always had."""
     remedy = Remedy.of(params)
-    return remedy.weights_phrase if remedy.is_plain_cross_entropy else f"remedy {remedy.phrase}"
+    return remedy.weights_phrase if remedy.plain_fit else f"remedy {remedy.phrase}"
 
 
 def arm_labels(params):

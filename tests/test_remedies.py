@@ -114,7 +114,7 @@ def test_the_remedy_is_one_value_built_from_the_params_that_says_its_label_phras
     remedy = Remedy.of(shipped_params(overrides))
     assert (remedy.label, remedy.phrase, remedy.head) == (label, phrase, head)
     # only cross-entropy from the first epoch is the ordinary fit, on Keras' own loss
-    assert remedy.is_plain_cross_entropy == (label == "weighted (loss)")
+    assert remedy.plain_fit == (label == "weighted (loss)")
     assert (remedy.keras_loss([40, 8]) is None) == (head == Head(SOFTMAX))
     assert remedy.weighted == ("weights (" in label or label == "weighted (loss)")
 
@@ -123,5 +123,5 @@ def test_the_unweighted_arm_s_remedy_is_cross_entropy_without_weights():
     plain = Remedy.unweighted()
     assert (plain.loss_phrase, plain.phrase, plain.label) == ("cross-entropy", "cross-entropy", "unweighted")
     assert not plain.weighted and plain.weights_phrase == "no class weights"
-    assert plain.is_plain_cross_entropy and plain.head == Head(SOFTMAX) and plain.keras_loss([40, 8]) is None
+    assert plain.plain_fit and plain.head == Head(SOFTMAX) and plain.keras_loss([40, 8]) is None
     assert plain == Remedy()  # the defaults of train_model and train_arm
