@@ -200,8 +200,8 @@ def test_the_owner_s_run_trains_and_pushes_as_the_readme_says_and_leaves_git_sta
     """The owner's lines (tests/conftest.py, `serial`: the README's sharing lines, `make repro`
     serial; the progress lines of the default, parallel `make repro`: tests/test_scaleout.py)."""
     project, result, _ = serial
-    assert ran_stages(result) == ["check_params", "compute_weights", "evaluate", "fetch", "preprocess",
-                                  "train_unweighted@0", "train_weighted@0"]
+    assert ran_stages(result) == ["check_params", "compute_weights", "evaluate", "fetch", "frozen_features",
+                                  "preprocess", "train_unweighted@0", "train_weighted@0"]
     assert "Use `dvc push` to send your updates to remote storage." in result.stdout
     assert git_status(project) == ""
 
