@@ -83,8 +83,9 @@ def finished_training(line):
 
 
 def count_trainings(log):
-    """(trained, restored) (arm, seed) trainings in the output of a DVC run."""
-    return len(re.findall(r"Running stage 'train_", log)), len(RESTORED.findall(log))
+    """(trained, restored) (arm, seed) trainings that ended in the output of a DVC run: a training
+    that started and failed (a failed share's log) is neither."""
+    return len(TRAINED.findall(log)), len(RESTORED.findall(log))
 
 
 def share(names, git_remote="origin"):

@@ -310,3 +310,14 @@ def test_every_command_line_in_the_readme_fits_120_columns():
     blocks = re.findall(r"```(?:bash)?\n(.*?)```", README, re.S)
     wide = [line for block in blocks for line in block.splitlines() if len(line) > 120]
     assert wide == []
+
+
+def test_a_share_s_trainings_count_only_those_that_ended():
+    # a share of three (dvc repro --keep-going): one trained, one restored, one killed after it started
+    log = ("Running stage 'train_unweighted@0':\n> python -m stages.train --arm unweighted --seed 0\n"
+           "train_unweighted@0: saved models/unweighted/seed_0 (3.0 s to fit)\n"
+           "Stage 'train_weighted@1' is cached - skipping run, checking out outputs\n"
+           "Running stage 'train_weighted@0':\n> python -m stages.train --arm weighted --seed 0\n"
+           "ERROR: failed to reproduce 'train_weighted@0': failed to run: python -m stages.train --arm weighted "
+           "--seed 0, exited with -9\n")
+    assert experiments.count_trainings(log) == (1, 1)
